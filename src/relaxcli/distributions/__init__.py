@@ -1,0 +1,37 @@
+"""Relaxed distributions for discrete random variables (METHODS.md sections 1-3).
+
+Every class subclasses :class:`torch.distributions.Distribution`, draws independent noise per
+element, follows its parameters' dtype and device, and has an exact ``log_prob`` (or raises
+``NotImplementedError`` saying why none exists).
+"""
+
+from relaxcli.distributions.bernoulli import (
+    GaussianRelaxedBernoulli,
+    HardConcrete,
+    RelaxedBernoulli,
+    StochasticTimesSmooth,
+    StraightThroughBernoulli,
+)
+from relaxcli.distributions.categorical import (
+    DecoupledStraightThroughGumbelSoftmax,
+    GeneralizedGumbelSoftmax,
+    GumbelSoftmax,
+)
+from relaxcli.distributions.copula import CorrelatedRelaxedBernoulli
+from relaxcli.distributions.simplex import InvertibleGaussian, LogisticNormalSoftmax
+from relaxcli.distributions.subset import GumbelSoftmaxTopK
+
+__all__ = [
+    "RelaxedBernoulli",
+    "GaussianRelaxedBernoulli",
+    "HardConcrete",
+    "StochasticTimesSmooth",
+    "StraightThroughBernoulli",
+    "CorrelatedRelaxedBernoulli",
+    "GumbelSoftmax",
+    "DecoupledStraightThroughGumbelSoftmax",
+    "GumbelSoftmaxTopK",
+    "InvertibleGaussian",
+    "GeneralizedGumbelSoftmax",
+    "LogisticNormalSoftmax",
+]

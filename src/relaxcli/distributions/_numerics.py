@@ -1,0 +1,100 @@
+"""Shared numerics for every distribution family: noise, straight-through, stable log-space maps.
+
+Everything here is a small pure function named after the math it computes, so that each
+distribution class reads like its formula. Noise is always drawn with the dtype and device of
+the tensor it perturbs and with one independent draw per output element.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def tiny(x: Tensor) -> float:
+    """Smallest positive normal number of ``x``'s dtype (keeps uniforms away from 0)."""
+    return torch.finfo(x.dtype).tiny
+
+
+def eps(x: Tensor) -> float:
+    """Machine epsilon of ``x``'s dtype (keeps uniforms away from 1)."""
+    return torch.finfo(x.dtype).eps
+
+
+def uniform_open(shape: torch.Size, like: Tensor) -> Tensor:
+    """U ~ Uniform(0, 1) strictly inside (0, 1), shape ``shape``, dtype/device of ``like``."""
+    u = torch.rand(shape, dtype=like.dtype, device=like.device)
+    return u.clamp(min=tiny(like), max=1.0 - eps(like))
+
+
+def gumbel_noise(shape: torch.Size, like: Tensor) -> Tensor:
+    """G ~ Gumbel(0, 1) = -log(-log U), one independent draw per element."""
+    return -torch.log(-torch.log(uniform_open(shape, like)))
+
+
+def logistic_noise(shape: torch.Size, like: Tensor) -> Tensor:
+    """L ~ Logistic(0, 1) = logit(U) = log U - log(1 - U), the difference of two Gumbels."""
+    u = uniform_open(shape, like)
+    return torch.log(u) - torch.log1p(-u)
+
+
+def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
+    """Forward value ``hard`` exactly, gradient of ``soft``: hard + (soft - sg(soft)).
+
+    Written with the parenthesis so the forward value is exactly 0 or 1 in float32
+    (``hard + soft - sg(soft)`` rounds to 1 +/- 1 ulp).
+    """
+    return hard + (soft - soft.detach())
+
+
+def log_sigmoid(x: Tensor) -> Tensor:
+    """log sigma(x), stable for large |x|."""
+    return torch.nn.functional.logsigmoid(x)
+
+
+def log1m_sigmoid(x: Tensor) -> Tensor:
+    """log(1 - sigma(x)) = log sigma(-x), stable for large |x|."""
+    return torch.nn.functional.logsigmoid(-x)
+
+
+def log_ndtr(x: Tensor) -> Tensor:
+    """log Phi(x), the log standard normal CDF, stable in both tails."""
+    return torch.special.log_ndtr(x)
+
+
+def logit_ndtr(x: Tensor) -> Tensor:
+    """logit Phi(x) = log Phi(x) - log Phi(-x), stable in both tails (copula gates)."""
+    return torch.special.log_ndtr(x) - torch.special.log_ndtr(-x)
+
+
+def normal_log_density(x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+    """log N(x; loc, scale^2), elementwise."""
+    z = (x - loc) / scale
+    return -0.5 * z * z - torch.log(scale) - 0.5 * math.log(2 * math.pi)
+
+
+def as_tensor_pair(a, b) -> tuple[Tensor, Tensor]:
+    """Turn Python floats / tensors into tensors of one common dtype and device.
+
+    Floats adopt the dtype/device of the tensor argument (or torch's default dtype).
+    """
+    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    if like is None:
+        dtype, device = torch.get_default_dtype(), None
+    else:
+        dtype, device = like.dtype, like.device
+        if not dtype.is_floating_point:
+            dtype = torch.get_default_dtype()
+    ta = torch.as_tensor(a, dtype=dtype, device=device)
+    tb = torch.as_tensor(b, dtype=dtype, device=device)
+    return ta, tb
+
+
+def check_temperature(temperature: Tensor, name: str = "temperature") -> None:
+    """tau <= 0 is always an error, whatever validate_args says (METHODS.md section 0)."""
+    if not bool(torch.all(temperature > 0)):
+        raise ValueError(
+            f"Expected parameter {name} to be positive (tau > 0), but found {temperature.tolist()}"
+        )

@@ -1,0 +1,261 @@
+"""THE registry: one :class:`Method` record per CLI method name.
+
+``relax list``, the CLI's choices, the VAE's latent construction, grad-bench's method list, the
+README table and the parametrised tests all read :data:`METHODS`. Adding a method is one class
+(in ``distributions/`` or ``estimators/``) plus one :func:`register` call here.
+
+Parameter convention (what runners hand to :meth:`Method.build`): ``raw`` is an unconstrained
+tensor whose last dimension holds ``param_size(K)`` numbers per latent variable, where ``K`` is
+the number of categories (1 for a Bernoulli unit). For methods with ``from_logits=True``, ``raw``
+*is* the logits of the underlying discrete law (Bernoulli(sigmoid(raw)) or
+Categorical(softmax(raw))), so exact gradients can be enumerated and discrete evaluation is
+possible.
+
+Example:
+    >>> import torch
+    >>> from relaxcli.methods import get_method
+    >>> m = get_method("hard-concrete")
+    >>> d = m.build(torch.zeros(3), tau=m.default_tau)
+    >>> d.rsample((5,)).shape
+    torch.Size([5, 3])
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torch.distributions import Bernoulli, Distribution, OneHotCategorical
+
+from relaxcli import distributions as D
+from relaxcli.errors import BadInput
+
+FAMILIES = ("bernoulli", "categorical", "subset", "simplex")
+KINDS = ("relaxed", "straight-through", "score-function")
+
+
+@dataclass(frozen=True)
+class Paper:
+    """Where a method comes from: ``authors`` as cited (e.g. "Jang, Gu, Poole"), year, arXiv id."""
+
+    authors: str
+    year: int
+    arxiv: str = ""
+    title: str = ""
+
+    def short(self) -> str:
+        """"Jang et al. 2017" style, for narrow tables."""
+        first = self.authors.split(";")[0].split(",")[0].strip()
+        many = "," in self.authors or ";" in self.authors
+        return f"{first}{' et al.' if many else ''} {self.year}"
+
+    def cite(self) -> str:
+        return f"{self.authors} ({self.year})" + (f", arXiv:{self.arxiv}" if self.arxiv else "")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One registry record. See the module docstring for the ``raw`` parameter convention.
+
+    Fields:
+        name: kebab-case CLI name.
+        family: "bernoulli" | "categorical" | "subset" | "simplex".
+        kind: "relaxed" | "straight-through" | "score-function".
+        unbiased: whether its gradient estimate of the discrete objective is unbiased.
+        exact_log_prob: whether its distribution's ``log_prob`` is the exact density/mass of
+            what it samples (False where METHODS.md allows ``NotImplementedError``).
+        paper: the reference.
+        default_tau: default temperature (None where the method has none).
+        summary: one line for ``relax list`` and the README.
+        builder: ``builder(raw, tau, **options) -> Distribution`` (None for score-function
+            methods, which use :attr:`discrete`).
+        param_size: numbers per latent variable as a function of K.
+        from_logits: ``raw`` are the logits of the underlying discrete law.
+        discrete: ``discrete(raw, **options) -> Distribution`` of the underlying discrete law
+            (None when the method has no discrete counterpart, e.g. IGR).
+        options: extra keyword options ``builder`` accepts, with defaults (CLI and VAE use them).
+        estimator: ``estimator(method, **options)`` returning the gradient estimator module
+            (filled in by ``relaxcli.estimators``; pathwise for every distribution method).
+    """
+
+    name: str
+    family: str
+    kind: str
+    unbiased: bool
+    exact_log_prob: bool
+    paper: Paper
+    default_tau: float | None
+    summary: str
+    builder: Callable[..., Distribution] | None = None
+    param_size: Callable[[int], int] = lambda k: k
+    from_logits: bool = True
+    discrete: Callable[..., Distribution] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    estimator: Callable[..., Any] | None = None
+
+    def build(self, raw: Tensor, tau: float | Tensor | None = None, **options) -> Distribution:
+        """The method's distribution for parameters ``raw`` at temperature ``tau``."""
+        if self.builder is None:
+            raise ValueError(f"method {self.name!r} is a score-function estimator: it has no relaxed "
+                             "distribution; use .discrete() or its estimator")
+        opts = {**self.options, **options}
+        return self.builder(raw, self.default_tau if tau is None else tau, **opts)
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to :data:`METHODS` (names are unique)."""
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} is registered twice")
+    if method.family not in FAMILIES or method.kind not in KINDS:
+        raise ValueError(f"method {method.name!r}: bad family {method.family!r} or kind {method.kind!r}")
+    METHODS[method.name] = method
+    return method
+
+
+class UnknownMethodError(BadInput):
+    """Raised by :func:`get_method` with the list of methods and the closest match."""
+
+
+def get_method(name: str) -> Method:
+    """The record for ``name``; an :class:`UnknownMethodError` names the closest match."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(METHODS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownMethodError(
+            f"unknown method {name!r}.{hint} Choose from: {', '.join(METHODS)}"
+        ) from None
+
+
+def methods_where(**conditions) -> list[Method]:
+    """Registry records whose attributes equal ``conditions`` (e.g. ``family="bernoulli"``)."""
+    return [m for m in METHODS.values() if all(getattr(m, k) == v for k, v in conditions.items())]
+
+
+# ----------------------------------------------------------------------------- discrete laws
+def bernoulli_law(raw: Tensor, **_) -> Distribution:
+    return Bernoulli(logits=raw)
+
+
+def categorical_law(raw: Tensor, **_) -> Distribution:
+    return OneHotCategorical(logits=raw)
+
+
+def _gaussian_gate_loc(raw: Tensor, scale: float) -> Tensor:
+    # loc = 1/2 + scale * Phi^{-1}(sigmoid(raw)), so that P(z > 1/2) = sigmoid(raw): the gate
+    # thresholded at 1/2 is exactly Bernoulli(sigmoid(raw)), which makes raw comparable to the
+    # logits of every other Bernoulli-family method.
+    p = torch.sigmoid(raw).clamp(1e-6, 1 - 1e-6)
+    return 0.5 + scale * torch.special.ndtri(p)
+
+
+# ----------------------------------------------------------------------------- the records
+BERNOULLI_PAPER = Paper("Maddison, Mnih, Teh; Jang, Gu, Poole", 2017, "1611.00712",
+                        "The Concrete Distribution / Categorical Reparameterization with Gumbel-Softmax")
+GS_PAPER = Paper("Jang, Gu, Poole", 2017, "1611.01144", "Categorical Reparameterization with Gumbel-Softmax")
+
+register(Method(
+    "relaxed-bernoulli", "bernoulli", "relaxed", False, True, BERNOULLI_PAPER, 0.5,
+    "Binary Concrete: z = sigmoid((logits + L)/tau), L ~ Logistic(0,1)",
+    builder=lambda raw, tau, **o: D.RelaxedBernoulli(tau, logits=raw),
+    param_size=lambda k: 1, discrete=bernoulli_law,
+))
+register(Method(
+    "gaussian-bernoulli", "bernoulli", "relaxed", False, True,
+    Paper("Yamada, Lindenbaum, Negahban, Kluger", 2020, "1810.04247", "Feature Selection using Stochastic Gates"),
+    None, "Stochastic gate: z = clamp(loc + scale*eps, 0, 1), atoms at 0 and 1",
+    builder=lambda raw, tau, scale=0.5, **o: D.GaussianRelaxedBernoulli(_gaussian_gate_loc(raw, scale), scale),
+    param_size=lambda k: 1, discrete=bernoulli_law, options={"scale": 0.5},
+))
+register(Method(
+    "hard-concrete", "bernoulli", "relaxed", False, True,
+    Paper("Louizos, Welling, Kingma", 2018, "1712.01312", "Learning Sparse Neural Networks through L0 Regularization"),
+    2.0 / 3.0, "Stretched binary Concrete clamped to [0,1]: exact zeros and ones",
+    builder=lambda raw, tau, **o: D.HardConcrete(raw, temperature=tau),
+    param_size=lambda k: 1, discrete=bernoulli_law,
+))
+register(Method(
+    "stochastic-times-smooth", "bernoulli", "straight-through", False, True,
+    Paper("Bengio, Leonard, Courville", 2013, "1308.3432", "Estimating or Propagating Gradients Through Stochastic Neurons"),
+    None, "h = sg(b)*sqrt(p), b ~ Bernoulli(sqrt(p)): gradient through sqrt(p)",
+    builder=lambda raw, tau, **o: D.StochasticTimesSmooth(logits=raw),
+    param_size=lambda k: 1, discrete=bernoulli_law,
+))
+register(Method(
+    "straight-through-bernoulli", "bernoulli", "straight-through", False, True,
+    Paper("Bengio, Leonard, Courville", 2013, "1308.3432", "Estimating or Propagating Gradients Through Stochastic Neurons"),
+    None, "b ~ Bernoulli(p) forward, identity gradient of p backward",
+    builder=lambda raw, tau, **o: D.StraightThroughBernoulli(logits=raw),
+    param_size=lambda k: 1, discrete=bernoulli_law,
+))
+register(Method(
+    "correlated-bernoulli", "bernoulli", "relaxed", False, True,
+    Paper("Lee, Imrie, van der Schaar", 2022, "", "Self-Supervision Enhanced Feature Selection with Correlated Gates"),
+    0.1, "Gaussian-copula relaxed Bernoulli gates with correlation matrix R",
+    builder=lambda raw, tau, correlation=None, **o: D.CorrelatedRelaxedBernoulli(
+        tau, torch.eye(raw.shape[-1], dtype=raw.dtype, device=raw.device) if correlation is None else correlation,
+        logits=raw),
+    param_size=lambda k: 1, discrete=bernoulli_law, options={"correlation": None},
+))
+register(Method(
+    "gumbel-softmax", "categorical", "relaxed", False, True, GS_PAPER, 1.0,
+    "y = softmax((logits + G)/tau), G ~ Gumbel(0,1)",
+    builder=lambda raw, tau, **o: D.GumbelSoftmax(tau, logits=raw),
+    discrete=categorical_law,
+))
+register(Method(
+    "st-gumbel-softmax", "categorical", "straight-through", False, True, GS_PAPER, 1.0,
+    "one_hot(argmax(logits + G)) forward, Gumbel-Softmax gradient backward",
+    builder=lambda raw, tau, **o: D.GumbelSoftmax(tau, logits=raw, hard=True),
+    discrete=categorical_law,
+))
+register(Method(
+    "decoupled-st-gumbel-softmax", "categorical", "straight-through", False, True,
+    Paper("Shah, Wiese, Gottlieb", 2024, "2410.13331", "Improving Discrete Optimisation Via Decoupled Straight-Through Gumbel-Softmax"),
+    1.0, "Straight-through Gumbel-Softmax with separate forward/backward temperatures",
+    builder=lambda raw, tau, tau_backward=None, **o: D.DecoupledStraightThroughGumbelSoftmax(
+        tau, tau if tau_backward is None else tau_backward, logits=raw),
+    discrete=categorical_law, options={"tau_backward": None},
+))
+register(Method(
+    "topk", "subset", "relaxed", False, True,
+    Paper("Kool, van Hoof, Welling; Xie, Ermon", 2019, "1903.06059", "Stochastic Beams and Where to Find Them / Reparameterizable Subset Sampling"),
+    0.5, "Relaxed k-hot vector from one Gumbel perturbation and k softmax steps",
+    builder=lambda raw, tau, k=2, hard=False, relaxation="sequential", **o: D.GumbelSoftmaxTopK(
+        k, tau, logits=raw, hard=hard, relaxation=relaxation),
+    discrete=lambda raw, k=2, **o: D.GumbelSoftmaxTopK(k, 1.0, logits=raw, hard=True),
+    options={"k": 2, "relaxation": "sequential"},
+))
+register(Method(
+    "invertible-gaussian", "categorical", "relaxed", False, True,
+    Paper("Potapczynski, Loaiza-Ganem, Cunningham", 2020, "1912.09588", "Invertible Gaussian Reparameterization"),
+    1.0, "z = softmax++((loc + scale*eps)/tau): a bijection onto the simplex",
+    builder=lambda raw, tau, delta=1.0, **o: D.InvertibleGaussian(
+        raw[..., : raw.shape[-1] // 2], torch.nn.functional.softplus(raw[..., raw.shape[-1] // 2:]) + 1e-4,
+        tau, delta=delta),
+    param_size=lambda k: 2 * (k - 1), from_logits=False, options={"delta": 1.0},
+))
+register(Method(
+    "generalized-gumbel", "categorical", "relaxed", False, False,
+    Paper("Joo, Kim, Kim, Moon", 2020, "2003.01847", "Generalized Gumbel-Softmax Gradient Estimator"),
+    1.0, "sum_k values_k * w_k, w ~ Gumbel-Softmax over a numeric support",
+    builder=lambda raw, tau, values=None, **o: D.GeneralizedGumbelSoftmax(
+        torch.arange(raw.shape[-1], dtype=raw.dtype, device=raw.device) if values is None else values,
+        tau, logits=raw),
+    discrete=categorical_law, options={"values": None},
+))
+register(Method(
+    "logistic-normal", "simplex", "relaxed", False, True,
+    Paper("Hobbhahn, Kristiadi, Hennig", 2022, "2003.01227", "Fast Predictive Uncertainty for Classification with Bayesian Deep Networks"),
+    None, "z = softmax(y), y ~ N(loc, diag(scale^2)); the Laplace bridge's target",
+    builder=lambda raw, tau, **o: D.LogisticNormalSoftmax(
+        raw[..., : raw.shape[-1] // 2], torch.nn.functional.softplus(raw[..., raw.shape[-1] // 2:]) + 1e-4),
+    param_size=lambda k: 2 * k, from_logits=False,
+))
