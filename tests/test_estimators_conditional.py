@@ -65,8 +65,8 @@ def test_bernoulli_conditional_is_truncated_logistic():
     up = bernoulli_conditional(logits, torch.ones(N))
     lo = bernoulli_conditional(logits, torch.zeros(N))
     assert (up > 0).all() and (lo <= 0).all()
-    cdf_up = lambda x: (stats.logistic.cdf(x, loc=a) - (1 - theta)) / theta  # noqa: E731
-    cdf_lo = lambda x: stats.logistic.cdf(x, loc=a) / (1 - theta)  # noqa: E731
+    cdf_up = lambda x: (stats.logistic.cdf(x, loc=a) - (1 - theta)) / theta
+    cdf_lo = lambda x: stats.logistic.cdf(x, loc=a) / (1 - theta)
     assert ks(up, cdf_up) < KS_CRIT
     assert ks(lo, cdf_lo) < KS_CRIT
 
@@ -81,7 +81,7 @@ def test_bernoulli_pair_finite_and_differentiable_at_extremes():
 
 def test_bernoulli_noise_independent_per_element():
     torch.manual_seed(3)
-    b, z, zt = bernoulli_relaxed_pair(torch.zeros(3), sample_shape=(4,))
+    _b, z, zt = bernoulli_relaxed_pair(torch.zeros(3), sample_shape=(4,))
     assert len(set(zt.flatten().tolist())) == 12 and len(set(z.flatten().tolist())) == 12
 
 

@@ -51,10 +51,10 @@ from torch.nn import functional as F
 from relaxcli.distributions._numerics import gumbel_noise, logistic_noise, uniform_open
 
 __all__ = [
-    "bernoulli_relaxed_pair",
     "bernoulli_conditional",
-    "categorical_relaxed_pair",
+    "bernoulli_relaxed_pair",
     "categorical_conditional",
+    "categorical_relaxed_pair",
 ]
 
 
@@ -78,7 +78,7 @@ def bernoulli_conditional(logits: Tensor, b: Tensor, v: Tensor | None = None) ->
     return torch.where(b > 0.5, upper, lower)
 
 
-def bernoulli_relaxed_pair(logits: Tensor, sample_shape=torch.Size()) -> tuple[Tensor, Tensor, Tensor]:
+def bernoulli_relaxed_pair(logits: Tensor, sample_shape=()) -> tuple[Tensor, Tensor, Tensor]:
     """(b, z, z_tilde) for Bernoulli(sigmoid(logits)), shape ``sample_shape + logits.shape``.
 
     z = logits + L (pre-sigmoid, L ~ Logistic(0,1)), b = 1{z > 0} as a float (no gradient),
@@ -110,7 +110,7 @@ def categorical_conditional(logits: Tensor, b: Tensor, v: Tensor | None = None) 
     return torch.where(b > 0.5, -top.expand(shape), others)
 
 
-def categorical_relaxed_pair(logits: Tensor, sample_shape=torch.Size()) -> tuple[Tensor, Tensor, Tensor]:
+def categorical_relaxed_pair(logits: Tensor, sample_shape=()) -> tuple[Tensor, Tensor, Tensor]:
     """(b, z, z_tilde) for Categorical(softmax(logits)) over the last dimension.
 
     The logits are normalised first (log p = log_softmax(logits)); z = log p + G,
