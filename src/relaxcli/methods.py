@@ -164,7 +164,7 @@ GS_PAPER = Paper("Jang, Gu, Poole", 2017, "1611.01144", "Categorical Reparameter
 register(Method(
     "relaxed-bernoulli", "bernoulli", "relaxed", False, True, BERNOULLI_PAPER, 0.5,
     "Binary Concrete: z = sigmoid((logits + L)/tau), L ~ Logistic(0,1)",
-    builder=lambda raw, tau, **o: D.RelaxedBernoulli(tau, logits=raw),
+    builder=lambda raw, tau, hard=False, **o: D.RelaxedBernoulli(tau, logits=raw, hard=hard),
     param_size=lambda k: 1, discrete=bernoulli_law,
 ))
 register(Method(
@@ -207,7 +207,7 @@ register(Method(
 register(Method(
     "gumbel-softmax", "categorical", "relaxed", False, True, GS_PAPER, 1.0,
     "y = softmax((logits + G)/tau), G ~ Gumbel(0,1)",
-    builder=lambda raw, tau, **o: D.GumbelSoftmax(tau, logits=raw),
+    builder=lambda raw, tau, hard=False, **o: D.GumbelSoftmax(tau, logits=raw, hard=hard),
     discrete=categorical_law,
 ))
 register(Method(
@@ -246,9 +246,9 @@ register(Method(
     "generalized-gumbel", "categorical", "relaxed", False, False,
     Paper("Joo, Kim, Kim, Moon", 2020, "2003.01847", "Generalized Gumbel-Softmax Gradient Estimator"),
     1.0, "sum_k values_k * w_k, w ~ Gumbel-Softmax over a numeric support",
-    builder=lambda raw, tau, values=None, **o: D.GeneralizedGumbelSoftmax(
+    builder=lambda raw, tau, values=None, hard=False, **o: D.GeneralizedGumbelSoftmax(
         torch.arange(raw.shape[-1], dtype=raw.dtype, device=raw.device) if values is None else values,
-        tau, logits=raw),
+        tau, logits=raw, hard=hard),
     discrete=categorical_law, options={"values": None},
 ))
 register(Method(
