@@ -1,29 +1,540 @@
-"""PLACEHOLDER: being written for issue #2 (replaced before landing)."""
+"""The Bernoulli family (METHODS.md section 1): relaxations of one binary unit, event_shape ().
 
-from torch.distributions import Distribution
+Classes (all ``has_rsample = True``; parameters may be Python floats or tensors, noise is drawn
+per output element with the parameters' dtype and device):
+
+- :class:`RelaxedBernoulli`: binary Concrete z = sigma((logits + L)/tau), optional hard
+  straight-through forward value.
+- :class:`GaussianRelaxedBernoulli`: stochastic gate z = clamp(loc + scale*eps, 0, 1).
+- :class:`HardConcrete`: stretched and clamped binary Concrete with exact zeros and ones.
+- :class:`StochasticTimesSmooth`: h = sg(b) * sqrt(p), b ~ Bernoulli(sqrt(p)).
+- :class:`StraightThroughBernoulli`: b ~ Bernoulli(p) forward, gradient of p backward.
+
+Every ``log_prob`` is exact: a density on (0, 1), a mass for hard values, and for the mixed laws
+(Gaussian gate, Hard Concrete) the log of the atom's mass at exactly 0 or 1 plus the log density
+inside, all in log space.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import constraints
+from torch.distributions.distribution import Distribution
+from torch.distributions.utils import broadcast_all, lazy_property, logits_to_probs, probs_to_logits
+from torch.nn.functional import binary_cross_entropy_with_logits, softplus
+
+from relaxcli.distributions._numerics import (
+    check_temperature,
+    log1m_sigmoid,
+    log_ndtr,
+    log_sigmoid,
+    logistic_noise,
+    normal_log_density,
+    straight_through,
+    uniform_open,
+)
+
+__all__ = [
+    "RelaxedBernoulli",
+    "GaussianRelaxedBernoulli",
+    "HardConcrete",
+    "StochasticTimesSmooth",
+    "StraightThroughBernoulli",
+]
 
 
+# ----------------------------------------------------------------------------- shared pieces
+class _ZeroOr(constraints.Constraint):
+    """The two-point set {0, c} (c a tensor, elementwise): the support of Stochastic Times Smooth.
+
+    Equality with ``c`` is checked up to a few ulps so that values recomputed from the same
+    parameters (e.g. by a Pyro model and guide) are recognised.
+    """
+
+    is_discrete = True
+    event_dim = 0
+
+    def __init__(self, c: Tensor):
+        self.c = c
+        super().__init__()
+
+    def check(self, value: Tensor) -> Tensor:
+        return (value == 0) | _close(value, self.c)
+
+
+def _close(value: Tensor, c: Tensor) -> Tensor:
+    tol = 8 * torch.finfo(c.dtype).eps
+    return (value - c).abs() <= tol * c.abs()
+
+
+def _binary_params(probs, logits, extra=()):
+    """Broadcast (extra..., probs or logits); return (tensors, is_probs). Exactly one is given."""
+    if (probs is None) == (logits is None):
+        raise ValueError("Either `probs` or `logits` must be specified, but not both.")
+    param = probs if probs is not None else logits
+    return broadcast_all(*extra, param), probs is not None
+
+
+def _clamped_logit(value: Tensor) -> Tensor:
+    """logit(value) with value clamped to [tiny, 1 - eps], as torch's SigmoidTransform inverse.
+
+    A float sample of a density on the open interval (0, 1) can round to exactly 0 or 1; the
+    clamp makes ``log_prob`` finite there (it is the density at the nearest interior float).
+    """
+    fi = torch.finfo(value.dtype)
+    v = value.clamp(min=fi.tiny, max=1.0 - fi.eps)
+    return torch.log(v) - torch.log1p(-v)
+
+
+def _concrete_logit_log_density(x: Tensor, logits: Tensor, temperature: Tensor) -> Tensor:
+    """Log density of X = (logits + L)/tau at x: log tau + d - 2 softplus(d), d = logits - tau x.
+
+    (The logistic density of L = tau x - logits, times the Jacobian tau.)
+    """
+    d = logits - temperature * x
+    return torch.log(temperature) + d - 2.0 * softplus(d)
+
+
+class _BinaryMixin:
+    """``probs`` and ``logits`` of a Bernoulli parameter, whichever was not given, computed lazily."""
+
+    @lazy_property
+    def logits(self) -> Tensor:
+        return probs_to_logits(self.probs, is_binary=True)
+
+    @lazy_property
+    def probs(self) -> Tensor:
+        return logits_to_probs(self.logits, is_binary=True)
+
+    def _expand_binary(self, new, batch_shape: torch.Size) -> None:
+        # Copy only what was given or already computed, so lazy properties stay lazy.
+        if "probs" in self.__dict__:
+            new.probs = self.probs.expand(batch_shape)
+        if "logits" in self.__dict__:
+            new.logits = self.logits.expand(batch_shape)
+
+    def _bernoulli_log_mass(self, value: Tensor) -> Tensor:
+        """log Bernoulli(value; p) = value log p + (1 - value) log(1 - p), as torch's Bernoulli."""
+        logits, value = broadcast_all(self.logits, value)
+        return -binary_cross_entropy_with_logits(logits, value, reduction="none")
+
+
+# ----------------------------------------------------------------------------- RelaxedBernoulli
+class RelaxedBernoulli(_BinaryMixin, Distribution):
+    r"""Binary Concrete / relaxed Bernoulli (Maddison, Mnih, Teh 2017; Jang, Gu, Poole 2017).
+
+    z = sigma((logits + L) / tau),  L ~ Logistic(0, 1) = logit(U).
+
+    Density on (0, 1), with alpha = e^logits (computed in log space through x = logit z)::
+
+        p(z) = tau alpha z^(-tau-1) (1-z)^(-tau-1) / (alpha z^(-tau) + (1-z)^(-tau))^2
+
+    ``hard=True``: the forward value is 1{z > 1/2} (exactly 0 or 1, distributed Bernoulli(p)),
+    the gradient is that of z (straight-through, ``hard + (z - sg(z))``); ``log_prob`` is then the
+    Bernoulli log-mass and ``support`` is boolean.
+
+    The temperature is broadcast with the parameter (so it may vary across the batch).
+
+    Example:
+        >>> import torch
+        >>> d = RelaxedBernoulli(0.5, logits=torch.zeros(3))
+        >>> z = d.rsample((4,))
+        >>> z.shape, bool(((z > 0) & (z < 1)).all())
+        (torch.Size([4, 3]), True)
+        >>> d.log_prob(z).shape
+        torch.Size([4, 3])
+    """
+
+    arg_constraints = {
+        "temperature": constraints.positive,
+        "probs": constraints.unit_interval,
+        "logits": constraints.real,
+    }
+    has_rsample = True
+
+    def __init__(self, temperature, probs=None, logits=None, hard: bool = False, validate_args=None):
+        (self.temperature, param), is_probs = _binary_params(probs, logits, extra=(temperature,))
+        check_temperature(self.temperature)
+        if is_probs:
+            self.probs = param
+        else:
+            self.logits = param
+        self.hard = bool(hard)
+        super().__init__(param.shape, validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    def support(self):
+        return constraints.boolean if self.hard else constraints.unit_interval
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(RelaxedBernoulli, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.temperature = self.temperature.expand(batch_shape)
+        self._expand_binary(new, batch_shape)
+        new.hard = self.hard
+        super(RelaxedBernoulli, new).__init__(batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        logits = self.logits
+        y = logits + logistic_noise(shape, logits)
+        z = torch.sigmoid(y / self.temperature)
+        if not self.hard:
+            return z
+        # 1{z > 1/2} == 1{y > 0} since tau > 0; the comparison on y avoids sigmoid rounding.
+        return straight_through((y > 0).to(z.dtype), z)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        if self.hard:
+            return self._bernoulli_log_mass(value)
+        x = _clamped_logit(torch.as_tensor(value, dtype=self.logits.dtype, device=self.logits.device))
+        # density of x = logit z, minus log |dz/dx| = log z + log(1 - z)
+        return (_concrete_logit_log_density(x, self.logits, self.temperature)
+                - log_sigmoid(x) - log1m_sigmoid(x))
+
+    @property
+    def mean(self) -> Tensor:
+        if self.hard:
+            return self.probs
+        raise NotImplementedError("the binary Concrete mean has no closed form (it is an integral "
+                                  "of a logistic-normal-like law); estimate it by sampling")
+
+
+# ----------------------------------------------------------------------------- Gaussian gate
 class GaussianRelaxedBernoulli(Distribution):
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError('GaussianRelaxedBernoulli is being written (issue #2)')
+    r"""Gaussian stochastic gate (Yamada, Lindenbaum, Negahban, Kluger 2020, arXiv 1810.04247).
+
+    z = clamp(loc + scale * eps, 0, 1),  eps ~ N(0, 1).
+
+    A mixed law on [0, 1]: atoms P(z=0) = Phi(-loc/scale) and P(z=1) = Phi((loc-1)/scale), and
+    the density N(z; loc, scale^2) on (0, 1). ``log_prob`` returns the log of the atom's mass at
+    exactly 0 or 1 and the log density inside. :attr:`prob_nonzero` = Phi(loc/scale) is the
+    expected-L0 term the paper regularises.
+
+    Example:
+        >>> import torch
+        >>> d = GaussianRelaxedBernoulli(torch.tensor([0.5, 1.2]), scale=0.5)
+        >>> d.rsample((2,)).shape
+        torch.Size([2, 2])
+        >>> float(d.prob_nonzero[0]) > 0.8
+        True
+    """
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.unit_interval
+    has_rsample = True
+
+    def __init__(self, loc, scale=0.5, validate_args=None):
+        self.loc, self.scale = broadcast_all(loc, scale)
+        if not bool(torch.all(self.scale > 0)):
+            raise ValueError(f"Expected parameter scale to be positive, but found {self.scale.tolist()}")
+        super().__init__(self.loc.shape, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(GaussianRelaxedBernoulli, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.loc = self.loc.expand(batch_shape)
+        new.scale = self.scale.expand(batch_shape)
+        super(GaussianRelaxedBernoulli, new).__init__(batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return (self.loc + self.scale * eps).clamp(0.0, 1.0)
+
+    @property
+    def log_prob_zero(self) -> Tensor:
+        """log P(z = 0) = log Phi(-loc/scale)."""
+        return log_ndtr(-self.loc / self.scale)
+
+    @property
+    def log_prob_one(self) -> Tensor:
+        """log P(z = 1) = log Phi((loc - 1)/scale)."""
+        return log_ndtr((self.loc - 1.0) / self.scale)
+
+    @property
+    def prob_zero(self) -> Tensor:
+        """P(z = 0) = Phi(-loc/scale)."""
+        return self.log_prob_zero.exp()
+
+    @property
+    def prob_one(self) -> Tensor:
+        """P(z = 1) = Phi((loc - 1)/scale)."""
+        return self.log_prob_one.exp()
+
+    @property
+    def prob_nonzero(self) -> Tensor:
+        """P(z != 0) = Phi(loc/scale), the expected L0 norm of the gate."""
+        return torch.special.ndtr(self.loc / self.scale)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        value = torch.as_tensor(value, dtype=self.loc.dtype, device=self.loc.device)
+        loc, scale, value = broadcast_all(self.loc, self.scale, value)
+        inside = normal_log_density(value, loc, scale)
+        out = torch.where(value <= 0, self.log_prob_zero.expand_as(inside),
+                          torch.where(value >= 1, self.log_prob_one.expand_as(inside), inside))
+        outside = (value < 0) | (value > 1)
+        return out.masked_fill(outside, -math.inf)
 
 
+# ----------------------------------------------------------------------------- Hard Concrete
 class HardConcrete(Distribution):
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError('HardConcrete is being written (issue #2)')
+    r"""Hard Concrete gate (Louizos, Welling, Kingma 2018, arXiv 1712.01312).
+
+    s = sigma((L + logits)/tau),  L ~ Logistic(0, 1);  s_bar = s (zeta - gamma) + gamma;
+    z = clamp(s_bar, 0, 1), with ``limits = (gamma, zeta)``, gamma < 0 < 1 < zeta.
+
+    Erratum (the relaxit blog): it writes g ~ Gumbel(0, 1) in the formula for s; the binary
+    Concrete uses logistic noise L (the difference of two Gumbels), as here.
+
+    Mixed law on [0, 1]:
+    P(z=0) = sigma(tau log(-gamma/zeta) - logits), P(z=1) = sigma(logits - tau log((1-gamma)/(zeta-1))),
+    and inside (0, 1) the stretched binary Concrete density / (zeta - gamma).
+    :attr:`prob_nonzero` = sigma(logits - tau log(-gamma/zeta)) is the expected L0 penalty;
+    :meth:`deterministic_gate` = clamp(sigma(logits)(zeta - gamma) + gamma, 0, 1) for test time.
+
+    Example:
+        >>> import torch
+        >>> d = HardConcrete(torch.tensor([0.0, 2.0]))
+        >>> z = d.rsample((1000,))
+        >>> bool(((z >= 0) & (z <= 1)).all()), bool((z == 0).any())
+        (True, True)
+        >>> d.deterministic_gate().shape
+        torch.Size([2])
+    """
+
+    arg_constraints = {"logits": constraints.real, "temperature": constraints.positive}
+    support = constraints.unit_interval
+    has_rsample = True
+
+    def __init__(self, logits, temperature=2.0 / 3.0, limits=(-0.1, 1.1), validate_args=None):
+        self.logits, self.temperature = broadcast_all(logits, temperature)
+        check_temperature(self.temperature)
+        gamma, zeta = (float(v) for v in limits)
+        if not (gamma < 0.0 and zeta > 1.0):
+            raise ValueError(f"Expected parameter limits = (gamma, zeta) with gamma < 0 < 1 < zeta "
+                             f"(so that z has atoms at 0 and 1), but found {tuple(limits)}")
+        self.limits = (gamma, zeta)
+        super().__init__(self.logits.shape, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(HardConcrete, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.logits = self.logits.expand(batch_shape)
+        new.temperature = self.temperature.expand(batch_shape)
+        new.limits = self.limits
+        super(HardConcrete, new).__init__(batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        gamma, zeta = self.limits
+        s = torch.sigmoid((self.logits + logistic_noise(shape, self.logits)) / self.temperature)
+        return (s * (zeta - gamma) + gamma).clamp(0.0, 1.0)
+
+    def _zero_threshold(self) -> Tensor:
+        # z = 0  <=>  L <= tau log(-gamma/zeta) - logits
+        gamma, zeta = self.limits
+        return self.temperature * math.log(-gamma / zeta) - self.logits
+
+    def _one_threshold(self) -> Tensor:
+        # z = 1  <=>  L >= tau log((1-gamma)/(zeta-1)) - logits
+        gamma, zeta = self.limits
+        return self.temperature * math.log((1.0 - gamma) / (zeta - 1.0)) - self.logits
+
+    @property
+    def log_prob_zero(self) -> Tensor:
+        """log P(z = 0) = log sigma(tau log(-gamma/zeta) - logits)."""
+        return log_sigmoid(self._zero_threshold())
+
+    @property
+    def log_prob_one(self) -> Tensor:
+        """log P(z = 1) = log sigma(logits - tau log((1-gamma)/(zeta-1)))."""
+        return log1m_sigmoid(self._one_threshold())
+
+    @property
+    def prob_zero(self) -> Tensor:
+        """P(z = 0)."""
+        return torch.sigmoid(self._zero_threshold())
+
+    @property
+    def prob_one(self) -> Tensor:
+        """P(z = 1)."""
+        return torch.sigmoid(-self._one_threshold())
+
+    @property
+    def prob_nonzero(self) -> Tensor:
+        """P(z != 0) = sigma(logits - tau log(-gamma/zeta)), the expected L0 norm."""
+        return torch.sigmoid(-self._zero_threshold())
+
+    def deterministic_gate(self) -> Tensor:
+        """Test-time gate clamp(sigma(logits)(zeta - gamma) + gamma, 0, 1)."""
+        gamma, zeta = self.limits
+        return (torch.sigmoid(self.logits) * (zeta - gamma) + gamma).clamp(0.0, 1.0)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        gamma, zeta = self.limits
+        value = torch.as_tensor(value, dtype=self.logits.dtype, device=self.logits.device)
+        logits, tau, value = broadcast_all(self.logits, self.temperature, value)
+        # Interior: s = (z - gamma)/(zeta - gamma) in (0, 1) strictly, x = logit s; a safe z keeps
+        # the unused branches finite so torch.where does not leak NaN gradients.
+        z = value.clamp(0.0, 1.0)
+        log_a, log_b = torch.log(z - gamma), torch.log(zeta - z)
+        x = log_a - log_b
+        inside = (_concrete_logit_log_density(x, logits, tau)
+                  - log_a - log_b + math.log(zeta - gamma))
+        out = torch.where(value <= 0, self.log_prob_zero.expand_as(inside),
+                          torch.where(value >= 1, self.log_prob_one.expand_as(inside), inside))
+        return out.masked_fill((value < 0) | (value > 1), -math.inf)
 
 
-class RelaxedBernoulli(Distribution):
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError('RelaxedBernoulli is being written (issue #2)')
+# ----------------------------------------------------------------------------- Stochastic times smooth
+class StochasticTimesSmooth(_BinaryMixin, Distribution):
+    r"""Stochastic times smooth unit (Bengio, Leonard, Courville 2013, arXiv 1308.3432).
+
+    p = sigma(a);  b ~ Bernoulli(sqrt p) (one trial: the blog's "Binomial(sqrt p)");
+    h = sg(b) * sqrt p, so the gradient flows through sqrt p only.
+
+    Law: P(h = 0) = 1 - sqrt p, P(h = sqrt p) = sqrt p, hence E[h] = p. ``log_prob`` is this
+    two-point log-mass (-inf off the support {0, sqrt p}).
+
+    Example:
+        >>> import torch
+        >>> d = StochasticTimesSmooth(probs=torch.tensor([0.25]))
+        >>> sorted(set(d.sample((100,)).flatten().tolist()))
+        [0.0, 0.5]
+        >>> float(d.mean[0])
+        0.25
+    """
+
+    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
+    has_rsample = True
+
+    def __init__(self, logits=None, probs=None, validate_args=None):
+        (param,), is_probs = _binary_params(probs, logits)
+        if is_probs:
+            self.probs = param
+        else:
+            self.logits = param
+        super().__init__(param.shape, validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=0)
+    def support(self):
+        return _ZeroOr(self.sqrt_probs)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(StochasticTimesSmooth, _instance)
+        batch_shape = torch.Size(batch_shape)
+        self._expand_binary(new, batch_shape)
+        super(StochasticTimesSmooth, new).__init__(batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    @property
+    def log_sqrt_probs(self) -> Tensor:
+        """log sqrt p, from logits when given (stable) or from probs."""
+        if "probs" in self.__dict__ and "logits" not in self.__dict__:
+            return 0.5 * torch.log(self.probs)
+        return 0.5 * log_sigmoid(self.logits)
+
+    @property
+    def sqrt_probs(self) -> Tensor:
+        """sqrt p: the nonzero value and its probability."""
+        if "probs" in self.__dict__ and "logits" not in self.__dict__:
+            return torch.sqrt(self.probs)
+        return torch.exp(0.5 * log_sigmoid(self.logits))
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        r = self.sqrt_probs
+        b = (uniform_open(shape, r) < r.detach()).to(r.dtype)  # sg(b): no gradient through b
+        return b * r
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        r = self.sqrt_probs
+        log_r = self.log_sqrt_probs
+        value = torch.as_tensor(value, dtype=r.dtype, device=r.device)
+        r, log_r, value = broadcast_all(r, log_r, value)
+        log_1m_r = torch.log(-torch.expm1(log_r))  # log(1 - sqrt p), accurate for p near 0
+        out = torch.where(value == 0, log_1m_r, log_r)
+        return out.masked_fill((value != 0) & ~_close(value, r), -math.inf)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.probs
+
+    @property
+    def variance(self) -> Tensor:
+        # E[h^2] = sqrt(p) * p
+        return self.probs * self.sqrt_probs - self.probs ** 2
 
 
-class StochasticTimesSmooth(Distribution):
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError('StochasticTimesSmooth is being written (issue #2)')
+# ----------------------------------------------------------------------------- Straight-through
+class StraightThroughBernoulli(_BinaryMixin, Distribution):
+    r"""Straight-through Bernoulli (Bengio, Leonard, Courville 2013; Yin et al. 2019).
 
+    Forward b ~ Bernoulli(p), exactly 0 or 1; the value is b + (p - sg(p)), so
+    d value / d theta = d p / d theta. ``log_prob`` is the Bernoulli log-mass.
 
-class StraightThroughBernoulli(Distribution):
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError('StraightThroughBernoulli is being written (issue #2)')
+    Example:
+        >>> import torch
+        >>> a = torch.zeros(2, requires_grad=True)
+        >>> b = StraightThroughBernoulli(logits=a).rsample()
+        >>> b.sum().backward(); a.grad.tolist()
+        [0.25, 0.25]
+    """
 
+    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
+    support = constraints.boolean
+    has_rsample = True
+
+    def __init__(self, logits=None, probs=None, validate_args=None):
+        (param,), is_probs = _binary_params(probs, logits)
+        if is_probs:
+            self.probs = param
+        else:
+            self.logits = param
+        super().__init__(param.shape, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(StraightThroughBernoulli, _instance)
+        batch_shape = torch.Size(batch_shape)
+        self._expand_binary(new, batch_shape)
+        super(StraightThroughBernoulli, new).__init__(batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        p = self.probs
+        b = (uniform_open(shape, p) < p.detach()).to(p.dtype)
+        return straight_through(b, p)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        return self._bernoulli_log_mass(value)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.probs
+
+    @property
+    def variance(self) -> Tensor:
+        return self.probs * (1 - self.probs)
