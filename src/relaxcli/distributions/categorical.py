@@ -1,19 +1,507 @@
-"""PLACEHOLDER: being written for issue #2 (replaced before landing)."""
+"""Categorical family (METHODS.md section 2): Gumbel-Softmax and its straight-through variants.
 
-from torch.distributions import Distribution
+Every class here perturbs the logits with one independent Gumbel(0, 1) draw per category, per
+batch element and per sample (``_numerics.gumbel_noise``), follows the dtype and device of its
+parameters, and has an exact ``log_prob`` or raises ``NotImplementedError`` saying why.
+
+Classes:
+    GumbelSoftmax                          y = softmax((logits + G)/tau)   (Concrete)
+    DecoupledStraightThroughGumbelSoftmax  forward argmax(logits + tau_f G), backward softmax(./tau_b)
+    GeneralizedGumbelSoftmax               sum_k values_k w_k, w ~ GumbelSoftmax  (numeric support)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import constraints
+from torch.distributions.distribution import Distribution
+from torch.distributions.utils import lazy_property, logits_to_probs, probs_to_logits
+
+from relaxcli.distributions._numerics import (
+    as_float_tensors,
+    check_temperature,
+    gumbel_noise,
+    straight_through,
+)
+
+__all__ = ["GumbelSoftmax", "DecoupledStraightThroughGumbelSoftmax", "GeneralizedGumbelSoftmax"]
 
 
-class DecoupledStraightThroughGumbelSoftmax(Distribution):
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError('DecoupledStraightThroughGumbelSoftmax is being written (issue #2)')
+# ----------------------------------------------------------------------------- shared pieces
+class _FiniteSet(constraints.Constraint):
+    """Values equal to one of the numbers in ``values`` (last dimension), event_dim 0."""
+
+    is_discrete = True
+    event_dim = 0
+
+    def __init__(self, values: Tensor):
+        self.values = values
+        super().__init__()
+
+    def check(self, value: Tensor) -> Tensor:
+        return (value.unsqueeze(-1) == self.values).any(-1)
 
 
-class GeneralizedGumbelSoftmax(Distribution):
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError('GeneralizedGumbelSoftmax is being written (issue #2)')
+class _Interval(constraints.Constraint):
+    """Closed interval [low, high] with tensor bounds (the convex hull of a numeric support)."""
+
+    event_dim = 0
+
+    def __init__(self, low: Tensor, high: Tensor):
+        self.low, self.high = low, high
+        super().__init__()
+
+    def check(self, value: Tensor) -> Tensor:
+        return (value >= self.low) & (value <= self.high)
 
 
-class GumbelSoftmax(Distribution):
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError('GumbelSoftmax is being written (issue #2)')
+def _categorical_params(probs, logits, like: Tensor | None = None):
+    """(probs or None, normalised logits or None, param) from exactly one of probs / logits."""
+    if (probs is None) == (logits is None):
+        raise ValueError("Either `probs` or `logits` must be specified, but not both.")
+    param = probs if probs is not None else logits
+    if not isinstance(param, Tensor):
+        param = torch.as_tensor(param, dtype=like.dtype if like is not None else None)
+    if param.dim() < 1:
+        raise ValueError(f"Expected parameter {'probs' if probs is not None else 'logits'} to have at "
+                         f"least one dimension (the K categories), but found shape {tuple(param.shape)}")
+    return param
 
+
+class _CategoricalParams(Distribution):
+    """Shared bookkeeping: probs/logits as lazy properties (as in torch's Categorical).
+
+    Subclasses call :meth:`_set_params` before ``Distribution.__init__`` so that
+    ``validate_args=True`` checks whichever of probs / logits was given.
+    """
+
+    def _set_params(self, probs: Tensor | None, logits: Tensor | None) -> None:
+        if probs is not None:
+            # Normalise as torch's Categorical does; the simplex check then catches negative entries.
+            self.probs = probs / probs.sum(-1, keepdim=True)
+        else:
+            # Normalised logits are log p: needed by the Gumbel-top-k theorem and log_prob.
+            self.logits = logits - logits.logsumexp(dim=-1, keepdim=True)
+        self._param = self.probs if probs is not None else self.logits
+
+    @lazy_property
+    def logits(self) -> Tensor:
+        return probs_to_logits(self.probs)  # clamps probs away from 0: finite logits
+
+    @lazy_property
+    def probs(self) -> Tensor:
+        return logits_to_probs(self.logits)
+
+    @property
+    def param_shape(self) -> torch.Size:
+        return self._param.size()
+
+    @property
+    def num_categories(self) -> int:
+        return self._param.shape[-1]
+
+    def _expand_params(self, new, batch_shape: torch.Size) -> None:
+        shape = batch_shape + self._param.shape[-1:]
+        if "probs" in self.__dict__:
+            new.probs = self.probs.expand(shape)
+            new._param = new.probs
+        if "logits" in self.__dict__:
+            new.logits = self.logits.expand(shape)
+            new._param = new.logits
+
+
+# ----------------------------------------------------------------------------- Gumbel-Softmax
+class GumbelSoftmax(_CategoricalParams):
+    r"""Gumbel-Softmax / Concrete distribution on the probability simplex (Jang, Gu, Poole 2017,
+    arXiv 1611.01144; Maddison, Mnih, Teh 2017, arXiv 1611.00712).
+
+    Sample: ``y = softmax((logits + G) / tau)`` with ``G_k ~ Gumbel(0, 1)`` i.i.d.
+    With ``hard=True`` the forward value is ``one_hot(argmax(logits + G))`` (exactly a
+    Categorical(softmax(logits)) draw, Gumbel-max trick) and the gradient is that of ``y``
+    (straight-through: ``hard + (y - sg(y))``).
+
+    ``log_prob``:
+      * soft values (``hard=False``): the exact Concrete density w.r.t. Lebesgue measure on the
+        first K-1 coordinates of the simplex, computed in log space,
+        ``log p(y) = log (K-1)! + (K-1) log tau + sum_k (l_k - (tau+1) log y_k)
+        - K logsumexp_k (l_k - tau log y_k)``. Entries of ``y`` that underflowed to 0 (tiny tau
+        in float32) are floored at the dtype's smallest normal number so the result stays finite.
+      * hard values: the categorical log-mass ``sum_k y_k log p_k`` of the one-hot value.
+
+    Implemented directly (not as a TransformedDistribution), so ``rsample`` + backward costs one
+    softmax, no slower than torch's ``RelaxedOneHotCategorical``.
+
+    Args:
+        temperature: tau > 0 (float or tensor broadcastable to the batch shape).
+        probs / logits: event probabilities or unnormalised log-probabilities, shape (..., K).
+        hard: straight-through one-hot forward values.
+
+    Example:
+        >>> import torch
+        >>> d = GumbelSoftmax(0.5, logits=torch.zeros(2, 3))
+        >>> y = d.rsample((4,))
+        >>> y.shape, bool(torch.allclose(y.sum(-1), torch.ones(4, 2)))
+        (torch.Size([4, 2, 3]), True)
+    """
+
+    arg_constraints = {
+        "temperature": constraints.positive,
+        "probs": constraints.simplex,
+        "logits": constraints.real_vector,
+    }
+    has_rsample = True
+
+    def __init__(self, temperature, probs=None, logits=None, hard: bool = False, validate_args=None):
+        param = _categorical_params(probs, logits)
+        temperature, param = as_float_tensors(temperature, param)
+        check_temperature(temperature)
+        self.temperature = temperature
+        self.hard = bool(hard)
+        self._set_params(param if probs is not None else None, param if probs is None else None)
+        batch_shape = torch.broadcast_shapes(param.shape[:-1], temperature.shape)
+        super().__init__(batch_shape, param.shape[-1:], validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=False, event_dim=1)
+    def support(self):
+        return constraints.one_hot if self.hard else constraints.simplex
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(GumbelSoftmax, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.temperature = self.temperature
+        new.hard = self.hard
+        self._expand_params(new, batch_shape)
+        super(GumbelSoftmax, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def _scores(self, sample_shape) -> Tensor:
+        """logits + G with one Gumbel draw per element of sample_shape + batch_shape + (K,)."""
+        shape = self._extended_shape(sample_shape)
+        return self.logits + gumbel_noise(shape, self.logits)
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        scores = self._scores(sample_shape)
+        y = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
+        if not self.hard:
+            return y
+        # argmax of the scores themselves (not of y): y can tie at 0/1 after underflow.
+        index = scores.argmax(dim=-1, keepdim=True)
+        one_hot = torch.zeros_like(y).scatter_(-1, index, 1.0)
+        return straight_through(one_hot, y)
+
+    def sample(self, sample_shape=torch.Size()) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        if self.hard:
+            return (value * self.logits).sum(-1)
+        return concrete_log_density(value, self.logits, self.temperature)
+
+    def entropy(self):
+        raise NotImplementedError("GumbelSoftmax.entropy: the Concrete distribution's entropy has no "
+                                  "closed form (estimate it by Monte Carlo with log_prob).")
+
+
+def concrete_log_density(value: Tensor, logits: Tensor, temperature: Tensor) -> Tensor:
+    """Exact log density of the Concrete(logits, tau) law at simplex points ``value`` (log space).
+
+    log p(y) = log (K-1)! + (K-1) log tau + sum_k (l_k - (tau+1) log y_k)
+               - K logsumexp_k (l_k - tau log y_k)   (Maddison et al. 2017, Definition 1).
+    Invariant to shifting ``logits``. Zero entries are floored at the dtype's tiny.
+    """
+    k = value.shape[-1]
+    tau = temperature.unsqueeze(-1)
+    log_y = value.clamp(min=torch.finfo(value.dtype).tiny).log()
+    score = logits - tau * log_y
+    log_norm = math.lgamma(k) + (k - 1) * temperature.log()
+    return log_norm + (score - log_y).sum(-1) - k * score.logsumexp(-1)
+
+
+# ----------------------------------------------------------------------------- decoupled ST-GS
+class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
+    r"""Decoupled Straight-Through Gumbel-Softmax (Shah, Yan, Mozer, Liu 2024, arXiv 2410.13331 v2,
+    "Decoupled ST"): one temperature for forward stochasticity, one for backward dispersion.
+
+    With ``s = logits + tau_f * G`` (``G_k ~ Gumbel(0, 1)`` i.i.d.):
+
+    * forward value: ``z = one_hot(argmax s)``; since ``argmax(logits + tau_f G) =
+      argmax(logits/tau_f + G)``, z is an exact draw of **Categorical(softmax(logits / tau_f))**:
+      tau_f -> 0 is the deterministic argmax (Softmax-STE forward), tau_f = 1 is the categorical
+      of the logits (ST-GS forward), tau_f -> inf is uniform. So tau_f changes the forward
+      sampling frequencies.
+    * backward: the gradient of ``softmax(s / tau_b)`` (straight-through,
+      ``z + (y_b - sg(y_b))``): tau_b sets how the gradient is dispersed over the categories.
+
+    Special cases: tau_f = 1 is ST-GS at temperature tau_b; tau_f -> 0 is the Softmax STE at
+    temperature tau_b; tau_b -> inf approaches the (centred, rescaled) identity STE.
+
+    Erratum (relaxit): ``argmax((logits + G)/tau_f)`` does not depend on tau_f, so a forward
+    temperature applied after the noise is a no-op. Here tau_f scales the noise (equivalently
+    tempers the logits before the Gumbel-max), which is the paper's forward-stochasticity
+    temperature. Note: the stored reference copy of v2 available while writing this code showed
+    the abstract (forward temperature = forward stochasticity / exploration, backward temperature
+    = gradient dispersion; baselines Identity STE, Softmax STE, ST-GS), and the definition above is
+    the one that matches it and reproduces those baselines as special cases.
+
+    ``log_prob(one-hot z)`` is the exact log-mass of the forward law it samples:
+    ``sum_k z_k log softmax(logits / tau_f)_k``. Support: one-hot vectors.
+
+    Args:
+        temperature_forward: tau_f > 0.
+        temperature_backward: tau_b > 0.
+        probs / logits: parameters of the base categorical, shape (..., K).
+
+    Example:
+        >>> import torch
+        >>> d = DecoupledStraightThroughGumbelSoftmax(0.5, 2.0, logits=torch.tensor([0.0, 1.0]))
+        >>> z = d.rsample((3,))
+        >>> z.shape, bool((z.sum(-1) == 1).all())
+        (torch.Size([3, 2]), True)
+    """
+
+    arg_constraints = {
+        "temperature_forward": constraints.positive,
+        "temperature_backward": constraints.positive,
+        "probs": constraints.simplex,
+        "logits": constraints.real_vector,
+    }
+    support = constraints.one_hot
+    has_rsample = True
+
+    def __init__(self, temperature_forward, temperature_backward, probs=None, logits=None,
+                 validate_args=None):
+        param = _categorical_params(probs, logits)
+        tau_f, tau_b, param = as_float_tensors(temperature_forward, temperature_backward, param)
+        check_temperature(tau_f, "temperature_forward")
+        check_temperature(tau_b, "temperature_backward")
+        self.temperature_forward, self.temperature_backward = tau_f, tau_b
+        self._set_params(param if probs is not None else None, param if probs is None else None)
+        batch_shape = torch.broadcast_shapes(param.shape[:-1], tau_f.shape, tau_b.shape)
+        super().__init__(batch_shape, param.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(DecoupledStraightThroughGumbelSoftmax, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.temperature_forward = self.temperature_forward
+        new.temperature_backward = self.temperature_backward
+        self._expand_params(new, batch_shape)
+        super(DecoupledStraightThroughGumbelSoftmax, new).__init__(
+            batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    @property
+    def forward_logits(self) -> Tensor:
+        """log softmax(logits / tau_f): the log-probabilities of the forward one-hot law."""
+        return torch.log_softmax(self.logits / self.temperature_forward.unsqueeze(-1), dim=-1)
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        s = self.logits + self.temperature_forward.unsqueeze(-1) * gumbel_noise(shape, self.logits)
+        y_b = torch.softmax(s / self.temperature_backward.unsqueeze(-1), dim=-1)
+        one_hot = torch.zeros_like(y_b).scatter_(-1, s.argmax(dim=-1, keepdim=True), 1.0)
+        return straight_through(one_hot, y_b)
+
+    def sample(self, sample_shape=torch.Size()) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        return (value * self.forward_logits).sum(-1)
+
+
+# ----------------------------------------------------------------------------- generalized GS
+class GeneralizedGumbelSoftmax(_CategoricalParams):
+    r"""Generalized Gumbel-Softmax over a numeric support (Joo, Kim, Kim, Moon 2020, arXiv 2003.01847).
+
+    A discrete variable X with P(X = values_k) = p_k is relaxed as
+    ``x = sum_k values_k * w_k`` with ``w ~ GumbelSoftmax(tau, p)`` (``w`` one-hot straight-through
+    when ``hard=True``, so the forward value is exactly one of ``values``). event_shape = ().
+
+    ``log_prob``: for ``hard=True`` the exact log-mass ``log sum_{k: values_k = x} p_k`` (-inf off the
+    support). For soft values it raises ``NotImplementedError``: the law of the projection
+    ``sum_k values_k w_k`` of a Concrete vector is an integral of the Concrete density over a
+    (K-2)-dimensional slice of the simplex, with no closed form.
+
+    Truncated constructors (:meth:`truncated_poisson`, :meth:`truncated_geometric`,
+    :meth:`truncated_binomial`) keep ``values = 0..n_max``, renormalise the kept pmf and report the
+    exact probability mass cut off in ``.truncated_mass`` (batch shaped; 0 for a direct construction).
+
+    Args:
+        values: numeric support, shape (K,) (or broadcastable to the parameters' shape).
+        temperature: tau > 0.
+        probs / logits: shape (..., K).
+        hard: straight-through, forward value exactly in ``values``.
+
+    Example:
+        >>> import torch
+        >>> d = GeneralizedGumbelSoftmax.truncated_poisson(3.0, 0.5, max_value=20, hard=True)
+        >>> x = d.rsample((5,))
+        >>> x.shape, float(d.truncated_mass) < 1e-6
+        (torch.Size([5]), True)
+    """
+
+    arg_constraints = {
+        "temperature": constraints.positive,
+        "probs": constraints.simplex,
+        "logits": constraints.real_vector,
+    }
+    has_rsample = True
+
+    def __init__(self, values, temperature, probs=None, logits=None, hard: bool = False,
+                 validate_args=None):
+        param = _categorical_params(probs, logits)
+        values, temperature, param = as_float_tensors(values, temperature, param)
+        check_temperature(temperature)
+        if values.dim() < 1 or values.shape[-1] != param.shape[-1]:
+            raise ValueError(f"Expected parameter values to have K = {param.shape[-1]} entries in its "
+                             f"last dimension (one per category), but found shape {tuple(values.shape)}")
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError("Expected parameter values to be finite numbers")
+        self.values = values
+        self.temperature = temperature
+        self.hard = bool(hard)
+        self._set_params(param if probs is not None else None, param if probs is None else None)
+        batch_shape = torch.broadcast_shapes(param.shape[:-1], values.shape[:-1], temperature.shape)
+        self.truncated_mass = torch.zeros(batch_shape, dtype=param.dtype, device=param.device)
+        super().__init__(batch_shape, torch.Size(), validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    def support(self):
+        if self.hard:
+            return _FiniteSet(self.values)
+        return _Interval(self.values.min(-1).values, self.values.max(-1).values)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(GeneralizedGumbelSoftmax, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.values = self.values
+        new.temperature = self.temperature
+        new.hard = self.hard
+        new.truncated_mass = self.truncated_mass.expand(batch_shape)
+        self._expand_params(new, batch_shape)
+        super(GeneralizedGumbelSoftmax, new).__init__(batch_shape, torch.Size(), validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    @property
+    def mean(self) -> Tensor:
+        """E[X] = sum_k p_k values_k of the discrete law (the hard forward value's mean)."""
+        return (self.probs * self.values).sum(-1).expand(self.batch_shape)
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        shape = self._extended_shape(sample_shape) + self._param.shape[-1:]
+        scores = self.logits + gumbel_noise(shape, self.logits)
+        w = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
+        if self.hard:
+            one_hot = torch.zeros_like(w).scatter_(-1, scores.argmax(dim=-1, keepdim=True), 1.0)
+            w = straight_through(one_hot, w)
+        return (w * self.values).sum(-1)
+
+    def sample(self, sample_shape=torch.Size()) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if not self.hard:
+            raise NotImplementedError(
+                "GeneralizedGumbelSoftmax.log_prob of soft values: the density of sum_k values_k w_k "
+                "with w ~ Concrete is an integral of the Concrete density over a (K-2)-dimensional "
+                "slice of the simplex and has no closed form; use hard=True for the exact log-mass.")
+        if self._validate_args:
+            self._validate_sample(value)
+        match = value.unsqueeze(-1) == self.values
+        log_p = torch.where(match, self.logits, torch.full_like(self.logits, -math.inf))
+        return log_p.logsumexp(-1)
+
+    # ------------------------------------------------------------------ truncated constructors
+    @classmethod
+    def _from_log_pmf(cls, log_pmf: Tensor, values: Tensor, cut: Tensor, temperature, hard, validate_args):
+        d = cls(values, temperature, logits=log_pmf, hard=hard, validate_args=validate_args)
+        d.truncated_mass = cut.expand(d.batch_shape).to(d.logits.dtype)
+        return d
+
+    @classmethod
+    def truncated_poisson(cls, rate, temperature, max_value: int | None = None, tol: float = 1e-6,
+                          hard: bool = False, validate_args=None) -> "GeneralizedGumbelSoftmax":
+        """Poisson(rate) kept on 0..max_value and renormalised.
+
+        ``truncated_mass`` = P(X > n) = P(n+1, rate), the regularised lower incomplete gamma
+        function (``torch.special.gammainc``). With ``max_value=None`` the smallest n with
+        truncated_mass <= ``tol`` for every rate in the batch is used.
+        """
+        rate, _ = as_float_tensors(rate, temperature)
+        if not bool((rate > 0).all()):
+            raise ValueError(f"Expected parameter rate to be positive, but found {rate.tolist()}")
+        if max_value is None:
+            r = float(rate.max())
+            n = int(r + 5 * math.sqrt(r) + 5)
+            while float(torch.special.gammainc(torch.tensor(n + 1.0, dtype=torch.float64),
+                                               rate.double()).max()) > tol:
+                n = int(n * 1.5) + 1
+            max_value = n
+        _check_max_value(max_value)
+        k = torch.arange(max_value + 1, dtype=rate.dtype, device=rate.device)
+        r = rate.unsqueeze(-1)
+        log_pmf = k * r.log() - r - torch.lgamma(k + 1)
+        cut = torch.special.gammainc(torch.as_tensor(max_value + 1.0, dtype=rate.dtype), rate)
+        return cls._from_log_pmf(log_pmf, k, cut, temperature, hard, validate_args)
+
+    @classmethod
+    def truncated_geometric(cls, probs, temperature, max_value: int | None = None, tol: float = 1e-6,
+                            hard: bool = False, validate_args=None) -> "GeneralizedGumbelSoftmax":
+        """Geometric(p), p in (0, 1): failures before the first success, P(X=k) = (1-p)^k p,
+        kept on 0..max_value and renormalised. ``truncated_mass`` = P(X > n) = (1-p)^(n+1).
+        With ``max_value=None`` n is the smallest value with (1-p)^(n+1) <= ``tol``.
+        """
+        p, _ = as_float_tensors(probs, temperature)
+        if not bool(((p > 0) & (p < 1)).all()):
+            raise ValueError(f"Expected parameter probs to be in (0, 1), but found {p.tolist()}")
+        if max_value is None:
+            max_value = max(1, math.ceil(math.log(tol) / math.log1p(-float(p.min()))) - 1)
+        _check_max_value(max_value)
+        k = torch.arange(max_value + 1, dtype=p.dtype, device=p.device)
+        pe = p.unsqueeze(-1)
+        log_pmf = k * torch.log1p(-pe) + pe.log()
+        cut = torch.exp((max_value + 1) * torch.log1p(-p))
+        return cls._from_log_pmf(log_pmf, k, cut, temperature, hard, validate_args)
+
+    @classmethod
+    def truncated_binomial(cls, total_count: int, probs, temperature, max_value: int | None = None,
+                           hard: bool = False, validate_args=None) -> "GeneralizedGumbelSoftmax":
+        """Binomial(total_count, p) kept on 0..max_value (default: all of 0..total_count, nothing cut).
+
+        ``truncated_mass`` = P(X > max_value) = sum_{k > max_value} C(n,k) p^k (1-p)^(n-k),
+        summed exactly in log space.
+        """
+        p, _ = as_float_tensors(probs, temperature)
+        if int(total_count) != total_count or total_count < 1:
+            raise ValueError(f"Expected parameter total_count to be a positive integer, but found {total_count}")
+        if not bool(((p > 0) & (p < 1)).all()):
+            raise ValueError(f"Expected parameter probs to be in (0, 1), but found {p.tolist()}")
+        n = int(total_count)
+        max_value = n if max_value is None else min(int(max_value), n)
+        _check_max_value(max_value)
+        k = torch.arange(n + 1, dtype=p.dtype, device=p.device)
+        pe = p.unsqueeze(-1)
+        log_choose = math.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
+        log_pmf_all = log_choose + k * pe.log() + (n - k) * torch.log1p(-pe)
+        kept = log_pmf_all[..., : max_value + 1]
+        cut = (log_pmf_all[..., max_value + 1:].exp().sum(-1) if max_value < n
+               else torch.zeros_like(p))
+        return cls._from_log_pmf(kept, k[: max_value + 1], cut, temperature, hard, validate_args)
+
+
+def _check_max_value(max_value) -> None:
+    if int(max_value) != max_value or max_value < 1:
+        raise ValueError(f"Expected max_value to be an integer >= 1 (at least two support points), "
+                         f"but found {max_value}")

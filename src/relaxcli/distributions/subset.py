@@ -1,9 +1,315 @@
-"""PLACEHOLDER: being written for issue #2 (replaced before landing)."""
+"""Subset family (METHODS.md section 2): relaxed k-hot vectors from one Gumbel perturbation.
 
-from torch.distributions import Distribution
+GumbelSoftmaxTopK perturbs the normalised logits once, kappa = log p + G, and relaxes the top-k
+indicator of kappa. By the Gumbel-top-k theorem (Kool, van Hoof, Welling 2019, arXiv 1903.06059)
+the k largest kappa are k draws without replacement from Categorical(p), so the hard sample's law
+and its exact log-mass are known.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import constraints
+
+from relaxcli.distributions._numerics import (
+    as_float_tensors,
+    check_temperature,
+    gumbel_noise,
+    log1mexp,
+    straight_through,
+)
+from relaxcli.distributions.categorical import _categorical_params, _CategoricalParams
+
+__all__ = ["GumbelSoftmaxTopK", "KHot", "ScaledSimplex", "MAX_EXACT_K"]
+
+RELAXATIONS = ("sequential", "threshold")
+#: Largest k for which log_prob is computed exactly (a dynamic programme over the 2^k subsets).
+MAX_EXACT_K = 12
 
 
-class GumbelSoftmaxTopK(Distribution):
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError('GumbelSoftmaxTopK is being written (issue #2)')
+class KHot(constraints.Constraint):
+    """Vectors of 0s and 1s with exactly k ones (a k-subset of the K categories)."""
 
+    is_discrete = True
+    event_dim = 1
+
+    def __init__(self, k: int):
+        self.k = k
+        super().__init__()
+
+    def check(self, value: Tensor) -> Tensor:
+        binary = ((value == 0) | (value == 1)).all(-1)
+        return binary & (value.sum(-1) == self.k)
+
+    def __repr__(self):
+        return f"KHot(k={self.k})"
+
+
+class ScaledSimplex(constraints.Constraint):
+    """Nonnegative vectors summing to k (up to 1e-4 relative), entries <= ``upper`` if given."""
+
+    event_dim = 1
+
+    def __init__(self, k: int, upper: float | None = None):
+        self.k, self.upper = k, upper
+        super().__init__()
+
+    def check(self, value: Tensor) -> Tensor:
+        ok = (value >= 0).all(-1) & ((value.sum(-1) - self.k).abs() < 1e-4 * self.k)
+        if self.upper is not None:
+            ok = ok & (value <= self.upper).all(-1)
+        return ok
+
+    def __repr__(self):
+        return f"ScaledSimplex(k={self.k}, upper={self.upper})"
+
+
+class GumbelSoftmaxTopK(_CategoricalParams):
+    r"""Relaxed k-subset sampling with one Gumbel perturbation (Kool et al. 2019, arXiv 1903.06059;
+    relaxations: Xie & Ermon 2019, arXiv 1901.10517; Amos, Koltun, Kolter 2019, arXiv 1905.13328).
+
+    kappa = log p + G, G_k ~ Gumbel(0, 1) i.i.d.; the exact sample is the top-k indicator of kappa.
+    Relaxations (``relaxation=``):
+
+    * ``"sequential"`` (Xie & Ermon): w_1 = kappa, a_j = softmax(w_j / tau),
+      w_{j+1} = w_j + log max(1 - a_j, eps); sample = sum_{j<=k} a_j (k vectorised softmax steps).
+      Entries are >= 0 and sum exactly to k, but a single entry can exceed 1 slightly when k is
+      close to K (the eps floor leaves some mass on already chosen categories): a known property
+      of this relaxation.
+    * ``"threshold"`` (entropy-regularised top-k as in Amos et al.'s LML layer):
+      s_i = sigmoid((kappa_i - t) / tau) with t solved by bisection so that sum_i s_i = k; the
+      gradient of t is the implicit-function one, dt/dkappa_j = s_j(1-s_j) / sum_i s_i(1-s_i) and
+      dt/dtau = -sum_i c_i (kappa_i - t)/tau with c = that same weight vector. Entries lie in
+      (0, 1) (numerically in [0, 1]), the order of kappa is kept, and tau -> 0 gives the exact
+      top-k indicator.
+
+    ``hard=True``: forward the exact top-k indicator of kappa, gradient of the chosen relaxation
+    (straight-through ``hard + (soft - sg(soft))``).
+
+    ``log_prob(k-hot value)`` (hard only) is the exact log-probability that k draws without
+    replacement from Categorical(p) give that set:
+    log sum over the k! orders of prod_j p_{i_j} / (1 - sum_{l<j} p_{i_l}), computed in log space
+    by a dynamic programme over the 2^k sub-orders (same sum, k 2^k terms instead of k k!), exact
+    for k <= MAX_EXACT_K = 12; larger k raises ``NotImplementedError``. Soft values raise
+    ``NotImplementedError``: the relaxed k-hot vector has no closed-form density.
+
+    Erratum (relaxit): it fed probabilities in as logits and masked chosen entries with a large
+    constant times a soft vector, which destroys the ordering and gives gradients of 1e17. Here the
+    perturbation uses log p, and the sequential mask is the bounded log(1 - a_j).
+
+    Args:
+        k: subset size, an integer with 1 <= k < K.
+        temperature: tau > 0.
+        probs / logits: shape (..., K).
+        hard: straight-through exact top-k forward values.
+        relaxation: "sequential" or "threshold".
+
+    Example:
+        >>> import torch
+        >>> d = GumbelSoftmaxTopK(2, 0.5, logits=torch.zeros(5))
+        >>> s = d.rsample((3,))
+        >>> s.shape, bool(torch.allclose(s.sum(-1), torch.full((3,), 2.0)))
+        (torch.Size([3, 5]), True)
+    """
+
+    arg_constraints = {
+        "temperature": constraints.positive,
+        "probs": constraints.simplex,
+        "logits": constraints.real_vector,
+    }
+    has_rsample = True
+
+    def __init__(self, k: int, temperature, probs=None, logits=None, hard: bool = False,
+                 relaxation: str = "sequential", validate_args=None):
+        param = _categorical_params(probs, logits)
+        temperature, param = as_float_tensors(temperature, param)
+        check_temperature(temperature)
+        num = param.shape[-1]
+        if isinstance(k, bool) or not isinstance(k, int) and not (
+                isinstance(k, float) and k.is_integer()):
+            raise ValueError(f"Expected parameter k to be an integer with 1 <= k < K = {num}, but found {k!r}")
+        k = int(k)
+        if not 1 <= k < num:
+            raise ValueError(f"Expected parameter k to satisfy 1 <= k < K = {num}, but found k = {k}")
+        if relaxation not in RELAXATIONS:
+            raise ValueError(f"Expected parameter relaxation to be one of {RELAXATIONS}, but found {relaxation!r}")
+        self.k, self.temperature, self.hard, self.relaxation = k, temperature, bool(hard), relaxation
+        self._set_params(param if probs is not None else None, param if probs is None else None)
+        batch_shape = torch.broadcast_shapes(param.shape[:-1], temperature.shape)
+        super().__init__(batch_shape, param.shape[-1:], validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=False, event_dim=1)
+    def support(self):
+        if self.hard:
+            return KHot(self.k)
+        return ScaledSimplex(self.k, upper=1.0 if self.relaxation == "threshold" else None)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(GumbelSoftmaxTopK, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.k, new.temperature, new.hard, new.relaxation = self.k, self.temperature, self.hard, self.relaxation
+        self._expand_params(new, batch_shape)
+        super(GumbelSoftmaxTopK, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    # ------------------------------------------------------------------ sampling
+    def perturbed_logits(self, sample_shape=torch.Size()) -> Tensor:
+        """kappa = log p + G, one Gumbel draw per element of sample_shape + batch_shape + (K,)."""
+        return self.logits + gumbel_noise(self._extended_shape(sample_shape), self.logits)
+
+    def relax(self, kappa: Tensor) -> Tensor:
+        """The chosen relaxation of the top-k indicator of ``kappa``."""
+        tau = self.temperature.unsqueeze(-1)
+        if self.relaxation == "sequential":
+            return sequential_topk_relaxation(kappa, tau, self.k)
+        return threshold_topk_relaxation(kappa, tau, self.k)
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        kappa = self.perturbed_logits(sample_shape)
+        soft = self.relax(kappa)
+        if not self.hard:
+            return soft
+        return straight_through(topk_indicator(kappa.detach(), self.k), soft)
+
+    def sample(self, sample_shape=torch.Size()) -> Tensor:
+        with torch.no_grad():
+            if self.hard:  # the exact top-k indicator needs no relaxation
+                return topk_indicator(self.perturbed_logits(sample_shape), self.k)
+            return self.rsample(sample_shape)
+
+    # ------------------------------------------------------------------ log-mass
+    def log_prob(self, value: Tensor) -> Tensor:
+        if not self.hard:
+            raise NotImplementedError(
+                "GumbelSoftmaxTopK.log_prob of soft values: the relaxed k-hot vector is a nonlinear "
+                "function of K Gumbels constrained to sum to k and has no closed-form density; use "
+                "hard=True for the exact log-mass of the k-subset.")
+        if self._validate_args:
+            self._validate_sample(value)
+        return subset_log_prob(self.logits, value, self.k)
+
+
+# ----------------------------------------------------------------------------- pure functions
+def topk_indicator(kappa: Tensor, k: int) -> Tensor:
+    """1 at the k largest entries of ``kappa`` (last dimension), 0 elsewhere."""
+    index = kappa.topk(k, dim=-1).indices
+    return torch.zeros_like(kappa).scatter_(-1, index, 1.0)
+
+
+def sequential_topk_relaxation(kappa: Tensor, tau: Tensor, k: int) -> Tensor:
+    """Xie & Ermon (2019): sum_{j<=k} softmax(w_j/tau), w_{j+1} = w_j + log max(1 - a_j, eps).
+
+    log(1 - a_j) is computed from log a_j (log1mexp), with log a_j capped at log(1 - eps) so the
+    mask is >= log eps and its gradient is bounded (no 1e17 gradients).
+    """
+    eps = torch.finfo(kappa.dtype).eps
+    cap = math.log1p(-eps)
+    w = kappa
+    total = torch.zeros_like(kappa)
+    for _ in range(k):
+        log_a = torch.log_softmax(w / tau, dim=-1)
+        total = total + log_a.exp()
+        w = w + log1mexp(log_a.clamp(max=cap))
+    return total
+
+
+def _solve_threshold(kappa: Tensor, tau: Tensor, k: int) -> Tensor:
+    """t with sum_i sigmoid((kappa_i - t)/tau) = k, by bisection (no gradient), shape (..., 1)."""
+    num = kappa.shape[-1]
+    # At t = max kappa + tau*L every s_i <= sigmoid(-L) < k/K, so the sum is < k; symmetric below.
+    span = abs(math.log(k / (num - k))) + math.log(num) + 2.0
+    lo = kappa.amin(-1, keepdim=True) - tau * span
+    hi = kappa.amax(-1, keepdim=True) + tau * span
+    iters = 40 if kappa.dtype in (torch.float16, torch.bfloat16, torch.float32) else 80
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        too_low = torch.sigmoid((kappa - mid) / tau).sum(-1, keepdim=True) > k
+        lo = torch.where(too_low, mid, lo)
+        hi = torch.where(too_low, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def threshold_topk_relaxation(kappa: Tensor, tau: Tensor, k: int) -> Tensor:
+    """s_i = sigmoid((kappa_i - t)/tau), sum_i s_i = k, with the implicit-function gradient of t.
+
+    t is found by bisection without gradient; then
+    t = sg(t*) + sum_j c_j (kappa_j - sg kappa_j) - (sum_j c_j sg z_j)(tau - sg tau),
+    c = softmax(log s_j(1 - s_j)) = s(1-s)/sum s(1-s) (computed in log space, so it is defined even
+    when every s_i(1 - s_i) underflows), z = (kappa - t*)/tau. Its value is t*, its gradient is
+    the implicit one from d/d(kappa, tau) sum_i sigmoid((kappa_i - t)/tau) = 0.
+    """
+    with torch.no_grad():
+        t_star = _solve_threshold(kappa.detach(), tau.detach(), k)
+        z = (kappa.detach() - t_star) / tau.detach()
+        c = torch.softmax(torch.nn.functional.logsigmoid(z) + torch.nn.functional.logsigmoid(-z), dim=-1)
+        dt_dtau = -(c * z).sum(-1, keepdim=True)
+    t = t_star + (c * (kappa - kappa.detach())).sum(-1, keepdim=True)
+    if tau.requires_grad:
+        t = t + dt_dtau * (tau - tau.detach())
+    return torch.sigmoid((kappa - t) / tau)
+
+
+def subset_log_prob(log_p: Tensor, value: Tensor, k: int) -> Tensor:
+    """Exact log P(set of k draws without replacement from Categorical(p) = support of ``value``).
+
+    P(S) = sum over orders (i_1..i_k) of S of prod_j p_{i_j} / (1 - sum_{l<j} p_{i_l}).
+    Dynamic programme over subsets A of S (positions 1..k): f(empty) = 0 and
+    f(A) = logsumexp_{i in A} [f(A - i) + log p_i - log(1 - p(A - i))], where
+    log(1 - p(B)) = log(sum of p outside B) is a logsumexp, never a cancelling subtraction.
+    ``log_p`` must be normalised log-probabilities (..., K); ``value`` k-hot (..., K).
+    """
+    if k > MAX_EXACT_K:
+        raise NotImplementedError(
+            f"GumbelSoftmaxTopK.log_prob: the exact sum over the orders of a k-subset is computed for "
+            f"k <= {MAX_EXACT_K} (2^k states); k = {k} is too large.")
+    log_p, value = torch.broadcast_tensors(log_p, value)
+    chosen = value.topk(k, dim=-1).indices                      # (..., k)
+    lp_sel = log_p.gather(-1, chosen)                           # (..., k)
+    outside = torch.where(value > 0.5, torch.full_like(log_p, -math.inf), log_p)
+    lp_rest = outside.logsumexp(-1, keepdim=True)               # log p(not in S), (..., 1)
+
+    n_sub = 1 << k
+    bits = _subset_bits(k, log_p.device)                        # (2^k, k) bool
+    neg_inf = torch.tensor(-math.inf, dtype=log_p.dtype, device=log_p.device)
+    # log(1 - p(A)) = log(p outside S + p of S's members not in A), for every A.
+    not_in = torch.where(~bits, lp_sel.unsqueeze(-2), neg_inf)  # (..., 2^k, k)
+    log_rem = torch.cat([not_in, lp_rest.unsqueeze(-2).expand(*not_in.shape[:-1], 1)], -1).logsumexp(-1)
+
+    f = torch.full((*lp_sel.shape[:-1], n_sub), -math.inf, dtype=log_p.dtype, device=log_p.device)
+    f[..., 0] = 0.0
+    for masks, prev, pos in _subset_layers(k, log_p.device):
+        terms = f[..., prev] + lp_sel[..., pos] - log_rem[..., prev]    # (..., n_c, c)
+        f[..., masks] = terms.logsumexp(-1)
+    return f[..., n_sub - 1]
+
+
+_BITS_CACHE: dict = {}
+_LAYER_CACHE: dict = {}
+
+
+def _subset_bits(k: int, device) -> Tensor:
+    key = (k, str(device))
+    if key not in _BITS_CACHE:
+        m = torch.arange(1 << k, device=device)
+        _BITS_CACHE[key] = ((m.unsqueeze(-1) >> torch.arange(k, device=device)) & 1).bool()
+    return _BITS_CACHE[key]
+
+
+def _subset_layers(k: int, device):
+    """For c = 1..k: (masks of size c, masks minus one member, that member's position)."""
+    key = (k, str(device))
+    if key not in _LAYER_CACHE:
+        layers = []
+        for c in range(1, k + 1):
+            combos = list(itertools.combinations(range(k), c))
+            masks = [sum(1 << i for i in comb) for comb in combos]
+            prev = [[m ^ (1 << i) for i in comb] for m, comb in zip(masks, combos)]
+            layers.append((torch.tensor(masks, device=device), torch.tensor(prev, device=device),
+                           torch.tensor(combos, device=device)))
+        _LAYER_CACHE[key] = layers
+    return _LAYER_CACHE[key]
