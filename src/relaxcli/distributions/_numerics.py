@@ -98,3 +98,35 @@ def check_temperature(temperature: Tensor, name: str = "temperature") -> None:
         raise ValueError(
             f"Expected parameter {name} to be positive (tau > 0), but found {temperature.tolist()}"
         )
+
+
+def as_float_tensors(*values) -> tuple[Tensor, ...]:
+    """Turn Python numbers / tensors into tensors of one promoted floating dtype and one device.
+
+    The dtype is the promotion of the floating tensor arguments (float64 wins over float32);
+    with no floating tensor among them it is torch's default dtype. The device is the first
+    non-CPU tensor argument's, else the first tensor's. Example: ``as_float_tensors(0.5, torch.zeros(3, dtype=torch.float64))``
+    gives a float64 scalar and the float64 vector.
+    """
+    tensors = [v for v in values if isinstance(v, Tensor)]
+    dtype = None
+    for t in tensors:
+        if t.dtype.is_floating_point:
+            dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
+    dtype = dtype or torch.get_default_dtype()
+    # An accelerator tensor among the arguments decides the device (a CPU scalar may ride along).
+    devices = [t.device for t in tensors if t.device.type != "cpu"] or [t.device for t in tensors]
+    device = devices[0] if devices else None
+    return tuple(torch.as_tensor(v, dtype=dtype, device=device) for v in values)
+
+
+def log1mexp(x: Tensor) -> Tensor:
+    """log(1 - e^x) for x <= 0, accurate on both sides of -log 2 (Maechler 2012).
+
+    Uses log(-expm1(x)) near 0 and log1p(-e^x) far from it. Returns -inf at x = 0. Each branch
+    sees only inputs on its own side, so the branch not taken never puts NaN into a gradient.
+    """
+    near = x > -0.6931471805599453
+    half = torch.full_like(x, -0.6931471805599453)
+    return torch.where(near, torch.log(-torch.expm1(torch.where(near, x, half))),
+                       torch.log1p(-torch.exp(torch.where(near, half, x))))
