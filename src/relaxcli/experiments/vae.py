@@ -1,0 +1,555 @@
+"""``relax train-vae``: a discrete-latent VAE on binarised MNIST, with the same model for every method.
+
+Read top to bottom like a CleanRL script: options -> data -> model -> loop (train, test, checkpoint)
+-> final evaluation -> figures -> summary. The latent comes only from the registry
+(:mod:`relaxcli.methods`): the encoder outputs ``method.param_size(K)`` raw numbers per latent
+variable (the registry's ``raw`` convention), and the runner never names a distribution class.
+
+Model (Jang, Gu, Poole 2017): encoder MLP 784-512-256-raw, decoder latent-256-512-784, ReLU,
+Bernoulli likelihood p(x|z) = prod_i Bernoulli(x_i; sigmoid(decoder(z)_i)). Latents: Bernoulli
+family 200 units; categorical 20 variables x 10 classes; subset (topk) 20 groups of 10 with k
+chosen per group; simplex methods 20 x 10 (IGR: 9 free Gaussian dims each).
+
+Objective (nats per image): negative ELBO
+    -ELBO(x) = E_q[-log p(x|z)] + KL(q(z|x) || p(z)),
+with the reconstruction term estimated by the method's estimator
+(``est(raw, cost, tau=tau)``, pathwise or score-function, one interface) and the KL exact:
+
+* Bernoulli / categorical latents (``method.discrete`` is Bernoulli / OneHotCategorical): KL of
+  the discrete posterior to the uniform prior, analytic (torch's registered KL).
+* topk: the prior is the uniform law over the C(K,k) subsets (= top-k of uniform logits); the KL
+  is enumerated over all C(K,k) k-hot vectors with the discrete law's exact ``log_prob``.
+* methods without a discrete counterpart (``method.discrete is None``: IGR, logistic-normal):
+  the model *is* the relaxed one; its prior is the method's own law with loc 0 and scale 1
+  (uniform-ish over the simplex), and the KL is ``torch.distributions.kl_divergence`` when one
+  is registered (IGR: closed-form Gaussian KL); otherwise an unbiased one-sample Monte-Carlo
+  estimate log q(z) - log p(z) with exact densities.
+* correlated-bernoulli (learned correlation R = L L^T, L a learnable lower-triangular factor
+  with rows normalised so diag R = 1, shared by all images): at tau -> 0 its discrete law is a
+  Gaussian-copula Bernoulli vector whose log-mass is a 200-dimensional orthant probability, with
+  no closed form, so its discrete KL/ELBO cannot be computed honestly. It is trained and
+  evaluated as the relaxed model it samples: prior = the same copula with R = I and logits 0 at
+  the same temperature, KL by the unbiased Monte-Carlo estimate log q(z) - log p(z) with the
+  copula's exact density. eval_model = "relaxed".
+
+Evaluation (honest comparison): for every method with a discrete law (eval_model "discrete"),
+test latents are drawn from ``method.discrete`` (never the relaxation), giving
+test -ELBO = E_q[-log p(x|b)] + KL (exact) and the importance-weighted bound
+-log p(x) <= -log (1/S) sum_s p(x|b_s) p(b_s) / q(b_s|x) with ``--eval-samples`` S draws (final
+epoch; earlier epochs use one draw and no IW bound). Relaxed-only methods use the same formulas
+with their exact densities (eval_model "relaxed").
+
+Notes on special methods:
+
+* stochastic-times-smooth trains with h = sg(b) sqrt(p) (its definition), whose forward value is
+  not a draw of ``method.discrete`` = Bernoulli(p); the training number is therefore only its own
+  surrogate, and the discrete test -ELBO (decoder fed b ~ Bernoulli(p)) is the honest number.
+* gaussian-bernoulli and hard-concrete feed gates in [0, 1]; their discrete law is
+  Bernoulli(sigmoid(raw)) = P(gate > 1/2) (registry convention), and they are evaluated with it.
+* generalized-gumbel is refused (exit 2): its sample is one number sum_k values_k w_k per
+  variable, a different latent space from its discrete one-hot law, so neither model is the
+  other's relaxation.
+
+Training numbers (``train_neg_elbo``) are the training objective's value on the training sample
+(relaxed or straight-through sample + exact KL): comparable within a method, not across methods.
+The temperature follows Jang et al.'s schedule tau = max(tau_min, tau0 * exp(-r * step)).
+
+Resume: after every epoch a checkpoint (model, optimiser, estimator, RNG state, step, history)
+is written atomically; ``--resume RUN_DIR`` continues from it and gives the same numbers as an
+uninterrupted run with the same seed. Ctrl-C keeps the checkpoint of the last full epoch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import kl_divergence
+from torch.nn import functional as F
+
+from relaxcli import methods as registry
+from relaxcli import plots
+from relaxcli.data import BINARIZATIONS, DATASETS, Binarizer, load_dataset
+from relaxcli.errors import BadInput
+from relaxcli.runs import create_run, open_for_resume, resolve_device, run_context, seed_everything
+
+COMMAND = "train-vae"
+CHECKPOINT = "checkpoint.pt"
+
+# Methods that cannot be a VAE latent here, with the reason (printed with exit 2).
+UNSUITABLE = {
+    "generalized-gumbel": "its sample is one number per variable (sum_k values_k w_k), a different "
+                          "space from its one-hot discrete law, so it has no honest discrete evaluation",
+}
+# Default latent sizes per family: (number of variables, categories per variable).
+DEFAULT_LATENT = {"bernoulli": (200, 1), "categorical": (20, 10), "subset": (20, 10), "simplex": (20, 10)}
+
+
+# ----------------------------------------------------------------------------- method checks
+def unsuitable_reason(method: registry.Method) -> str | None:
+    """Why ``method`` cannot be the VAE's latent, or None when it can."""
+    if method.name in UNSUITABLE:
+        return UNSUITABLE[method.name]
+    if method.builder is None and method.estimator is None and method.discrete is None:
+        return "it has neither a distribution nor an estimator"
+    if method.builder is None and method.discrete is None:
+        return "a score-function estimator needs a discrete law"
+    return None
+
+
+def suitable_methods() -> list[str]:
+    """Registry methods that ``relax train-vae`` accepts (read at call time: new methods appear)."""
+    return [name for name, m in registry.METHODS.items() if unsuitable_reason(m) is None]
+
+
+def learns_correlation(method: registry.Method) -> bool:
+    # A method whose builder takes a correlation matrix gets a learned one (correlated-bernoulli).
+    return "correlation" in method.options
+
+
+def eval_model_of(method: registry.Method) -> str:
+    if method.discrete is None or learns_correlation(method):
+        return "relaxed"
+    return "discrete"
+
+
+# ----------------------------------------------------------------------------- estimators
+class _Pathwise(nn.Module):
+    """Pathwise estimator with the estimators' interface (used when relaxcli.estimators lacks one).
+
+    surrogate = mean_n cost(rsample); value = the Monte-Carlo mean cost.
+    """
+
+    def __init__(self, method: registry.Method, n_samples: int = 1, **options):
+        super().__init__()
+        self.method, self.n_samples, self.options = method, n_samples, options
+
+    def forward(self, raw: Tensor, cost, tau=None, **options):
+        z = self.method.build(raw, tau, **{**self.options, **options}).rsample((self.n_samples,))
+        c = cost(z)
+        return SimpleNamespace(loss=c.mean(), cost=c.detach())
+
+
+def make_estimator(method: registry.Method, n_samples: int = 1, **options) -> nn.Module:
+    """The registry's estimator when ``relaxcli.estimators`` provides one, else pathwise."""
+    try:
+        from relaxcli.estimators import make_estimator as make
+    except ImportError:
+        make = None
+    if make is not None:
+        return make(method, n_samples=n_samples, **options)
+    if method.builder is None:
+        raise BadInput(f"method {method.name!r} needs relaxcli.estimators, which is not available yet")
+    return _Pathwise(method, n_samples=n_samples, **options)
+
+
+# ----------------------------------------------------------------------------- the model
+@dataclass
+class Latent:
+    """Shapes of the latent: ``raw_shape`` per image (encoder output), ``shape`` of a sample."""
+
+    n_vars: int
+    categories: int
+    raw_shape: tuple[int, ...]
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def latent_for(method: registry.Method, latent_dim: int | None, categories: int | None) -> Latent:
+    n, k = DEFAULT_LATENT[method.family]
+    n = latent_dim or n
+    if method.family == "bernoulli":
+        if categories not in (None, 1):
+            raise BadInput(f"--categories does not apply to the Bernoulli method {method.name!r} (one unit = 2 states)")
+        p = method.param_size(1)
+        return Latent(n, 1, (n,) if p == 1 else (n, p), (n,))
+    k = categories or k
+    if k < 2:
+        raise BadInput(f"--categories must be >= 2 for {method.name!r}, got {k}")
+    return Latent(n, k, (n, method.param_size(k)), (n, k))
+
+
+class VAE(nn.Module):
+    """MLP encoder x -> raw latent parameters, MLP decoder z -> Bernoulli logits of the pixels."""
+
+    def __init__(self, latent: Latent, hidden: tuple[int, ...], learn_correlation: bool = False):
+        super().__init__()
+        self.latent = latent
+        enc, width = [], 784
+        for h in hidden:
+            enc += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.encoder = nn.Sequential(*enc, nn.Linear(width, math.prod(latent.raw_shape)))
+        dec, width = [], latent.numel
+        for h in reversed(hidden):
+            dec += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.decoder = nn.Sequential(*dec, nn.Linear(width, 784))
+        # Learned correlation of correlated-bernoulli: R = L L^T with L lower triangular, unit
+        # diagonal before row normalisation (R = I at initialisation, always positive definite).
+        self.corr_factor = nn.Parameter(torch.zeros(latent.n_vars, latent.n_vars)) if learn_correlation else None
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(2.0 * x - 1.0).view(x.shape[0], *self.latent.raw_shape)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Pixel logits for latents ``z`` of shape (..., *latent.shape) -> (..., 784)."""
+        lead = z.shape[: z.dim() - len(self.latent.shape)]
+        return self.decoder(z.reshape(*lead, self.latent.numel))
+
+    def log_px(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x|z) for z (n, B, *latent) and x (B, 784) -> (n, B)."""
+        logits = self.decode(z)
+        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+
+    def correlation(self) -> Tensor | None:
+        if self.corr_factor is None:
+            return None
+        eye = torch.eye(self.latent.n_vars, dtype=self.corr_factor.dtype, device=self.corr_factor.device)
+        lower = torch.tril(self.corr_factor, -1) + eye
+        lower = lower / lower.norm(dim=1, keepdim=True)
+        r = lower @ lower.T
+        r = 0.5 * (r + r.T)  # exact symmetry for the distribution's validation
+        return r - torch.diag(torch.diagonal(r)) + eye  # exactly unit diagonal
+
+
+# ----------------------------------------------------------------------------- laws and KL
+def _inv_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y))
+
+
+def prior_raw(method: registry.Method, latent: Latent, batch: int, device) -> Tensor:
+    """Raw parameters of the prior: logits 0 (uniform law) for discrete-logit methods; for
+    (loc, scale) methods, loc 0 and scale 1 under the registry's softplus(s) + 1e-4 convention."""
+    raw = torch.zeros(batch, *latent.raw_shape, device=device)
+    if not method.from_logits:
+        half = raw.shape[-1] // 2
+        raw[..., half:] = _inv_softplus(1.0 - 1e-4)
+    return raw
+
+
+def subset_support(categories: int, k: int, device) -> Tensor:
+    """All C(K, k) k-hot vectors, shape (C(K,k), K)."""
+    combos = list(itertools.combinations(range(categories), k))
+    out = torch.zeros(len(combos), categories, device=device)
+    for row, idx in enumerate(combos):
+        out[row, list(idx)] = 1.0
+    return out
+
+
+def per_image(t: Tensor, lead: int) -> Tensor:
+    """Sum every dimension after the first ``lead`` ones (latent variables of one image)."""
+    return t.reshape(*t.shape[:lead], -1).sum(-1)
+
+
+def exact_kl(q, p, support: Tensor | None) -> Tensor | None:
+    """KL(q || p) per image (B,): torch's registered KL, else enumeration over ``support``.
+
+    Returns None when neither exists (the caller then uses a Monte-Carlo estimate)."""
+    try:
+        return per_image(kl_divergence(q, p), 1)
+    except NotImplementedError:
+        pass
+    if support is None:
+        return None
+    values = support.view(support.shape[0], *([1] * len(q.batch_shape)), *support.shape[1:])
+    log_q, log_p = q.log_prob(values), p.log_prob(values)  # (S, B, N)
+    return per_image((log_q.exp() * (log_q - log_p)).sum(0), 1)
+
+
+@dataclass
+class Laws:
+    """Everything the objective needs about the latent, resolved once from the registry."""
+
+    method: registry.Method
+    latent: Latent
+    options: dict
+    eval_model: str
+    support: Tensor | None
+
+    def opts(self, model: VAE) -> dict:
+        r = model.correlation()
+        return {**self.options, **({"correlation": r} if r is not None else {})}
+
+    def posterior(self, raw: Tensor, tau: float, model: VAE, discrete: bool):
+        if discrete:
+            return self.method.discrete(raw, **self.options)
+        return self.method.build(raw, tau, **self.opts(model))
+
+    def prior(self, batch: int, tau: float, device, discrete: bool):
+        raw = prior_raw(self.method, self.latent, batch, device)
+        if discrete:
+            return self.method.discrete(raw, **self.options)
+        opts = dict(self.options)
+        if "correlation" in opts:
+            opts["correlation"] = torch.eye(self.latent.n_vars, device=device)
+        return self.method.build(raw, tau, **opts)
+
+
+# ----------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, iw: bool,
+             device, rows: int = 20000) -> dict:
+    """Test -ELBO (and the IW bound when ``iw``) in nats per image, latents from the eval model."""
+    discrete = laws.eval_model == "discrete"
+    batch = max(1, min(1000, rows // n_samples))
+    tot_elbo, tot_iw, n = 0.0, 0.0, 0
+    for start in range(0, x_all.shape[0], batch):
+        x = x_all[start:start + batch].to(device)
+        raw = model.encode(x)
+        q = laws.posterior(raw, tau, model, discrete)
+        p = laws.prior(x.shape[0], tau, device, discrete)
+        z = q.sample((n_samples,))
+        log_px = model.log_px(x, z)  # (S, B)
+        log_q, log_p = per_image(q.log_prob(z), 2), per_image(p.log_prob(z), 2)
+        kl = exact_kl(q, p, laws.support)
+        if kl is None:
+            kl = (log_q - log_p).mean(0)
+        tot_elbo += float((-log_px.mean(0) + kl).sum())
+        if iw:
+            log_w = log_px + log_p - log_q
+            tot_iw += float(-(torch.logsumexp(log_w, 0) - math.log(n_samples)).sum())
+        n += x.shape[0]
+    return {"test_neg_elbo": tot_elbo / n, "test_iw_nll": tot_iw / n if iw else None}
+
+
+# ----------------------------------------------------------------------------- the runner
+def _parse_hidden(hidden: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(h) for h in hidden.replace(" ", "").split(",") if h)
+    except ValueError:
+        sizes = ()
+    if not sizes or any(h <= 0 for h in sizes):
+        raise BadInput(f"--hidden must be comma-separated positive widths like 512,256, got {hidden!r}")
+    return sizes
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise BadInput(message)
+
+
+def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, latent_dim: int | None = None,
+                  categories: int | None = None, k: int | None = None, hidden: str = "512,256",
+                  lr: float = 1e-3, batch_size: int = 100, tau: float | None = None,
+                  anneal_rate: float = 3e-5, tau_min: float | None = None, n_samples: int = 1,
+                  dataset: str = "mnist", data_dir: str | None = None, binarize: str = "dynamic",
+                  eval_samples: int = 100, train_limit: int | None = None, test_limit: int | None = None,
+                  seed: int = 0, device: str = "auto", resume: Path | None = None, out: Path | None = None,
+                  overwrite: bool = False) -> dict:
+    """Train the VAE (see the module docstring) and return the summary dict."""
+    # ---------------------------------------------------------------- options (or a resumed run's)
+    if resume is not None:
+        run = open_for_resume(resume, COMMAND)
+        opts = dict(run.config["options"])
+        if epochs is not None:
+            opts["epochs"] = epochs  # the only option a resume may change: train for longer
+    else:
+        _check(method is not None, "--method is required (or --resume RUN_DIR)")
+        opts = {"epochs": 10 if epochs is None else epochs, "latent_dim": latent_dim,
+                "categories": categories, "k": k, "hidden": hidden, "lr": lr, "batch_size": batch_size,
+                "tau": tau, "anneal_rate": anneal_rate, "tau_min": tau_min, "n_samples": n_samples,
+                "dataset": dataset, "data_dir": data_dir, "binarize": binarize,
+                "eval_samples": eval_samples, "train_limit": train_limit, "test_limit": test_limit,
+                "seed": seed, "device": device, "method": method}
+
+    # ---------------------------------------------------------------- validate before the run starts
+    m = registry.get_method(opts["method"]) if opts["method"] in registry.METHODS else None
+    if m is None or unsuitable_reason(m) is not None:
+        why = f"unknown method {opts['method']!r}" if m is None else \
+            f"method {opts['method']!r} cannot be a VAE latent: {unsuitable_reason(m)}"
+        raise BadInput(f"{why}. Suitable methods: {', '.join(suitable_methods())}")
+    latent = latent_for(m, opts["latent_dim"], opts["categories"])
+    hidden_sizes = _parse_hidden(opts["hidden"])
+    _check(opts["epochs"] >= 1, f"--epochs must be >= 1, got {opts['epochs']}")
+    _check(opts["batch_size"] >= 1, f"--batch-size must be >= 1, got {opts['batch_size']}")
+    _check(opts["lr"] > 0, f"--lr must be > 0, got {opts['lr']}")
+    _check(opts["eval_samples"] >= 1, f"--eval-samples must be >= 1, got {opts['eval_samples']}")
+    _check(opts["n_samples"] >= 1, f"--n-samples must be >= 1, got {opts['n_samples']}")
+    _check(opts["anneal_rate"] >= 0, f"--anneal-rate must be >= 0, got {opts['anneal_rate']}")
+    _check(latent.n_vars >= 1, f"--latent-dim must be >= 1, got {latent.n_vars}")
+    tau0 = opts["tau"] if opts["tau"] is not None else (m.default_tau or 1.0)
+    _check(tau0 > 0, f"--tau must be > 0, got {tau0}")
+    tau_min = opts["tau_min"] if opts["tau_min"] is not None else min(0.5, tau0)
+    _check(tau_min > 0, f"--tau-min must be > 0, got {tau_min}")
+    method_options = dict(m.options)
+    if "k" in m.options:
+        kk = opts["k"] or m.options["k"]
+        _check(1 <= kk < latent.categories, f"--k must be in 1..{latent.categories - 1} for {m.name!r}, got {kk}")
+        method_options["k"] = kk
+    elif opts["k"] is not None:
+        raise BadInput(f"--k applies only to subset methods (topk), not {m.name!r}")
+    for name in ("train_limit", "test_limit"):
+        _check(opts[name] is None or opts[name] >= 1, f"--{name.replace('_', '-')} must be >= 1")
+    _check(opts["binarize"] in BINARIZATIONS, f"unknown --binarize {opts['binarize']!r}; choose from: "
+           f"{', '.join(BINARIZATIONS)}")
+    _check(opts["dataset"] in DATASETS, f"unknown --dataset {opts['dataset']!r}; choose from: {', '.join(DATASETS)}")
+    try:
+        dev = resolve_device(opts["device"])
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    data = load_dataset(opts["dataset"], opts["data_dir"])
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+
+    # ---------------------------------------------------------------- setup
+    if resume is None:
+        run = create_run(COMMAND, m.name, opts, out=out, overwrite=overwrite, seed=opts["seed"],
+                         device=str(dev))
+    with run_context(run, resume_hint=f"relax train-vae --resume {run.path}"):
+        seed_everything(opts["seed"])
+        train_x = data.train[: opts["train_limit"]]
+        binarizer = Binarizer(opts["binarize"], data)
+        test_x = binarizer.test[: opts["test_limit"]]
+        support = subset_support(latent.categories, method_options["k"], dev) if m.family == "subset" else None
+        laws = Laws(m, latent, method_options, eval_model_of(m), support)
+        model = VAE(latent, hidden_sizes, learn_correlation=learns_correlation(m)).to(dev)
+        est_options = {key: v for key, v in method_options.items() if key != "correlation"}
+        est = make_estimator(m, n_samples=opts["n_samples"], **est_options).to(dev)
+        optimizer = torch.optim.Adam(list(model.parameters()) + list(est.parameters()), lr=opts["lr"])
+        step, start_epoch, history = 0, 0, []
+
+        ckpt_path = run.file(CHECKPOINT)
+        if resume is not None and ckpt_path.exists():
+            ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            est.load_state_dict(ckpt["estimator"])
+            torch.set_rng_state(ckpt["rng"])
+            if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+            step, start_epoch, history = ckpt["step"], ckpt["epoch"], ckpt["history"]
+            run.truncate_metrics(lambda r: r.get("epoch", 0) <= start_epoch)
+            reporter.print(f"resuming {run.path} after epoch {start_epoch}")
+        elif resume is not None:
+            run.truncate_metrics(lambda r: False)
+
+        def temperature(s: int) -> float:
+            return max(tau_min, tau0 * math.exp(-opts["anneal_rate"] * s))
+
+        if start_epoch == 0:  # the untrained model, for reference (epoch 0)
+            rec = {"epoch": 0, "step": 0, "tau": tau0,
+                   **evaluate(model, laws, test_x, tau0, 1, False, dev)}
+            run.log_metrics(rec)
+            history.append(rec)
+
+        # ---------------------------------------------------------------- training loop
+        n_train, bs = train_x.shape[0], opts["batch_size"]
+        n_batches = math.ceil(n_train / bs)
+        mc_kl = None  # decided on the first batch: exact KL, or a Monte-Carlo term inside the cost
+        for epoch in range(start_epoch + 1, opts["epochs"] + 1):
+            t0 = time.perf_counter()
+            model.train()
+            perm = torch.randperm(n_train)
+            sum_obj, seen = 0.0, 0
+            with reporter.progress(f"epoch {epoch}/{opts['epochs']}", total=n_batches) as bar:
+                for b in range(n_batches):
+                    idx = perm[b * bs:(b + 1) * bs]
+                    x = binarizer.train_batch(train_x[idx], idx).to(dev)
+                    tau_now = temperature(step)
+                    raw = model.encode(x)
+                    if mc_kl is None:
+                        q0 = laws.posterior(raw, tau_now, model, laws.eval_model == "discrete")
+                        p0 = laws.prior(x.shape[0], tau_now, dev, laws.eval_model == "discrete")
+                        mc_kl = exact_kl(q0, p0, support) is None
+                    if mc_kl:
+                        # No exact KL: the cost carries the unbiased single-sample estimate
+                        # log q(z|x) - log p(z) with the method's exact densities.
+                        q = laws.posterior(raw, tau_now, model, False)
+                        p = laws.prior(x.shape[0], tau_now, dev, False)
+
+                        def cost(z, x=x, q=q, p=p):
+                            return -model.log_px(x, z) + per_image(q.log_prob(z) - p.log_prob(z), 2)
+
+                        kl = torch.zeros((), device=dev)
+                    else:
+                        def cost(z, x=x):
+                            return -model.log_px(x, z)
+
+                        discrete = laws.eval_model == "discrete"
+                        kl = exact_kl(laws.posterior(raw, tau_now, model, discrete),
+                                      laws.prior(x.shape[0], tau_now, dev, discrete), support).mean()
+                    extra = {"correlation": model.correlation()} if model.corr_factor is not None else {}
+                    out = est(raw, cost, tau=tau_now, **extra)
+                    loss = out.loss + kl
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step += 1
+                    obj = float(out.cost.mean() + kl.detach())
+                    sum_obj += obj * x.shape[0]
+                    seen += x.shape[0]
+                    bar.advance(1, info=f"-ELBO {sum_obj / seen:.2f}  tau {tau_now:.3f}")
+            train_seconds = time.perf_counter() - t0
+
+            # ---------------------------------------------------------------- test
+            model.eval()
+            last = epoch == opts["epochs"]
+            tau_now = temperature(step)
+            metrics = evaluate(model, laws, test_x, tau_now, opts["eval_samples"] if last else 1, last, dev)
+            rec = {"epoch": epoch, "step": step, "tau": tau_now, "train_neg_elbo": sum_obj / seen,
+                   **metrics, "eval_samples": opts["eval_samples"] if last else 1,
+                   "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
+            run.log_metrics(rec)
+            history.append(rec)
+            reporter.print(f"epoch {epoch}: train -ELBO {rec['train_neg_elbo']:.2f}  test -ELBO "
+                           f"{rec['test_neg_elbo']:.2f}" + (f"  IW -log p(x) {rec['test_iw_nll']:.2f}"
+                                                           if rec["test_iw_nll"] is not None else "")
+                           + f"  ({rec['seconds']:.1f} s)")
+            run.save_torch(CHECKPOINT, {
+                "epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "estimator": est.state_dict(), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if dev.type == "cuda" else None,
+                "history": history,
+            })
+
+        # ---------------------------------------------------------------- figures and summary
+        tau_now = temperature(step)
+        with torch.no_grad():
+            xs = test_x[:10].to(dev)
+            z = laws.posterior(model.encode(xs), tau_now, model, laws.eval_model == "discrete").sample()
+            recon = torch.sigmoid(model.decode(z))
+            zp = laws.prior(64, tau_now, dev, laws.eval_model == "discrete").sample()
+            samples = torch.sigmoid(model.decode(zp))
+        fig = plots.vae_reconstructions(xs.cpu().view(-1, 28, 28), recon.cpu().view(-1, 28, 28))
+        run.save_figure(fig, "reconstructions.png")
+        plots.close(fig)
+        fig = plots.vae_samples(samples.cpu().view(-1, 28, 28))
+        run.save_figure(fig, "samples.png")
+        plots.close(fig)
+        trained = [r for r in history if r["epoch"] >= 1]
+        fig = plots.vae_curves([r["epoch"] for r in trained], [r["train_neg_elbo"] for r in trained],
+                               [r["test_neg_elbo"] for r in trained], title=f"train-vae {m.name}",
+                               untrained=history[0]["test_neg_elbo"] if history[0]["epoch"] == 0 else None)
+        run.save_figure(fig, "curves.png")
+        plots.close(fig)
+        run.save_torch("model.pt", {"model": model.state_dict(), "options": opts,
+                                    "latent": vars(latent), "method": m.name})
+
+        final = trained[-1]
+        best = min(trained, key=lambda r: r["test_neg_elbo"])
+        summary = {
+            "method": m.name, "epochs": final["epoch"], "test_neg_elbo": final["test_neg_elbo"],
+            "test_iw_nll": final["test_iw_nll"], "eval_model": laws.eval_model,
+            "best_epoch": best["epoch"], "best_test_neg_elbo": best["test_neg_elbo"],
+            "seconds_per_epoch": sum(r["seconds"] for r in trained) / len(trained),
+            "train_seconds_per_epoch": sum(r["train_seconds"] for r in trained) / len(trained),
+            "train_neg_elbo": final["train_neg_elbo"], "untrained_test_neg_elbo": history[0]["test_neg_elbo"],
+            "eval_samples": opts["eval_samples"], "tau_final": tau_now, "dataset": opts["dataset"],
+            "binarize": opts["binarize"], "latent_shape": list(latent.shape), "seed": opts["seed"],
+            "run_dir": str(run.path),
+        }
+        summary = run.finish(summary)
+        reporter.print(f"done: test -ELBO {summary['test_neg_elbo']:.2f}, IW bound "
+                       f"{summary['test_iw_nll']:.2f} nats ({laws.eval_model} latents); {run.path}")
+        return summary
