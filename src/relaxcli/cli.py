@@ -115,6 +115,69 @@ def list_methods(json_out: JsonOpt = False) -> None:
     Reporter().console.print(table)
 
 
+@app.command("train-vae")
+def train_vae(
+    method: Annotated[Optional[str], typer.Option(
+        "--method", help="Latent method from the registry (relax list); unsuitable ones exit 2 "
+        "with the list of suitable ones. Required unless --resume.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        "--epochs", help="Training epochs (default 10). With --resume: train up to this many.")] = None,
+    latent_dim: Annotated[Optional[int], typer.Option(
+        "--latent-dim", help="Latent variables: Bernoulli units (default 200) or categorical / "
+        "subset / simplex groups (default 20).")] = None,
+    categories: Annotated[Optional[int], typer.Option(
+        "--categories", help="Classes per categorical / subset / simplex group (default 10).")] = None,
+    k: Annotated[Optional[int], typer.Option(
+        "--k", help="Subset size per group for topk (default 2).")] = None,
+    hidden: Annotated[str, typer.Option(
+        "--hidden", help="Encoder hidden widths, comma-separated; the decoder mirrors them.")] = "512,256",
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per training step.")] = 100,
+    tau: Annotated[Optional[float], typer.Option(
+        "--tau", help="Initial temperature tau0 (default: the method's default, else 1).")] = None,
+    anneal_rate: Annotated[float, typer.Option(
+        "--anneal-rate", help="r in tau = max(tau_min, tau0*exp(-r*step)) (Jang et al.; 0 = "
+        "constant).")] = 3e-5,
+    tau_min: Annotated[Optional[float], typer.Option(
+        "--tau-min", help="Lowest temperature of the schedule (default min(0.5, tau0)).")] = None,
+    n_samples: Annotated[int, typer.Option(
+        "--n-samples", help="Latent samples per image for the gradient estimator.")] = 1,
+    dataset: Annotated[str, typer.Option(
+        "--dataset", help="mnist, fashion-mnist, or synthetic (a tiny generated test/smoke set).")] = "mnist",
+    data_dir: Annotated[Optional[str], typer.Option(
+        "--data-dir", help="Folder with MNIST/raw or FashionMNIST/raw idx files (read-only is "
+        "fine; default RELAX_DATA_DIR, then the user cache, downloading there if missing).")] = None,
+    binarize: Annotated[str, typer.Option(
+        "--binarize", help="dynamic (fresh Bernoulli draw each epoch), static (one fixed draw) "
+        "or threshold (pixel > 0.5).")] = "dynamic",
+    eval_samples: Annotated[int, typer.Option(
+        "--eval-samples", help="Latent samples per test image for the final -ELBO and the "
+        "importance-weighted bound on -log p(x).")] = 100,
+    train_limit: Annotated[Optional[int], typer.Option(
+        "--train-limit", help="Use only the first N training images (smoke runs).")] = None,
+    test_limit: Annotated[Optional[int], typer.Option(
+        "--test-limit", help="Evaluate on only the first N test images (smoke runs).")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue a run directory after its last completed epoch (options come "
+        "from its config.json, except --epochs); results equal an uninterrupted run.")] = None,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a VAE on binarised MNIST with the method's latent; report test -ELBO and an IW bound."""
+    from relaxcli.experiments.vae import run_train_vae
+
+    invoke(run_train_vae, json_out=json_out, quiet=quiet, method=method, epochs=epochs,
+           latent_dim=latent_dim, categories=categories, k=k, hidden=hidden, lr=lr,
+           batch_size=batch_size, tau=tau, anneal_rate=anneal_rate, tau_min=tau_min,
+           n_samples=n_samples, dataset=dataset, data_dir=data_dir, binarize=binarize,
+           eval_samples=eval_samples, train_limit=train_limit, test_limit=test_limit, seed=seed,
+           device=device, resume=resume, out=out, overwrite=overwrite)
+
+
 def _exception_types(name: str) -> tuple[type, ...]:
     """click's exception class ``name`` from click and from typer's vendored copy (typer >= 0.19)."""
     found = []

@@ -17,3 +17,60 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 def close(fig) -> None:
     """Free a figure's memory (pyplot keeps every open figure alive)."""
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------- relax train-vae
+def _image_grid(ax, images, rows: int, cols: int) -> None:
+    """Tile ``images`` (N, H, W) in [0, 1] row by row into one grey picture on ``ax``."""
+    import numpy as np
+
+    imgs = np.asarray(images, float)
+    n, h, w = imgs.shape
+    grid = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1))
+    for i in range(min(n, rows * cols)):
+        r, c = divmod(i, cols)
+        grid[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = imgs[i]
+    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+
+
+def vae_reconstructions(originals, reconstructions, title: str = "test images (top) and reconstructions (bottom)"):
+    """Test images in the top row, the decoder's mean p(x|z), z ~ q(z|x), below each one."""
+    import numpy as np
+
+    both = np.concatenate([np.asarray(originals, float), np.asarray(reconstructions, float)])
+    cols = len(originals)
+    fig, ax = plt.subplots(figsize=(cols * 0.8, 1.9))
+    _image_grid(ax, both, 2, cols)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def vae_samples(images, title: str = "decoder means of prior samples"):
+    """Decodes of latents drawn from the prior, on a square grid."""
+    import math
+
+    cols = max(1, int(math.ceil(math.sqrt(len(images)))))
+    rows = int(math.ceil(len(images) / cols))
+    fig, ax = plt.subplots(figsize=(cols * 0.6, rows * 0.6 + 0.3))
+    _image_grid(ax, images, rows, cols)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def vae_curves(epochs, train, test, title: str = "train-vae", untrained: float | None = None):
+    """Train and test negative ELBO (nats per image) against the epoch."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, train, marker="o", ms=3, label="train -ELBO (training objective)")
+    ax.plot(epochs, test, marker="s", ms=3, label="test -ELBO (evaluation model)")
+    if untrained is not None:
+        ax.axhline(untrained, linestyle="--", linewidth=1, color="gray", label="untrained model (test)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per image")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
