@@ -178,6 +178,34 @@ def train_vae(
            device=device, resume=resume, out=out, overwrite=overwrite)
 
 
+@app.command("compare")
+def compare(
+    run_dirs: Annotated[list[str], typer.Argument(
+        help="Run directories, parent folders or globs; every summary.json below them is read.",
+        metavar="RUN_DIR...", show_default=False)],
+    group_by: Annotated[Optional[list[str]], typer.Option(
+        "--group-by", help="Config keys to group by, comma-separated or repeated (any key of "
+        "config.json or its options, e.g. method,tau). Default: method (reinforce: method, "
+        "estimator, baseline; grad-bench: problem, then each result's method and tau).")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option(
+        "--metric", help="summary.json metrics to report, comma-separated or repeated. Default: "
+        "the command's key metrics (train-vae: test_neg_elbo, test_iw_nll, seconds_per_epoch; "
+        "reinforce: episodes_to_solve, steps_to_solve, eval_return_greedy; grad-bench: "
+        "bias_norm, variance_trace, mse, snr, seconds_per_estimate).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Directory for comparison.csv, comparison.md, curves.png and summary.json "
+        "(default runs/compare/<UTC time>). Must be new or empty unless --overwrite.")] = None,
+    overwrite: OverwriteOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compare completed runs: mean +/- std over seeds per group, as a table, CSV, Markdown and curves."""
+    from relaxcli.experiments.compare import run_compare
+
+    invoke(run_compare, json_out=json_out, quiet=quiet, run_dirs=run_dirs, group_by=group_by,
+           metrics=metric, out=out, overwrite=overwrite)
+
+
 def _exception_types(name: str) -> tuple[type, ...]:
     """click's exception class ``name`` from click and from typer's vendored copy (typer >= 0.19)."""
     found = []

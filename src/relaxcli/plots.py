@@ -74,3 +74,41 @@ def vae_curves(epochs, train, test, title: str = "train-vae", untrained: float |
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------- relax compare
+def compare_curves(lines: dict, xlabel: str, ylabel: str, title: str,
+                   references: dict | None = None, logx: bool = False, logy: bool = False):
+    """One line per group: the mean over runs with a shaded band of +/- one sample std.
+
+    ``lines`` maps a label to ``{"x": [...], "mean": [...], "std": [...]}``; ``references``
+    maps a label to a constant drawn as a dashed horizontal line (e.g. the variance of an
+    unbiased estimator that has no temperature, in grad-bench's variance-against-tau picture).
+    """
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, c in lines.items():
+        x, m = np.asarray(c["x"], float), np.asarray(c["mean"], float)
+        s = np.asarray(c.get("std") or [0.0] * len(m), float)
+        (line,) = ax.plot(x, m, marker="o" if len(x) <= 12 else None, ms=3, label=label)
+        if np.any(s > 0):
+            lo = m - s
+            if logy:  # a band below zero cannot be drawn on a log axis; clip it
+                lo = np.maximum(lo, m * 1e-3)
+            ax.fill_between(x, lo, m + s, color=line.get_color(), alpha=0.2, linewidth=0)
+    colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    for i, (label, y) in enumerate((references or {}).items()):
+        ax.axhline(y, linestyle="--", linewidth=1, label=label,
+                   color=colors[(len(lines) + i) % len(colors)])
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
