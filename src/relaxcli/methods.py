@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 
 from relaxcli import distributions as D
+from relaxcli import estimators as E
 from relaxcli.errors import BadInput
 
 FAMILIES = ("bernoulli", "categorical", "subset", "simplex")
@@ -79,6 +80,9 @@ class Method:
         options: extra keyword options ``builder`` accepts, with defaults (CLI and VAE use them).
         estimator: ``estimator(method, **options)`` returning the gradient estimator module
             (filled in by ``relaxcli.estimators``; pathwise for every distribution method).
+        families: further latent families a score-function estimator also serves (REINFORCE,
+            REBAR and RELAX work for Bernoulli *and* categorical latents; ``family`` is the
+            first). Use :meth:`supports` rather than comparing ``family``.
     """
 
     name: str
@@ -95,6 +99,11 @@ class Method:
     discrete: Callable[..., Distribution] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     estimator: Callable[..., Any] | None = None
+    families: tuple[str, ...] = ()
+
+    def supports(self, family: str) -> bool:
+        """Whether this method applies to latents of ``family``."""
+        return family == self.family or family in self.families
 
     def build(self, raw: Tensor, tau: float | Tensor | None = None, **options) -> Distribution:
         """The method's distribution for parameters ``raw`` at temperature ``tau``."""
@@ -114,6 +123,9 @@ def register(method: Method) -> Method:
         raise ValueError(f"method {method.name!r} is registered twice")
     if method.family not in FAMILIES or method.kind not in KINDS:
         raise ValueError(f"method {method.name!r}: bad family {method.family!r} or kind {method.kind!r}")
+    if method.estimator is None and method.builder is not None:
+        # every distribution method differentiates through its samples by default
+        method = replace(method, estimator=E.PathwiseEstimator)
     METHODS[method.name] = method
     return method
 
@@ -258,4 +270,56 @@ register(Method(
     builder=lambda raw, tau, **o: D.LogisticNormalSoftmax(
         raw[..., : raw.shape[-1] // 2], torch.nn.functional.softplus(raw[..., raw.shape[-1] // 2:]) + 1e-4),
     param_size=lambda k: 2 * k, from_logits=False,
+))
+
+
+# ----------------------------------------------------------------------------- score-function estimators
+def discrete_law(raw: Tensor, family: str = "bernoulli", **_) -> Distribution:
+    """Bernoulli(sigmoid(raw)) or OneHotCategorical(softmax(raw)) for estimators serving both."""
+    if family == "bernoulli":
+        return bernoulli_law(raw)
+    if family == "categorical":
+        return categorical_law(raw)
+    raise ValueError(f"no discrete law for family {family!r} (bernoulli or categorical)")
+
+
+BOTH = ("bernoulli", "categorical")
+REINFORCE_PAPER = Paper("Williams", 1992, "", "Simple Statistical Gradient-Following Algorithms for Connectionist RL")
+
+register(Method(
+    "reinforce", "bernoulli", "score-function", True, True, REINFORCE_PAPER, None,
+    "(f(b) - c) grad log p(b); baseline c: none | moving-average | learned (option baseline=)",
+    discrete=discrete_law, options={"baseline": "none"}, estimator=E.ReinforceEstimator, families=BOTH,
+))
+register(Method(
+    "reinforce-rloo", "bernoulli", "score-function", True, True,
+    Paper("Kool, van Hoof, Welling", 2019, "", "Buy 4 REINFORCE Samples, Get a Baseline for Free!"), None,
+    "REINFORCE with the leave-one-out baseline (n_samples >= 2)",
+    discrete=discrete_law, options={"baseline": "leave-one-out"}, estimator=E.ReinforceEstimator, families=BOTH,
+))
+register(Method(
+    "rebar", "bernoulli", "score-function", True, True,
+    Paper("Tucker, Mnih, Maddison, Lawson, Sohl-Dickstein", 2017, "1703.07370",
+          "REBAR: Low-variance, unbiased gradient estimates for discrete latent variable models"), 0.5,
+    "Score function with Concrete control variate eta*f(sigma(z/tau)) and z~ ~ p(z|b); eta, tau learned",
+    discrete=discrete_law, options={"network": False}, estimator=E.RebarEstimator, families=BOTH,
+))
+register(Method(
+    "relax", "bernoulli", "score-function", True, True,
+    Paper("Grathwohl, Choi, Wu, Roeder, Duvenaud", 2018, "1711.00123",
+          "Backpropagation through the Void: Optimizing control variates for black-box gradient estimation"), 0.5,
+    "REBAR's control variate plus a learned MLP r(sigma(z/tau)), trained to minimise variance",
+    discrete=discrete_law, options={"network": True}, estimator=E.RebarEstimator, families=BOTH,
+))
+register(Method(
+    "arm", "bernoulli", "score-function", True, True,
+    Paper("Yin, Zhou", 2019, "1807.11143", "ARM: Augment-REINFORCE-Merge Gradient for Stochastic Binary Networks"), None,
+    "(f(1[u > sigma(-a)]) - f(1[u < sigma(a)])) (u - 1/2): antithetic pairs",
+    param_size=lambda k: 1, discrete=bernoulli_law, estimator=E.ARMEstimator,
+))
+register(Method(
+    "disarm", "bernoulli", "score-function", True, True,
+    Paper("Dong, Mnih, Tucker", 2020, "2006.10680", "DisARM: An Antithetic Gradient Estimator for Binary Latent Variables"), None,
+    "ARM with the uniform integrated out per dimension: lower variance, same pairs",
+    param_size=lambda k: 1, discrete=bernoulli_law, estimator=E.DisARMEstimator,
 ))

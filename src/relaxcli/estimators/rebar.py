@@ -1,0 +1,138 @@
+"""REBAR (Tucker et al. 2017, arXiv 1703.07370) and RELAX (Grathwohl et al. 2018, arXiv 1711.00123).
+
+Both are score-function estimators with a control variate c built from the Concrete relaxation
+and the conditional sample z_tilde ~ p(z | b) (:mod:`relaxcli.estimators.conditional`):
+
+    g = [f(b) - c(z_tilde)] * grad log p(b) + grad c(z) - grad c(z_tilde),
+    b = H(z),  z = reparameterised sample,  z_tilde = conditional reparameterised sample,
+
+which is unbiased for d/draw E[f(b)] for *any* differentiable c (E[grad c(z)] is the score term
+of c plus E[grad c(z_tilde)]). ``grad`` is w.r.t. ``raw``; b's score uses the exact law
+``method.discrete(raw)``.
+
+REBAR:  c(z) = eta * f(sigma_lambda(z)),
+RELAX:  c(z) = eta * f(sigma_lambda(z)) + r_rho(sigma_lambda(z)),  r_rho a small MLP,
+with sigma_lambda(z) = sigmoid(z / lambda) (Bernoulli) or softmax(z / lambda) (categorical).
+eta, log lambda (and rho) are ``nn.Parameter`` s the caller adds to its optimizer.
+
+Variance step. While the module is in training mode, ``forward`` computes the per-example
+estimates g_i (rows of ``raw``) with ``torch.autograd.grad(..., create_graph=True)``, the
+variance proxy V = mean_i ||g_i||^2 (the mean gradient does not depend on phi because g is
+unbiased, so dV/dphi = d Var/dphi; Grathwohl et al. 2018 eq. 5), and dV/dphi by a second
+``torch.autograd.grad`` w.r.t. phi only. Those gradients are attached to phi through exactly
+zero-valued terms ``<phi, sg(dV/dphi)> - sg(...)`` of the returned loss, so the caller's one
+``loss.backward()`` writes dV/dphi into phi.grad, while ``raw`` receives exactly g (the
+attachment of g to ``raw`` is a separate zero-valued term, and phi's terms do not involve raw).
+In eval mode (``estimator.eval()``) phi is frozen and no second-order graph is built.
+
+``tau`` passed to ``forward`` overrides the learned temperature for that call (no temperature
+gradient then); ``tau=None`` uses exp(log_temperature).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from relaxcli.errors import BadInput
+from relaxcli.estimators.base import (
+    Cost,
+    Estimate,
+    Estimator,
+    attach_gradient,
+    attach_parameter_gradients,
+    check_cost,
+    sum_event,
+)
+from relaxcli.estimators.conditional import bernoulli_relaxed_pair, categorical_relaxed_pair
+
+
+class ControlVariateNet(nn.Module):
+    """r_rho(y): MLP from the flattened relaxed sample y (n, B, *latent) to (n, B).
+
+    ``latent_size`` = number of entries of one latent (D, or V*K); None builds the first layer
+    lazily on the first call (then run one forward before creating the optimizer).
+    """
+
+    def __init__(self, latent_size: int | None = None, hidden: int = 32):
+        super().__init__()
+        first = nn.LazyLinear(hidden) if latent_size is None else nn.Linear(latent_size, hidden)
+        self.net = nn.Sequential(first, nn.Tanh(), nn.Linear(hidden, 1))
+        # start at r = 0 so RELAX begins as REBAR and only learns what helps
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, y: Tensor) -> Tensor:
+        n, batch = y.shape[:2]
+        return self.net(y.reshape(n, batch, -1)).squeeze(-1)
+
+
+class RebarEstimator(Estimator):
+    """REBAR; RELAX when ``network=True`` (see the module docstring).
+
+    Options: ``family`` (bernoulli | categorical), ``tau0`` initial temperature (0.5),
+    ``eta0`` initial control-variate scale (1.0), ``learn_tau`` (True), ``network`` (RELAX's MLP),
+    ``latent_size`` and ``hidden`` for that MLP.
+    """
+
+    families = ("bernoulli", "categorical")
+
+    def __init__(self, method, n_samples: int = 1, family: str | None = None, tau0: float = 0.5,
+                 eta0: float = 1.0, learn_tau: bool = True, network: bool | None = None,
+                 latent_size: int | None = None, hidden: int = 32):
+        super().__init__(method, n_samples, family)
+        if not tau0 > 0:
+            raise BadInput(f"tau0 must be > 0, got {tau0}")
+        network = method.options.get("network", False) if network is None else network
+        self.eta = nn.Parameter(torch.tensor(float(eta0)))
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(tau0)), requires_grad=learn_tau)
+        self.net = ControlVariateNet(latent_size, hidden) if network else None
+
+    @property
+    def temperature(self) -> float:
+        return float(self.log_temperature.exp())
+
+    def _relax(self, z: Tensor, lam: Tensor) -> Tensor:
+        if self.family == "bernoulli":
+            return torch.sigmoid(z / lam)
+        return torch.softmax(z / lam, dim=-1)
+
+    def forward(self, raw: Tensor, cost: Cost, tau: float | None = None) -> Estimate:
+        n, batch = self.n_samples, raw.shape[0]
+        pair = bernoulli_relaxed_pair if self.family == "bernoulli" else categorical_relaxed_pair
+        b, z, z_tilde = pair(raw, sample_shape=(n,))
+        lam = self.log_temperature.exp() if tau is None else torch.as_tensor(tau, dtype=raw.dtype)
+        if not bool(lam > 0):
+            raise BadInput(f"temperature must be > 0, got {float(lam)}")
+        y, y_tilde = self._relax(z, lam), self._relax(z_tilde, lam)
+        # one cost call for f(b), f(sigma(z)), f(sigma(z_tilde)): fewer Python round trips
+        f_all = check_cost(cost(torch.cat([b, y, y_tilde])), 3 * n, batch)
+        f_b, f_y, f_yt = f_all[:n], f_all[n:2 * n], f_all[2 * n:]
+        c_z, c_zt = self.eta * f_y, self.eta * f_yt
+        if self.net is not None:
+            c_z = c_z + self.net(y)
+            c_zt = c_zt + self.net(y_tilde)
+        loss = f_b.mean()
+        if not self._needs_raw_grad(raw):
+            return Estimate(loss=loss, cost=f_b.detach())
+
+        phi = [p for p in self.parameters() if p.requires_grad] if self.training else []
+        log_prob = sum_event(self.method.discrete(raw, family=self.family).log_prob(b), n, batch)
+        # sum_s [ (f(b_s) - c(z~_s)) grad log p(b_s) + grad c(z_s) - grad c(z~_s) ]: the weight of
+        # the score is a grad_output (a constant for d/draw, but still a function of phi).
+        weight = f_b.detach() - c_zt
+        g_sum, = torch.autograd.grad(
+            [log_prob, c_z - c_zt], [raw],
+            grad_outputs=[weight, torch.ones_like(c_z)],
+            create_graph=bool(phi), retain_graph=True, allow_unused=True)
+        if g_sum is None:  # the cost and the law do not depend on raw at all
+            g_sum = torch.zeros_like(raw)
+        g_rows = g_sum / n                      # per-example estimates g_i, shape of raw
+        loss = attach_gradient(loss, raw, g_rows / batch)
+        if phi:
+            variance = (g_rows ** 2).reshape(batch, -1).sum(-1).mean()
+            grads = torch.autograd.grad(variance, phi, allow_unused=True, retain_graph=True)
+            loss = attach_parameter_gradients(loss, phi, grads)
+        return Estimate(loss=loss, cost=f_b.detach())
