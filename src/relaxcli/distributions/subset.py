@@ -77,9 +77,11 @@ class GumbelSoftmaxTopK(_CategoricalParams):
 
     * ``"sequential"`` (Xie & Ermon): w_1 = kappa, a_j = softmax(w_j / tau),
       w_{j+1} = w_j + log max(1 - a_j, eps); sample = sum_{j<=k} a_j (k vectorised softmax steps).
-      Entries are >= 0 and sum exactly to k, but a single entry can exceed 1 slightly when k is
-      close to K (the eps floor leaves some mass on already chosen categories): a known property
-      of this relaxation.
+      Entries are >= 0 and sum exactly to k (up to rounding), but a single entry can exceed 1, a
+      known property of this relaxation: a runner-up that received some mass at step j is barely
+      masked (log(1 - a_j) is near 0 for it) and then wins nearly a whole unit at step j+1 on top
+      of what it already had. It is worst when k is close to K or two perturbed logits lie
+      within about tau of each other (e.g. entries near 1.09 for kappa gap 0.66, tau = 0.3).
     * ``"threshold"`` (entropy-regularised top-k as in Amos et al.'s LML layer):
       s_i = sigmoid((kappa_i - t) / tau) with t solved by bisection so that sum_i s_i = k; the
       gradient of t is the implicit-function one, dt/dkappa_j = s_j(1-s_j) / sum_i s_i(1-s_i) and

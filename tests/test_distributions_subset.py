@@ -1,0 +1,236 @@
+"""Tests for GumbelSoftmaxTopK (METHODS.md section 2): the Gumbel-top-k law, its exact log-mass,
+the two relaxations and their gradients. Statistical tests: fixed seeds, 4 standard errors.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+from relaxcli.distributions import GumbelSoftmaxTopK
+from relaxcli.distributions.subset import (
+    MAX_EXACT_K,
+    sequential_topk_relaxation,
+    subset_log_prob,
+    threshold_topk_relaxation,
+    topk_indicator,
+)
+
+RELAXATIONS = ["sequential", "threshold"]
+
+
+def brute_subset_prob(p, subset) -> float:
+    """P(k draws without replacement from Categorical(p) give ``subset``), by all k! orders."""
+    p = [float(q) for q in p]
+    total = 0.0
+    for order in itertools.permutations(subset):
+        prob, used = 1.0, 0.0
+        for i in order:
+            prob *= p[i] / (1.0 - used)
+            used += p[i]
+        total += prob
+    return total
+
+
+def k_hot(subset, num):
+    v = torch.zeros(num)
+    v[list(subset)] = 1.0
+    return v
+
+
+# ----------------------------------------------------------------------------- shapes, dtype, validation
+@pytest.mark.parametrize("relaxation", RELAXATIONS)
+@pytest.mark.parametrize("hard", [False, True])
+def test_shapes_and_expand(relaxation, hard):
+    d = GumbelSoftmaxTopK(2, 0.5, logits=torch.randn(3, 5), hard=hard, relaxation=relaxation)
+    assert d.batch_shape == (3,) and d.event_shape == (5,)
+    x = d.rsample((4,))
+    assert x.shape == (4, 3, 5) and d.sample().shape == (3, 5)
+    e = GumbelSoftmaxTopK(2, 0.5, logits=torch.randn(5), hard=hard, relaxation=relaxation).expand((6, 2))
+    assert e.batch_shape == (6, 2) and e.rsample((3,)).shape == (3, 6, 2, 5)
+    assert bool(d.support.check(x.detach()).all())
+    if hard:
+        assert d.log_prob(x.detach()).shape == (4, 3)
+        assert e.log_prob(e.sample()).shape == (6, 2)
+
+
+def test_float64_stays_float64():
+    d = GumbelSoftmaxTopK(2, 0.5, logits=torch.zeros(4, dtype=torch.float64), relaxation="threshold")
+    assert d.rsample((2,)).dtype == torch.float64
+    h = GumbelSoftmaxTopK(2, torch.tensor(0.5, dtype=torch.float64), probs=torch.full((4,), 0.25), hard=True)
+    x = h.rsample((2,))
+    assert x.dtype == torch.float64 and h.log_prob(x).dtype == torch.float64
+
+
+def test_validation_errors():
+    logits = torch.zeros(4)
+    for bad_k in (0, 4, 5, 2.5, True, "2"):
+        with pytest.raises(ValueError, match="k"):
+            GumbelSoftmaxTopK(bad_k, 1.0, logits=logits)
+    with pytest.raises(ValueError, match="temperature"):
+        GumbelSoftmaxTopK(2, 0.0, logits=logits)
+    with pytest.raises(ValueError, match="relaxation"):
+        GumbelSoftmaxTopK(2, 1.0, logits=logits, relaxation="loop")
+    with pytest.raises(ValueError, match="probs"):
+        GumbelSoftmaxTopK(2, 1.0, probs=torch.tensor([0.5, -0.1, 0.3, 0.3]), validate_args=True)
+    h = GumbelSoftmaxTopK(2, 1.0, logits=logits, hard=True, validate_args=True)
+    with pytest.raises(ValueError):
+        h.log_prob(torch.tensor([1.0, 1.0, 1.0, 0.0]))  # three ones, k = 2
+    soft = GumbelSoftmaxTopK(2, 1.0, logits=logits)
+    with pytest.raises(NotImplementedError, match="closed-form"):
+        soft.log_prob(soft.rsample())
+    big = GumbelSoftmaxTopK(MAX_EXACT_K + 1, 1.0, logits=torch.zeros(MAX_EXACT_K + 3), hard=True)
+    with pytest.raises(NotImplementedError, match="too large"):
+        big.log_prob(big.sample())
+    assert GumbelSoftmaxTopK(2.0, 1.0, logits=logits).k == 2  # an integral float is accepted
+
+
+# ----------------------------------------------------------------------------- exact law
+P5 = torch.tensor([0.45, 0.25, 0.15, 0.1, 0.05])
+
+
+def test_inclusion_frequencies_match_sampling_without_replacement():
+    # Relaxit's bug (probabilities used as logits) makes these almost uniform and fails here.
+    torch.manual_seed(11)
+    n, k = 20000, 2
+    x = GumbelSoftmaxTopK(k, 0.5, probs=P5, hard=True).sample((n,))
+    assert (x.sum(-1) == k).all()
+    inclusion = torch.zeros(5, dtype=torch.float64)
+    for s in itertools.combinations(range(5), k):
+        inclusion[list(s)] += brute_subset_prob(P5, s)
+    freq = x.double().mean(0)
+    se = (inclusion * (1 - inclusion) / n).sqrt()
+    assert ((freq - inclusion).abs() <= 4 * se).all()
+
+
+def test_log_prob_exact_and_normalised():
+    torch.manual_seed(12)
+    p = torch.softmax(torch.randn(6, dtype=torch.float64), -1)
+    d = GumbelSoftmaxTopK(3, 1.0, probs=p, hard=True)
+    subsets = list(itertools.combinations(range(6), 3))
+    values = torch.stack([k_hot(s, 6) for s in subsets]).double()
+    lp = d.log_prob(values)
+    ref = torch.tensor([brute_subset_prob(p, s) for s in subsets], dtype=torch.float64)
+    torch.testing.assert_close(lp.exp(), ref)
+    assert abs(float(torch.logsumexp(lp, 0).exp()) - 1.0) < 1e-12
+    # batched parameters, a batch of values, and k = 1 reduces to the categorical mass
+    logits = torch.randn(2, 7)
+    one = GumbelSoftmaxTopK(1, 1.0, logits=logits, hard=True)
+    torch.testing.assert_close(one.log_prob(torch.eye(7).unsqueeze(1)), torch.log_softmax(logits, -1).T)
+
+
+def test_log_prob_matches_empirical_subset_frequencies():
+    torch.manual_seed(13)
+    n = 20000
+    d = GumbelSoftmaxTopK(2, 1.0, probs=P5, hard=True)
+    x = d.sample((n,))
+    subsets = list(itertools.combinations(range(5), 2))
+    values = torch.stack([k_hot(s, 5) for s in subsets])
+    counts = (x.unsqueeze(1) == values).all(-1).sum(0).double()
+    p = d.log_prob(values).double().exp()
+    assert abs(float(p.sum()) - 1.0) < 1e-5
+    assert ((counts / n - p).abs() <= 4 * (p * (1 - p) / n).sqrt()).all()
+
+
+def test_log_prob_is_stable_for_extreme_probabilities():
+    logits = torch.tensor([30.0, 29.0, -30.0, -30.0, 0.0])
+    d = GumbelSoftmaxTopK(3, 1.0, logits=logits, hard=True)
+    lp = d.log_prob(torch.stack([k_hot(s, 5) for s in itertools.combinations(range(5), 3)]))
+    assert torch.isfinite(lp).all()
+    assert abs(float(torch.logsumexp(lp.double(), 0))) < 1e-5
+
+
+def test_dynamic_programme_matches_brute_force_for_k8():
+    torch.manual_seed(14)
+    p = torch.softmax(torch.randn(10, dtype=torch.float64), -1)
+    s = (0, 1, 2, 4, 5, 6, 8, 9)
+    lp = subset_log_prob(p.log(), k_hot(s, 10).double(), 8)
+    assert abs(float(lp.exp()) / brute_subset_prob(p, s) - 1.0) < 1e-10
+
+
+def test_independent_noise_across_batch():
+    # identical parameters in two batch elements agree with probability sum_S P(S)^2, not 1
+    torch.manual_seed(15)
+    n = 4000
+    d = GumbelSoftmaxTopK(2, 1.0, probs=P5, hard=True).expand((2,))
+    x = d.sample((n,))
+    agree = (x[:, 0] == x[:, 1]).all(-1).double().mean()
+    target = sum(brute_subset_prob(P5, s) ** 2 for s in itertools.combinations(range(5), 2))
+    assert abs(float(agree) - target) <= 4 * (target * (1 - target) / n) ** 0.5
+    soft = GumbelSoftmaxTopK(2, 1.0, probs=P5).expand((2,)).sample((10,))
+    assert not torch.isclose(soft[:, 0], soft[:, 1]).all(-1).any()
+
+
+# ----------------------------------------------------------------------------- relaxations
+@pytest.mark.parametrize("relaxation", RELAXATIONS)
+def test_relaxations_sum_to_k(relaxation):
+    for k in (1, 2, 4):
+        x = GumbelSoftmaxTopK(k, 0.3, logits=torch.randn(8, 5), relaxation=relaxation).rsample((50,))
+        assert (x >= 0).all()
+        torch.testing.assert_close(x.sum(-1), torch.full((50, 8), float(k)), atol=1e-4, rtol=0)
+
+
+def test_threshold_entries_in_unit_interval_keep_order_and_harden():
+    torch.manual_seed(16)
+    # float64: in float32 an entry a dozen tau away from t rounds to exactly 0 or 1
+    d = GumbelSoftmaxTopK(3, 0.5, logits=torch.randn(6, dtype=torch.float64), relaxation="threshold")
+    kappa = d.perturbed_logits((200,))
+    s = d.relax(kappa)
+    assert ((s > 0) & (s < 1)).all()
+    assert torch.equal(s.argsort(-1), kappa.argsort(-1))   # order of kappa kept
+    kappa64 = kappa
+    hard = topk_indicator(kappa64, 3)
+    for relax in (threshold_topk_relaxation, sequential_topk_relaxation):
+        cold = relax(kappa64, torch.tensor(1e-4, dtype=torch.float64), 3)
+        warm = relax(kappa64, torch.tensor(1.0, dtype=torch.float64), 3)
+        # mean, not max: a few of the 200 draws have a k-th/(k+1)-th gap of order tau
+        assert (cold - hard).abs().mean() < 1e-4 and (warm - hard).abs().mean() > 0.05
+
+
+def test_sequential_entries_may_exceed_one_as_documented():
+    # kappa gap 0.66 at tau 0.3: the runner-up collects ~0.1 then ~0.99, see the docstring
+    s = sequential_topk_relaxation(torch.tensor([0.66, 0.0, -5.0]), torch.tensor(0.3), 2)
+    assert 1.05 < float(s[1]) < 1.15 and abs(float(s.sum()) - 2.0) < 1e-5
+
+
+@pytest.mark.parametrize("relaxation", RELAXATIONS)
+def test_relaxation_gradients_are_exact(relaxation):
+    # gradcheck against finite differences, w.r.t. kappa and tau (float64); for the threshold this
+    # checks the implicit-function gradient of the bisection solution.
+    relax = sequential_topk_relaxation if relaxation == "sequential" else threshold_topk_relaxation
+    kappa = torch.tensor([[0.3, -0.2, 1.1, 0.5, -1.0], [2.0, 1.9, -0.5, 0.0, 0.1]],
+                         dtype=torch.float64, requires_grad=True)
+    tau = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, t: relax(a, t, 2), (kappa, tau))
+
+
+@pytest.mark.parametrize("relaxation", RELAXATIONS)
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("tau", [0.01, 1.0, 10.0])
+def test_finite_moderate_gradients_float32(relaxation, hard, tau):
+    # logits across [-30, 30]; relaxit's masking gave gradients of 1e17 here.
+    logits = torch.stack([torch.linspace(-30, 30, 6), torch.tensor([30.0, 30.0, -30.0, 29.9, 0.0, -29.9]),
+                          torch.zeros(6)]).requires_grad_(True)
+    temperature = torch.tensor(tau, requires_grad=True)
+    w = torch.randn(6)
+    x = GumbelSoftmaxTopK(3, temperature, logits=logits, hard=hard, relaxation=relaxation).rsample((100,))
+    assert torch.isfinite(x).all()
+    g_logits, g_tau = torch.autograd.grad((x * w).sum(), (logits, temperature))
+    assert torch.isfinite(g_logits).all() and torch.isfinite(g_tau).all()
+    # per sample, a gradient entry is at most of order |w| / tau; 100 samples summed
+    assert float(g_logits.abs().max()) < 100 * 50 * float(w.abs().max()) / tau
+
+
+@pytest.mark.parametrize("relaxation", RELAXATIONS)
+def test_hard_forward_is_exact_top_k_with_relaxed_gradient(relaxation):
+    logits = torch.randn(5, requires_grad=True)
+    w = torch.randn(5)
+    torch.manual_seed(17)
+    h = GumbelSoftmaxTopK(2, 0.5, logits=logits, hard=True, relaxation=relaxation)
+    x = h.rsample((40,))
+    torch.manual_seed(17)
+    s = GumbelSoftmaxTopK(2, 0.5, logits=logits, relaxation=relaxation)
+    kappa = s.perturbed_logits((40,))
+    assert torch.equal(x.detach(), topk_indicator(kappa.detach(), 2))
+    torch.testing.assert_close(torch.autograd.grad((x * w).sum(), logits)[0],
+                               torch.autograd.grad((s.relax(kappa) * w).sum(), logits)[0])
