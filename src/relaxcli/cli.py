@@ -103,16 +103,25 @@ def list_methods(json_out: JsonOpt = False) -> None:
     if json_out:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
+    from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="relaxcli methods")
-    for col in ("name", "family", "kind", "unbiased", "exact log_prob", "paper", "default tau"):
-        table.add_column(col)
+    # The table is what `relax list` is asked for, so it goes to stdout (`relax list | grep ...`);
+    # off a terminal a wide fixed width keeps every method on one line instead of wrapping.
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    table = Table(title=f"relaxcli methods ({len(rows)})", title_justify="left")
+    table.add_column("name", no_wrap=True, style="bold")
+    table.add_column("family", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("unbiased", justify="center")
+    table.add_column("exact log_prob", justify="center")
+    table.add_column("paper", overflow="fold")
+    table.add_column("default tau", justify="right")
     for r in rows:
         table.add_row(r["name"], r["family"], r["kind"], "yes" if r["unbiased"] else "no",
                       "yes" if r["exact_log_prob"] else "no", r["paper_short"],
                       "-" if r["default_tau"] is None else f"{r['default_tau']:.3g}")
-    Reporter().console.print(table)
+    console.print(table)
 
 
 @app.command("train-vae")
@@ -176,6 +185,94 @@ def train_vae(
            n_samples=n_samples, dataset=dataset, data_dir=data_dir, binarize=binarize,
            eval_samples=eval_samples, train_limit=train_limit, test_limit=test_limit, seed=seed,
            device=device, resume=resume, out=out, overwrite=overwrite)
+
+
+@app.command("sample")
+def sample(
+    method: Annotated[str, typer.Argument(help="Registry method name (see `relax list`).",
+                                          show_default=False)],
+    tau: Annotated[Optional[float], typer.Option(
+        "--tau", help="Temperature (> 0). Default: the method's default_tau from `relax list` "
+        "(0.1 for the correlated-bernoulli example). Refused for methods without a temperature.",
+        show_default=False)] = None,
+    probs: Annotated[Optional[str], typer.Option(
+        "--probs", help="Comma list of probabilities strictly inside (0, 1); ';' separates rows "
+        "of a batch. Bernoulli family: one Bernoulli(p) unit per value (gaussian-bernoulli: "
+        "P(z > 1/2) = p), default 0.2,0.5,0.8; correlated-bernoulli default: METHODS.md's "
+        "example 0.2,0.4,0.4;0.3,0.5,0.2. Categorical family: one probability vector summing "
+        "to 1, default 0.2,0.3,0.5; topk default 0.05,0.1,0.15,0.3,0.4.", show_default=False)] = None,
+    logits: Annotated[Optional[str], typer.Option(
+        "--logits", help="Comma list of logits instead of --probs (Bernoulli: p = sigmoid(l); "
+        "categorical: p = softmax(l)).", show_default=False)] = None,
+    k: Annotated[Optional[int], typer.Option(
+        "--k", help="topk: subset size, 1 <= k <= number of categories (default 2).",
+        show_default=False)] = None,
+    correlation: Annotated[Optional[str], typer.Option(
+        "--correlation", help="correlated-bernoulli: a number rho (equal off-diagonal "
+        "correlation, -1/(D-1) < rho < 1) or a path to a D x D .npy/.csv correlation matrix "
+        "(symmetric, unit diagonal, positive definite). Default: METHODS.md's R with the "
+        "default --probs, else the identity.", show_default=False)] = None,
+    scale: Annotated[Optional[str], typer.Option(
+        "--scale", help="gaussian-bernoulli: the gate's noise scale (> 0, default 0.5). "
+        "invertible-gaussian / logistic-normal: the Gaussian's scale, one number or one per "
+        "--loc entry (default 1).", show_default=False)] = None,
+    loc: Annotated[Optional[str], typer.Option(
+        "--loc", help="invertible-gaussian / logistic-normal: the Gaussian's location, K-1 "
+        "numbers for invertible-gaussian and K for logistic-normal (default zeros, K = 3).",
+        show_default=False)] = None,
+    num_samples: Annotated[int, typer.Option(
+        "--num-samples", "-n", help="Number of samples to draw (>= 2).")] = 10_000,
+    hard: Annotated[bool, typer.Option(
+        "--hard", help="Hard (discrete) forward values for methods with a soft/hard switch "
+        "(relaxed-bernoulli, gumbel-softmax, topk, generalized-gumbel).")] = False,
+    seed: SeedOpt = 0,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Draw samples from one method; show per-coordinate statistics next to their closed forms.
+
+    Writes samples.pt, stats.json, summary.json and plots (histogram.png for Bernoulli-family
+    methods; category_means.png, plus simplex.png for 3 categories or inclusion.png for topk).
+    """
+    from relaxcli.experiments.sample import run_sample
+
+    invoke(run_sample, json_out=json_out, quiet=quiet, method=method, tau=tau, probs=probs,
+           logits=logits, k=k, correlation=correlation, scale=scale, loc=loc,
+           num_samples=num_samples, hard=hard, seed=seed, out=out, overwrite=overwrite,
+           device=device)
+
+
+@app.command("bridge")
+def bridge(
+    alpha: Annotated[Optional[str], typer.Option(
+        "--alpha", help="Dirichlet concentration, a comma list of K >= 2 positive numbers "
+        "(default 2,5,9).", show_default=False)] = None,
+    random: Annotated[bool, typer.Option(
+        "--random", help="Draw alpha at random from --seed instead (log-uniform in [0.5, 20]), "
+        "with --dim categories.")] = False,
+    dim: Annotated[int, typer.Option("--dim", help="Number of categories K for --random.")] = 3,
+    num_samples: Annotated[int, typer.Option(
+        "--num-samples", "-n", help="Monte Carlo samples for the moments and KL estimates.")] = 100_000,
+    seed: SeedOpt = 0,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Laplace bridge: Dir(alpha) -> logistic normal (mu, Sigma) -> Dirichlet (alpha').
+
+    Writes summary.json (mu, Sigma, alpha', moments of each, Monte Carlo KL estimates with
+    standard errors) and, for K = 3, simplex heatmaps on one colour scale: dirichlet.png,
+    logistic_normal.png, dirichlet_back.png and bridge.png (all three).
+    """
+    from relaxcli.experiments.bridge import run_bridge
+
+    invoke(run_bridge, json_out=json_out, quiet=quiet, alpha=alpha, random=random, dim=dim,
+           num_samples=num_samples, seed=seed, out=out, overwrite=overwrite, device=device)
 
 
 @app.command("compare")

@@ -1,8 +1,10 @@
 """Terminal output shared by every command: rich on stderr, silent when not a terminal.
 
 stdout is reserved for ``--json`` (sweep scripts parse it), so tables, progress bars and
-messages all go to stderr. Progress bars are shown only when stderr is a terminal and the user
-did not pass ``--quiet``; tables and the final message are shown unless ``--quiet``.
+messages all go to stderr. Progress bars and tables (:meth:`Reporter.print`,
+:meth:`Reporter.table`, :meth:`Reporter.progress`) are shown only when stderr is a terminal and
+the user did not pass ``--quiet``, so logs and pipes stay clean; :meth:`Reporter.note` (one plain
+line a user must not miss, e.g. "plots are drawn only for K = 3") is shown unless ``--quiet``.
 """
 
 from __future__ import annotations
@@ -28,15 +30,25 @@ class Reporter:
         self.json_mode = json_mode
 
     @property
-    def show_progress(self) -> bool:
+    def interactive(self) -> bool:
+        """stderr is a terminal and the user did not ask for --quiet."""
         return not self.quiet and sys.stderr.isatty()
 
+    @property
+    def show_progress(self) -> bool:
+        return self.interactive
+
     def print(self, *objects, **kwargs) -> None:
-        if not self.quiet:
+        if self.interactive:
             self.console.print(*objects, **kwargs)
 
     def table(self, table) -> None:
         self.print(table)
+
+    def note(self, message: str) -> None:
+        """One plain line on stderr (not rich markup) unless --quiet, terminal or not."""
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
 
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator["ProgressTask"]:

@@ -112,3 +112,195 @@ def compare_curves(lines: dict, xlabel: str, ylabel: str, title: str,
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------- relax sample
+def _grid(n: int, max_cols: int = 4):
+    cols = min(n, max_cols)
+    rows = (n + cols - 1) // cols
+    return rows, cols
+
+
+def value_histogram(values, labels: list[str], atoms=(0.0, 1.0), exact_atoms: dict | None = None,
+                    title: str = "", bins: int = 40, max_panels: int = 12):
+    """Histogram per coordinate of samples ``values`` (n, C), with point masses drawn as bars.
+
+    Values strictly between the atoms are shown as a probability-per-bin histogram; each atom
+    (e.g. the exact zeros and ones of a hard-concrete gate) is drawn as a separate wide bar whose
+    height is its empirical probability, so mixed laws (atoms plus density) read correctly.
+    ``exact_atoms`` maps an atom to per-coordinate closed-form probabilities, drawn as black
+    ticks on top of the bars.
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    n, c = values.shape
+    shown = min(c, max_panels)
+    rows, cols = _grid(shown)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
+    atoms = [float(a) for a in (atoms or ())]
+    lo = min([values.min()] + atoms)
+    hi = max([values.max()] + atoms)
+    width = (hi - lo) / bins if hi > lo else 1.0
+    for j in range(rows * cols):
+        ax = axes[j // cols][j % cols]
+        if j >= shown:
+            ax.axis("off")
+            continue
+        v = values[:, j]
+        at_atom = np.zeros(n, dtype=bool)
+        for a in atoms:
+            at_atom |= v == a
+        inner = v[~at_atom]
+        if inner.size:
+            w = np.full(inner.size, 1.0 / n)
+            ax.hist(inner, bins=bins, range=(lo, hi), weights=w, color="C0", alpha=0.8,
+                    label="P(bin)")
+        for i, a in enumerate(atoms):
+            mass = float(np.mean(v == a))
+            if mass > 0:
+                ax.bar([a], [mass], width=2.5 * width, color="C3", alpha=0.85,
+                       label="P(z = atom)" if i == 0 else None)
+            ex = (exact_atoms or {}).get(a)
+            if ex is not None:
+                ax.plot([a - 1.5 * width, a + 1.5 * width], [ex[j], ex[j]], color="black", lw=2,
+                        label="closed form" if i == 0 else None)
+        ax.set_title(labels[j], fontsize=9)
+        ax.set_xlabel("z")
+        ax.grid(alpha=0.3)
+        if j == 0:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title + (f" (first {shown} of {c} coordinates)" if shown < c else ""))
+    fig.tight_layout()
+    return fig
+
+
+def category_means(means, exact=None, labels: list[str] | None = None, ylabel: str = "mean",
+                   exact_label: str = "closed form", title: str = ""):
+    """Grouped bar chart of per-category means ``means`` (B, K), closed forms as black ticks."""
+    import numpy as np
+
+    means = np.atleast_2d(np.asarray(means, dtype=float))
+    b, k = means.shape
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * k * b + 2), 3.8))
+    width = 0.8 / b
+    x = np.arange(k)
+    for i in range(b):
+        pos = x - 0.4 + width * (i + 0.5)
+        ax.bar(pos, means[i], width=width * 0.95, label=(labels[i] if labels else None))
+        if exact is not None:
+            ex = np.atleast_2d(np.asarray(exact, dtype=float))[i]
+            ax.scatter(pos, ex, marker="_", s=300, color="black", zorder=3,
+                       label=exact_label if i == 0 else None)
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(i) for i in range(k)])
+    ax.set_xlabel("category")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    if labels or exact is not None:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _simplex_xy(p):
+    """Barycentric points (n, 3) -> Cartesian coordinates in the equilateral triangle."""
+    import numpy as np
+
+    p = np.asarray(p, dtype=float)
+    x = p[:, 1] + 0.5 * p[:, 2]
+    y = (np.sqrt(3) / 2) * p[:, 2]
+    return x, y
+
+
+def _simplex_frame(ax) -> None:
+    import numpy as np
+
+    ax.plot([0, 1, 0.5, 0], [0, 0, np.sqrt(3) / 2, 0], color="black", lw=1)
+    ax.text(-0.03, -0.05, "z1=1", ha="right", fontsize=8)
+    ax.text(1.03, -0.05, "z2=1", ha="left", fontsize=8)
+    ax.text(0.5, np.sqrt(3) / 2 + 0.03, "z3=1", ha="center", fontsize=8)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def simplex_scatter(points, title: str = "", max_points: int = 5000):
+    """Samples on the 2-simplex (n, 3) as a translucent scatter in the triangle."""
+    import numpy as np
+
+    points = np.asarray(points, dtype=float)[:max_points]
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    x, y = _simplex_xy(points)
+    ax.scatter(x, y, s=3, alpha=0.25, color="C0", linewidths=0)
+    _simplex_frame(ax)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def topk_inclusion(freq, exact=None, k: int | None = None, title: str = ""):
+    """Inclusion frequencies P(i in top-k) per category (B, K) with exact values as ticks."""
+    return category_means(freq, exact, ylabel="P(category in the top-k)",
+                          exact_label="exact (enumeration)",
+                          title=title or (f"top-{k} inclusion frequencies" if k else ""))
+
+
+# ------------------------------------------------------------------------- relax bridge
+def simplex_lattice(resolution: int = 120):
+    """Interior barycentric points of the 2-simplex on a triangular lattice, and its triangles.
+
+    Returns ``(points (M, 3), triangles (T, 3))``; boundary points are left out because
+    densities such as Dirichlet(alpha < 1) or the logistic normal's are undefined there.
+    """
+    import numpy as np
+
+    n = resolution
+    index, pts = {}, []
+    for i in range(1, n):
+        for j in range(1, n - i):
+            index[(i, j)] = len(pts)
+            pts.append((i / n, j / n, (n - i - j) / n))
+    tris = []
+    for (i, j), a in index.items():
+        b, c, d = index.get((i + 1, j)), index.get((i, j + 1)), index.get((i + 1, j - 1))
+        if b is not None and c is not None:
+            tris.append((a, b, c))
+        if b is not None and d is not None:
+            tris.append((a, d, b))
+    return np.asarray(pts), np.asarray(tris)
+
+
+def _simplex_density_axes(ax, points, triangles, density, vmax: float, title: str):
+    import matplotlib.tri as mtri
+
+    x, y = _simplex_xy(points)
+    tri = mtri.Triangulation(x, y, triangles)
+    m = ax.tripcolor(tri, density, shading="gouraud", cmap="viridis", vmin=0.0, vmax=vmax)
+    _simplex_frame(ax)
+    ax.set_title(title, fontsize=10)
+    return m
+
+
+def simplex_heatmap(points, triangles, density, vmax: float, title: str = ""):
+    """One density on the 2-simplex as a heatmap, colour scale [0, vmax] (shared across figures)."""
+    fig, ax = plt.subplots(figsize=(5.0, 4.4))
+    m = _simplex_density_axes(ax, points, triangles, density, vmax, title)
+    fig.colorbar(m, ax=ax, shrink=0.8, label="density")
+    fig.tight_layout()
+    return fig
+
+
+def simplex_heatmaps(points, triangles, densities: dict, vmax: float, title: str = ""):
+    """Several densities on the 2-simplex side by side with one colour scale and one colour bar."""
+    k = len(densities)
+    fig, axes = plt.subplots(1, k, figsize=(4.6 * k, 4.4), squeeze=False)
+    m = None
+    for ax, (name, dens) in zip(axes[0], densities.items()):
+        m = _simplex_density_axes(ax, points, triangles, dens, vmax, name)
+    if m is not None:
+        fig.colorbar(m, ax=list(axes[0]), shrink=0.8, label="density")
+    if title:
+        fig.suptitle(title)
+    return fig

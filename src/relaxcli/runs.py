@@ -38,6 +38,10 @@ from relaxcli.errors import BadInput
 
 STATUSES = ("running", "completed", "failed", "interrupted")
 
+# Files made by mkstemp are 0600; give run files the permissions a plain open() would (umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 class RunDirError(BadInput):
     """The output directory cannot be used (exists and non-empty, unwritable, not a run...)."""
@@ -73,6 +77,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -119,13 +124,16 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a clear error."""
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a clear error.
+
+    Raises :class:`BadInput` (exit 2): the device is part of the user's input.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but no CUDA device is available (use auto or cpu)")
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda, not {device!r}")
+        raise BadInput(f"--device must be auto, cpu or cuda, not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BadInput("--device cuda was asked for, but no CUDA device is available (use auto or cpu)")
     return torch.device(device)
 
 
@@ -231,15 +239,18 @@ def create_run(command: str, method: str | None, options: dict, out: Path | str 
     since keeping stale images beside new ones would mix two runs).
     """
     path = Path(out) if out is not None else default_out(command, method)
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"--out {str(path)!r} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise RunDirError(
-                f"--out {str(path)!r} exists and is not empty; pass --overwrite to replace it"
-                + (" or --resume to continue it" if command in ("train-vae", "reinforce") else "")
-            )
-        _clear_dir(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"--out {str(path)!r} exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()):
+            if not overwrite:
+                raise RunDirError(
+                    f"--out {str(path)!r} exists and is not empty; pass --overwrite to replace it"
+                    + (" or --resume to continue it" if command in ("train-vae", "reinforce") else "")
+                )
+            _clear_dir(path)
+    except OSError as e:  # e.g. a directory we may not list or clear
+        raise RunDirError(f"cannot use --out {str(path)!r}: {e.strerror or e}") from None
     _check_writable(path)
     config = {
         "command": command,

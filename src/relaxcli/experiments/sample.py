@@ -1,0 +1,581 @@
+"""``relax sample METHOD``: draw samples from one registry method and show what they look like.
+
+Reads top to bottom: parse and validate the parameters (bad input -> exit 2 before any file is
+written), build the distribution through the registry (this runner never names a distribution
+class), draw ``num_samples`` samples, compute per-coordinate statistics next to the closed forms
+the distribution (or METHODS.md) gives, then save ``samples.pt``, ``stats.json``, the plots and
+``summary.json``.
+
+Parameters, per kind of method (see ``relax sample --help``):
+
+* Bernoulli family (``raw`` = logits): ``--probs p1,p2,...`` or ``--logits``; one Bernoulli unit
+  per value. For ``gaussian-bernoulli`` the registry maps the logits so that
+  ``P(z > 1/2) = p``; ``--scale`` is the gate's noise scale.
+* Categorical / subset family (``raw`` = logits of Categorical(softmax(raw))): ``--probs`` is
+  one probability vector (summing to 1), ``--logits`` any real vector; ``--k`` for ``topk``.
+* Methods whose parameters are not logits (``invertible-gaussian``, ``logistic-normal``): ``--loc``
+  and ``--scale`` of the Gaussian (K - 1 numbers for IGR, K for the logistic normal).
+
+Rows of a batch are separated by ``;`` (``--probs "0.2,0.4,0.4;0.3,0.5,0.2"``). With no
+parameters, ``relax sample correlated-bernoulli`` reproduces METHODS.md's worked example.
+
+Closed forms shown next to the empirical values (the "exact" columns), each exact for the
+sampler at the chosen temperature, not only in a limit:
+
+* whatever the distribution offers itself: ``mean``, ``variance``, ``prob_zero``, ``prob_one``,
+  ``prob_nonzero``, ``marginal_probs()``, ``pairwise_joint_probs()`` (duck-typed);
+* Bernoulli methods whose gate thresholded at 1/2 is Bernoulli(sigmoid(raw)) (binary Concrete:
+  ``sigmoid((l + L)/tau) > 1/2`` iff ``l + L > 0``; hard concrete with symmetric stretch; the
+  Gaussian gate by the registry's construction; the copula: ``U_k > 1 - pi_k``):
+  ``P(z > 1/2) = sigmoid(raw)``;
+* Gumbel-softmax: ``P(argmax z = k) = softmax(raw)_k`` (the Gumbel-max trick);
+* top-k: inclusion probabilities by exact enumeration of ordered draws without replacement;
+* the copula's pairwise ``P(m_i > 1/2, m_j > 1/2) = Phi_2(Phi^-1(pi_i), Phi^-1(pi_j); R_ij)``.
+
+Each empirical probability gets a z-score ``(p_hat - p) / sqrt(p (1 - p) / n)``; the summary
+reports the largest ``|z|`` so a user sees at a glance that the sampler is right.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from relaxcli import methods as registry
+from relaxcli.console import Reporter
+from relaxcli.errors import BadInput
+from relaxcli.experiments._parse import (
+    check_positive,
+    check_probabilities,
+    load_correlation,
+    parse_number,
+    parse_rows,
+)
+from relaxcli.runs import create_run, resolve_device, run_context, seed_everything
+
+# METHODS.md section 1, the copula's worked example (batch 2, event 3).
+EXAMPLE_PI = [[0.2, 0.4, 0.4], [0.3, 0.5, 0.2]]
+EXAMPLE_R = [[1.0, 0.5, 0.3], [0.5, 1.0, 0.7], [0.3, 0.7, 1.0]]
+EXAMPLE_TAU = 0.1
+
+DEFAULT_PROBS = {
+    "bernoulli": [[0.2, 0.5, 0.8]],
+    "categorical": [[0.2, 0.3, 0.5]],
+    "simplex": [[0.2, 0.3, 0.5]],
+    "subset": [[0.05, 0.1, 0.15, 0.3, 0.4]],
+}
+DEFAULT_LOC_CATEGORIES = 3  # loc/scale methods: K = 3 by default (so the simplex plot is drawn)
+SOFTPLUS_OFFSET = 1e-4  # the registry's scale = softplus(raw_scale) + 1e-4 for loc/scale methods
+
+# Methods for which P(z > 1/2) = sigmoid(raw) exactly at every temperature (module docstring).
+THRESHOLD_IS_BERNOULLI = {"relaxed-bernoulli", "hard-concrete", "gaussian-bernoulli",
+                          "straight-through-bernoulli", "correlated-bernoulli"}
+# Methods whose argmax is the Gumbel-max sample of Categorical(softmax(raw)).
+ARGMAX_IS_CATEGORICAL = {"gumbel-softmax", "st-gumbel-softmax"}
+
+# float64 parameters: the closed forms and JSON files then show the numbers the user typed.
+DTYPE = torch.float64
+CHUNK = 50_000  # samples per draw: bounded memory, and the same RNG stream for any --num-samples
+
+
+# ----------------------------------------------------------------------------- option support
+def builder_options(method: registry.Method) -> set[str]:
+    """Keyword options the method's builder accepts (its signature plus the registry defaults)."""
+    names = set(method.options)
+    if method.builder is not None:
+        for p in list(inspect.signature(method.builder).parameters.values())[2:]:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                names.add(p.name)
+    return names
+
+
+def supports(method: registry.Method, option: str) -> bool:
+    """Whether ``relax sample`` accepts ``option`` for ``method``."""
+    if option in ("probs", "logits"):
+        return method.from_logits
+    if option == "loc":
+        return not method.from_logits
+    if option == "scale":
+        return not method.from_logits or "scale" in builder_options(method)
+    if option == "tau":
+        return method.default_tau is not None and method.builder is not None
+    return option in builder_options(method)
+
+
+def _require(method: registry.Method, option: str, flag: str) -> None:
+    if not supports(method, option):
+        ok = [m.name for m in registry.METHODS.values() if supports(m, option)]
+        raise BadInput(f"{flag} does not apply to {method.name}; it is accepted by: "
+                       f"{', '.join(ok) if ok else 'no method'}")
+
+
+# ----------------------------------------------------------------------------- parameters
+def _softplus_inverse(y: torch.Tensor) -> torch.Tensor:
+    return y + torch.log(-torch.expm1(-y))
+
+
+def _categories_for_loc(method: registry.Method, n_loc: int) -> int:
+    """K such that the method's raw holds ``n_loc`` locations and as many scales."""
+    for k in range(2, 10_000):
+        if method.param_size(k) == 2 * n_loc:
+            return k
+    raise BadInput(f"--loc: {n_loc} numbers do not fit {method.name}")
+
+
+def resolve_parameters(method: registry.Method, probs: str | None, logits: str | None,
+                       loc: str | None, scale: str | None, correlation: str | None,
+                       k: int | None, tau: float | None, hard: bool) -> dict[str, Any]:
+    """Validate every option for ``method`` and return the resolved values (raw, tau, options).
+
+    Raises BadInput (exit 2) with one line for anything the user got wrong.
+    """
+    name = method.name
+    if probs is not None and logits is not None:
+        raise BadInput("give either --probs or --logits, not both")
+    for value, opt, flag in ((probs, "probs", "--probs"), (logits, "logits", "--logits"),
+                             (loc, "loc", "--loc"), (scale, "scale", "--scale"),
+                             (correlation, "correlation", "--correlation"), (k, "k", "--k"),
+                             (tau, "tau", "--tau")):
+        if value is not None:
+            _require(method, opt, flag)
+    if hard:
+        _require(method, "hard", "--hard")
+    if tau is not None:
+        check_positive(tau, "--tau", "a positive temperature")
+    resolved_tau = method.default_tau if tau is None else float(tau)
+
+    options: dict[str, Any] = {}
+    resolved: dict[str, Any] = {}
+    is_copula = "correlation" in builder_options(method)
+    if method.from_logits:
+        simplex = method.family in ("categorical", "subset", "simplex")
+        if logits is not None:
+            rows = parse_rows(logits, "--logits")
+            if simplex and len(rows[0]) < 2:
+                raise BadInput("--logits: a categorical law needs at least 2 categories")
+            raw = torch.tensor(rows, dtype=DTYPE)
+            p = torch.softmax(raw, -1) if simplex else torch.sigmoid(raw)
+        else:
+            if probs is not None:
+                rows = parse_rows(probs, "--probs")
+            elif is_copula:
+                rows = EXAMPLE_PI
+                if tau is None:
+                    resolved_tau = EXAMPLE_TAU
+            else:
+                rows = DEFAULT_PROBS[method.family]
+            check_probabilities(rows, "--probs", simplex)
+            p = torch.tensor(rows, dtype=torch.float64)
+            raw = (p.log() if simplex else torch.logit(p)).to(DTYPE)
+            p = p.to(DTYPE)
+        if len(rows) == 1:  # a single row is a plain parameter vector, not a batch of one
+            raw, p = raw[0], p[0]
+        resolved["probs"] = p
+        resolved["logits"] = raw
+    else:
+        loc_rows = parse_rows(loc, "--loc") if loc is not None else [[0.0] * (
+            method.param_size(DEFAULT_LOC_CATEGORIES) // 2)]
+        n_loc = len(loc_rows[0])
+        kcat = _categories_for_loc(method, n_loc)
+        if scale is not None:
+            scale_rows = parse_rows(scale, "--scale")
+        else:
+            scale_rows = [[1.0]]
+        s = torch.tensor(scale_rows, dtype=torch.float64)
+        if bool((s <= SOFTPLUS_OFFSET).any()):
+            raise BadInput(f"--scale must be positive (greater than {SOFTPLUS_OFFSET:g}), got "
+                           f"{scale}")
+        l_t = torch.tensor(loc_rows, dtype=torch.float64)
+        try:
+            s = torch.broadcast_to(s, l_t.shape) if s.numel() > 1 else s.expand_as(l_t)
+        except RuntimeError:
+            raise BadInput(f"--scale: give one number or {n_loc} (one per --loc entry)") from None
+        raw = torch.cat([l_t, _softplus_inverse(s - SOFTPLUS_OFFSET)], -1)
+        raw = raw.to(DTYPE)
+        if len(loc_rows) == 1:
+            raw, l_t, s = raw[0], l_t[0], s[0]
+        resolved.update(loc=l_t, scale=s, categories=kcat)
+
+    if method.from_logits and scale is not None:  # the gate's noise scale (gaussian-bernoulli)
+        sc = parse_number(scale, "--scale")
+        options["scale"] = check_positive(sc, "--scale", "a positive noise scale")
+    if k is not None or "k" in builder_options(method):
+        kk = int(method.options.get("k", 2) if k is None else k)
+        n_cat = raw.shape[-1]
+        if not 1 <= kk <= n_cat:
+            raise BadInput(f"--k must be between 1 and the number of categories ({n_cat}), got {kk}")
+        options["k"] = kk
+    if hard:
+        options["hard"] = True
+    if is_copula:
+        dim = raw.shape[-1]
+        if correlation is not None:
+            options["correlation"] = torch.tensor(load_correlation(correlation, dim),
+                                                  dtype=raw.dtype)
+        elif probs is None and logits is None:
+            options["correlation"] = torch.tensor(EXAMPLE_R, dtype=raw.dtype)
+        else:
+            options["correlation"] = torch.eye(dim, dtype=raw.dtype)
+    return {"raw": raw, "tau": resolved_tau, "options": options, **resolved}
+
+
+def build_distribution(method: registry.Method, raw: torch.Tensor, tau, options: dict):
+    """The registry's distribution (or, for score-function methods, its discrete law)."""
+    try:
+        if method.builder is not None:
+            return method.build(raw, tau, **options)
+        if method.discrete is not None:
+            return method.discrete(raw, **options)
+    except ValueError as e:  # the distribution's own parameter validation
+        raise BadInput(f"{method.name}: {e}") from None
+    raise BadInput(f"method {method.name!r} has neither a distribution nor a discrete law to sample")
+
+
+# ----------------------------------------------------------------------------- closed forms
+def _accessor(dist, name: str):
+    """``dist.name`` (property or zero-argument method) as a tensor, or None when absent/undefined."""
+    try:
+        v = getattr(dist, name, None)
+        if callable(v):
+            v = v()
+    except (NotImplementedError, AttributeError, ValueError, TypeError):
+        return None
+    return v if isinstance(v, torch.Tensor) else None
+
+
+def bivariate_normal_cdf(a: np.ndarray, b: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """Phi_2(a, b; rho) = Phi(a) Phi(b) + int_0^rho phi_2(a, b; r) dr (Plackett's identity).
+
+    The integral is done with 64-point Gauss-Legendre quadrature; exact to ~1e-12 for |rho| <= 0.99.
+    """
+    a, b, rho = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float), np.asarray(rho, float))
+    x, w = np.polynomial.legendre.leggauss(64)
+    r = 0.5 * rho[..., None] * (x + 1.0)  # nodes on [0, rho]
+    one = 1.0 - r * r
+    dens = np.exp(-(a[..., None] ** 2 - 2 * r * a[..., None] * b[..., None] + b[..., None] ** 2)
+                  / (2 * one)) / (2 * math.pi * np.sqrt(one))
+    integral = 0.5 * rho * np.sum(w * dens, -1)
+    phi = lambda t: 0.5 * (1.0 + np.vectorize(math.erf)(t / math.sqrt(2)))  # noqa: E731
+    return phi(a) * phi(b) + integral
+
+
+def topk_inclusion_probs(p: torch.Tensor, k: int, max_orders: int = 2_000_000) -> torch.Tensor | None:
+    """P(i is among k draws without replacement from Categorical(p)), by exact enumeration.
+
+    Sums prod_j p_{i_j} / (1 - sum_{l<j} p_{i_l}) over ordered k-tuples; None when there are
+    more than ``max_orders`` tuples.
+    """
+    p = p.detach().double().cpu()
+    kcat = p.shape[-1]
+    if math.perm(kcat, k) > max_orders:
+        return None
+    flat = p.reshape(-1, kcat)
+    out = torch.zeros_like(flat)
+    for b in range(flat.shape[0]):
+        pb = flat[b].tolist()
+        incl = [0.0] * kcat
+        for order in itertools.permutations(range(kcat), k):
+            prob, used = 1.0, 0.0
+            for i in order:
+                prob *= pb[i] / (1.0 - used)
+                used += pb[i]
+            for i in order:
+                incl[i] += prob
+        out[b] = torch.tensor(incl, dtype=torch.float64)
+    return out.reshape(p.shape)
+
+
+def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict,
+                 vector_event: bool) -> dict[str, torch.Tensor]:
+    """Exact values of the statistics the runner measures, shaped like one sample."""
+    shape = dist.batch_shape + dist.event_shape
+    out: dict[str, torch.Tensor] = {}
+
+    def put(key, value):
+        if value is not None:
+            try:
+                out[key] = torch.broadcast_to(value.detach().double().cpu(), shape)
+            except RuntimeError:
+                pass
+
+    mean = _accessor(dist, "mean")
+    put("mean", mean)
+    var = _accessor(dist, "variance")
+    put("std", None if var is None else var.clamp(min=0).sqrt())
+    for key in ("prob_zero", "prob_one", "prob_nonzero"):
+        put(key, _accessor(dist, key))
+    marg = _accessor(dist, "marginal_probs")
+    if marg is not None:
+        put("p_gt_half", marg)
+    elif method.name in THRESHOLD_IS_BERNOULLI:
+        put("p_gt_half", torch.sigmoid(raw))
+    if vector_event and method.name in ARGMAX_IS_CATEGORICAL:
+        put("p_argmax", torch.softmax(raw, -1))
+    if method.family == "subset" and "k" in options:
+        put("p_included", topk_inclusion_probs(torch.softmax(raw, -1), options["k"]))
+    return out
+
+
+def pairwise_closed_form(dist, raw: torch.Tensor, options: dict) -> torch.Tensor | None:
+    """P(m_i > 1/2, m_j > 1/2) for a copula method: (batch..., D, D), or None."""
+    acc = _accessor(dist, "pairwise_joint_probs")
+    if acc is not None:
+        return acc.detach().double().cpu()
+    corr = options.get("correlation")
+    if corr is None:
+        return None
+    pi = torch.sigmoid(raw.double()).cpu()
+    z = torch.special.ndtri(pi).numpy()
+    r = corr.double().cpu().numpy()
+    return torch.from_numpy(bivariate_normal_cdf(z[..., :, None], z[..., None, :], r))
+
+
+# ----------------------------------------------------------------------------- statistics
+def _z(emp: float, exact: float, n: int, std: float | None = None) -> float | None:
+    """z-score of an empirical probability (or of a mean, when ``std`` is given)."""
+    se = (std if std is not None else math.sqrt(max(exact * (1 - exact), 0.0))) / math.sqrt(n)
+    if se <= 0:
+        return 0.0 if abs(emp - exact) < 1e-12 else None
+    return (emp - exact) / se
+
+
+def coordinate_stats(samples: torch.Tensor, method: registry.Method, dist, exact: dict,
+                     options: dict, vector_event: bool) -> list[dict]:
+    """One record per coordinate of a sample: empirical values, closed forms and z-scores."""
+    n = samples.shape[0]
+    x = samples.double()
+    emp: dict[str, torch.Tensor] = {"mean": x.mean(0), "std": x.std(0)}
+    if method.family == "bernoulli" or not vector_event:
+        emp["prob_zero"] = (x == 0).double().mean(0)
+        emp["prob_one"] = (x == 1).double().mean(0)
+        if "prob_nonzero" in exact:
+            emp["prob_nonzero"] = (x != 0).double().mean(0)
+        if "p_gt_half" in exact:
+            emp["p_gt_half"] = (x > 0.5).double().mean(0)
+    else:
+        kcat = x.shape[-1]
+        emp["p_argmax"] = torch.nn.functional.one_hot(x.argmax(-1), kcat).double().mean(0)
+        if bool(((x == 0) | (x == 1)).all()):
+            emp["prob_one"] = (x == 1).double().mean(0)
+        if method.family == "subset" and "k" in options:
+            top = x.topk(options["k"], dim=-1).indices
+            emp["p_included"] = torch.zeros_like(x).scatter_(-1, top, 1.0).mean(0)
+            del emp["p_argmax"]
+    shape = x.shape[1:]
+    records = []
+    for idx in itertools.product(*[range(s) for s in shape]):
+        rec: dict[str, Any] = {"index": list(idx)}
+        std_here = float(emp["std"][idx])
+        for key, val in emp.items():
+            e = float(val[idx])
+            rec[key] = e
+            if key in exact:
+                ex = float(exact[key][idx])
+                rec[f"{key}_exact"] = ex
+                if key == "mean":
+                    rec["mean_z"] = _z(e, ex, n, std=std_here)
+                elif key != "std":
+                    rec[f"{key}_z"] = _z(e, ex, n)
+        records.append(rec)
+    return records
+
+
+def pairwise_stats(samples: torch.Tensor, exact: torch.Tensor | None) -> list[dict]:
+    """Empirical P(m_i > 1/2, m_j > 1/2) for every pair i < j of every batch row."""
+    if exact is None or samples.dim() < 2:
+        return []
+    n = samples.shape[0]
+    above = (samples > 0.5).double()
+    d = above.shape[-1]
+    batch_shape = above.shape[1:-1]
+    out = []
+    for b in itertools.product(*[range(s) for s in batch_shape]):
+        ab = above[(slice(None),) + b]
+        for i in range(d):
+            for j in range(i + 1, d):
+                e = float((ab[:, i] * ab[:, j]).mean())
+                ex = float(exact[b + (i, j)])
+                out.append({"batch": list(b), "i": i, "j": j, "p_both_gt_half": e,
+                            "p_both_gt_half_exact": ex, "z": _z(e, ex, n)})
+    return out
+
+
+# ----------------------------------------------------------------------------- output
+STAT_LABELS = {
+    "mean": "mean", "std": "std", "prob_zero": "P(z=0)", "prob_one": "P(z=1)",
+    "prob_nonzero": "P(z!=0)", "p_gt_half": "P(z>1/2)", "p_argmax": "P(argmax=k)",
+    "p_included": "P(in top-k)",
+}
+
+
+def stats_table(records: list[dict], title: str):
+    from rich.table import Table
+
+    from rich import box
+
+    keys = [k for k in STAT_LABELS if any(k in r for r in records)]
+    if "prob_zero" in keys and "prob_nonzero" in keys:  # 1 - P(z=0): kept in stats.json only
+        keys.remove("prob_nonzero")
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("coord", no_wrap=True)
+    cols = []
+    for key in keys:
+        table.add_column(STAT_LABELS[key], justify="right")
+        cols.append((key, False))
+        if any(f"{key}_exact" in r for r in records):
+            table.add_column("exact", justify="right", style="cyan")
+            cols.append((key, True))
+    for r in records:
+        cells = [",".join(map(str, r["index"]))]
+        for key, is_exact in cols:
+            v = r.get(f"{key}_exact" if is_exact else key)
+            cells.append("-" if v is None else f"{v:.3f}")
+        table.add_row(*cells)
+    return table
+
+
+def _max_abs_z(records: list[dict], pairwise: list[dict]) -> tuple[float | None, int]:
+    zs = [abs(v) for r in records for k, v in r.items() if k.endswith("_z") and v is not None]
+    zs += [abs(p["z"]) for p in pairwise if p["z"] is not None]
+    return (max(zs) if zs else None), len(zs)
+
+
+def _labels(records: list[dict]) -> list[str]:
+    return ["z[" + ",".join(map(str, r["index"])) + "]" for r in records]
+
+
+def make_plots(run, method, samples: torch.Tensor, records: list[dict], exact: dict,
+               options: dict, vector_event: bool, dist, tau) -> list[str]:
+    from relaxcli import plots
+
+    files = []
+    title = f"{method.name}" + (f", tau={tau:g}" if tau is not None else "")
+    x = samples.double().cpu()
+    n = x.shape[0]
+    if not vector_event or method.family == "bernoulli":
+        flat = x.reshape(n, -1).numpy()
+        atoms: list[float] = [0.0, 1.0]
+        values = _accessor(dist, "values")  # a numeric support (generalized Gumbel-softmax)
+        if method.family != "bernoulli" and values is not None:
+            atoms = [float(v) for v in values.reshape(-1).tolist()][:50]
+        exact_atoms = {}
+        if "prob_zero" in exact:
+            exact_atoms[0.0] = exact["prob_zero"].reshape(-1).tolist()
+        if "prob_one" in exact:
+            exact_atoms[1.0] = exact["prob_one"].reshape(-1).tolist()
+        fig = plots.value_histogram(flat, _labels(records), atoms=atoms, exact_atoms=exact_atoms,
+                                    title=title)
+        files.append(run.save_figure(fig, "histogram.png").name)
+        plots.close(fig)
+        return files
+    kcat = x.shape[-1]
+    per_batch = x.reshape(n, -1, kcat)
+    means = per_batch.mean(0).numpy()
+    ex_mean = exact.get("mean")
+    fig = plots.category_means(means, None if ex_mean is None else ex_mean.reshape(-1, kcat).numpy(),
+                               labels=[f"row {b}" for b in range(means.shape[0])] if means.shape[0] > 1
+                               else None, ylabel="mean of z_k", title=title)
+    files.append(run.save_figure(fig, "category_means.png").name)
+    plots.close(fig)
+    if method.family == "subset" and "k" in options:
+        top = x.topk(options["k"], dim=-1).indices
+        freq = torch.zeros_like(x).scatter_(-1, top, 1.0).mean(0).reshape(-1, kcat).numpy()
+        ex = exact.get("p_included")
+        fig = plots.topk_inclusion(freq, None if ex is None else ex.reshape(-1, kcat).numpy(),
+                                   k=options["k"], title=title + f", k={options['k']}")
+        files.append(run.save_figure(fig, "inclusion.png").name)
+        plots.close(fig)
+    elif kcat == 3:
+        fig = plots.simplex_scatter(per_batch[:, 0].numpy(), title=title + (
+            " (batch row 0)" if per_batch.shape[1] > 1 else ""))
+        files.append(run.save_figure(fig, "simplex.png").name)
+        plots.close(fig)
+    return files
+
+
+# ----------------------------------------------------------------------------- the runner
+def run_sample(method: str, *, tau: float | None = None, probs: str | None = None,
+               logits: str | None = None, k: int | None = None, correlation: str | None = None,
+               scale: str | None = None, loc: str | None = None, num_samples: int = 10_000,
+               hard: bool = False, seed: int = 0, out=None, overwrite: bool = False,
+               device: str = "auto", reporter: Reporter | None = None,
+               argv: list[str] | None = None) -> dict:
+    """Draw ``num_samples`` samples of ``method`` and write samples.pt, stats.json, plots, summary.
+
+    Returns the summary dict (also written to summary.json).
+    """
+    reporter = reporter or Reporter(quiet=True)
+    # ---- setup: everything the user typed is checked before the run directory exists
+    m = registry.get_method(method)
+    if num_samples < 2:
+        raise BadInput(f"--num-samples must be at least 2 (to estimate a std), got {num_samples}")
+    params = resolve_parameters(m, probs, logits, loc, scale, correlation, k, tau, hard)
+    dev = resolve_device(device)
+    raw = params["raw"].to(dev)
+    opts = {key: (v.to(dev) if isinstance(v, torch.Tensor) else v)
+            for key, v in params["options"].items()}
+    tau_used = params["tau"] if m.builder is not None else None
+    seed_everything(seed)
+    dist = build_distribution(m, raw, tau_used, opts)
+    vector_event = len(dist.event_shape) > 0 and m.family != "bernoulli"
+    if m.builder is None:
+        reporter.note(f"{m.name} is a score-function estimator: these are samples of its "
+                      "discrete law")
+
+    config = {
+        "method": m.name, "family": m.family, "tau": tau_used, "num_samples": num_samples,
+        "hard": hard, "raw": params["raw"], "probs": params.get("probs"),
+        "logits": params.get("logits"), "loc": params.get("loc"), "scale": params.get("scale"),
+        "builder_options": params["options"], "seed": seed, "device_requested": device,
+        "device": str(dev),
+    }
+    run = create_run("sample", m.name, config, out=out, overwrite=overwrite, seed=seed,
+                     device=str(dev), argv=argv)
+    with run_context(run):
+        # ---- sample
+        chunks = []
+        with reporter.progress(f"sampling {m.name}", total=num_samples) as bar:
+            done = 0
+            while done < num_samples:
+                size = min(CHUNK, num_samples - done)
+                with torch.no_grad():
+                    chunks.append(dist.sample((size,)).detach().cpu())
+                done += size
+                bar.advance(size)
+        samples = torch.cat(chunks, 0)
+        run.save_torch("samples.pt", {"samples": samples, "method": m.name, "tau": tau_used,
+                                      "raw": params["raw"], "options": params["options"],
+                                      "seed": seed})
+        # ---- evaluate
+        exact = closed_forms(m, dist, raw, opts, vector_event)
+        records = coordinate_stats(samples, m, dist, exact, opts, vector_event)
+        pair_exact = (pairwise_closed_form(dist, raw, opts)
+                      if "correlation" in builder_options(m) else None)
+        pairs = pairwise_stats(samples, pair_exact)
+        max_z, n_checks = _max_abs_z(records, pairs)
+        finite = bool(torch.isfinite(samples).all())
+        stats = {
+            "method": m.name, "family": m.family, "tau": tau_used, "hard": hard,
+            "num_samples": num_samples, "seed": seed,
+            "batch_shape": list(dist.batch_shape), "event_shape": list(dist.event_shape),
+            "all_finite": finite, "coordinates": records, "pairwise": pairs,
+            "max_abs_z": max_z, "num_checks": n_checks,
+        }
+        run.write_json("stats.json", stats)
+        # ---- save pictures and report
+        files = ["samples.pt", "stats.json"]
+        files += make_plots(run, m, samples, records, exact, opts, vector_event, dist, tau_used)
+        reporter.table(stats_table(records, f"relax sample {m.name}: {num_samples} samples"
+                                   + (f", tau={tau_used:g}" if tau_used is not None else "")))
+        if max_z is not None:
+            reporter.print(f"largest |z| of {n_checks} empirical-vs-exact checks: {max_z:.2f} "
+                           "(|z| < 4 is what a correct sampler gives)", highlight=False)
+        summary = {**stats, "files": files}
+        summary = run.finish(summary)
+        reporter.print(f"wrote {run.path}", highlight=False)
+    return summary
