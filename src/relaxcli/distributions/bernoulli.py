@@ -18,6 +18,7 @@ inside, all in log space.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -37,10 +38,12 @@ from relaxcli.distributions._numerics import (
     uniform_open,
 )
 
+_EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
+
 __all__ = [
-    "RelaxedBernoulli",
     "GaussianRelaxedBernoulli",
     "HardConcrete",
+    "RelaxedBernoulli",
     "StochasticTimesSmooth",
     "StraightThroughBernoulli",
 ]
@@ -148,7 +151,7 @@ class RelaxedBernoulli(_BinaryMixin, Distribution):
         torch.Size([4, 3])
     """
 
-    arg_constraints = {
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
         "temperature": constraints.positive,
         "probs": constraints.unit_interval,
         "logits": constraints.real,
@@ -179,7 +182,7 @@ class RelaxedBernoulli(_BinaryMixin, Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape)
         logits = self.logits
         y = logits + logistic_noise(shape, logits)
@@ -227,7 +230,7 @@ class GaussianRelaxedBernoulli(Distribution):
         True
     """
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.unit_interval
     has_rsample = True
 
@@ -246,7 +249,7 @@ class GaussianRelaxedBernoulli(Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         return (self.loc + self.scale * eps).clamp(0.0, 1.0)
@@ -314,7 +317,7 @@ class HardConcrete(Distribution):
         torch.Size([2])
     """
 
-    arg_constraints = {"logits": constraints.real, "temperature": constraints.positive}
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"logits": constraints.real, "temperature": constraints.positive}
     support = constraints.unit_interval
     has_rsample = True
 
@@ -338,7 +341,7 @@ class HardConcrete(Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape)
         gamma, zeta = self.limits
         s = torch.sigmoid((self.logits + logistic_noise(shape, self.logits)) / self.temperature)
@@ -421,7 +424,7 @@ class StochasticTimesSmooth(_BinaryMixin, Distribution):
         0.25
     """
 
-    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"probs": constraints.unit_interval, "logits": constraints.real}
     has_rsample = True
 
     def __init__(self, logits=None, probs=None, validate_args=None):
@@ -458,7 +461,7 @@ class StochasticTimesSmooth(_BinaryMixin, Distribution):
             return torch.sqrt(self.probs)
         return torch.exp(0.5 * log_sigmoid(self.logits))
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape)
         r = self.sqrt_probs
         b = (uniform_open(shape, r) < r.detach()).to(r.dtype)  # sg(b): no gradient through b
@@ -500,7 +503,7 @@ class StraightThroughBernoulli(_BinaryMixin, Distribution):
         [0.25, 0.25]
     """
 
-    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"probs": constraints.unit_interval, "logits": constraints.real}
     support = constraints.boolean
     has_rsample = True
 
@@ -520,7 +523,7 @@ class StraightThroughBernoulli(_BinaryMixin, Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape)
         p = self.probs
         b = (uniform_open(shape, p) < p.detach()).to(p.dtype)

@@ -12,6 +12,7 @@ probabilities that ``relax sample`` prints next to the empirical ones.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -25,6 +26,8 @@ from relaxcli.distributions._numerics import (
     log_sigmoid,
     logit_ndtr,
 )
+
+_EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
 
 __all__ = ["CorrelatedRelaxedBernoulli", "bivariate_normal_cdf"]
 
@@ -208,7 +211,7 @@ class CorrelatedRelaxedBernoulli(Distribution):
         (torch.Size([5, 2, 3]), torch.Size([5, 2]), torch.Size([2, 3, 3]))
     """
 
-    arg_constraints = {
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
         "temperature": constraints.independent(constraints.positive, 1),
         "probs": constraints.independent(constraints.unit_interval, 1),
         "logits": constraints.independent(constraints.real, 1),
@@ -280,7 +283,7 @@ class CorrelatedRelaxedBernoulli(Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape)
         logits = self.logits
         eps = torch.randn(shape, dtype=logits.dtype, device=logits.device)
