@@ -304,3 +304,63 @@ def simplex_heatmaps(points, triangles, densities: dict, vmax: float, title: str
     if title:
         fig.suptitle(title)
     return fig
+
+
+# ------------------------------------------------------------------------- relax grad-bench
+def gradbench_tau_sweep(sweeps: dict, references: dict, title: str = "grad-bench"):
+    """Two panels against temperature: ||bias|| and variance (trace), both on log scales.
+
+    ``sweeps`` maps a relaxed method to ``{"tau": [...], "bias": [...], "variance": [...]}``;
+    ``references`` maps a method without temperature (the unbiased estimators, straight-through
+    without tau) to ``{"bias", "variance", "unbiased"}``, drawn as horizontal lines (dashed when
+    unbiased: their ||bias|| is Monte-Carlo noise, a floor the biased curves should clear).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    for ax, key, ylabel in ((axes[0], "bias", "||bias||"), (axes[1], "variance", "variance (trace)")):
+        for i, (name, s) in enumerate(sweeps.items()):
+            ys = [max(y, 1e-300) for y in s[key]]
+            ax.plot(s["tau"], ys, marker="o", ms=3, color=colors[i % len(colors)], label=name)
+        for j, (name, r) in enumerate(references.items()):
+            if r[key] is not None and r[key] > 0:
+                ax.axhline(r[key], linestyle="--" if r["unbiased"] else ":", linewidth=1,
+                           color=colors[(len(sweeps) + j) % len(colors)],
+                           label=name + (" (unbiased)" if r["unbiased"] else ""))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("temperature tau")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_title("bias against temperature")
+    axes[1].set_title("variance against temperature")
+    handles, labels = axes[1].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, fontsize=7, loc="center right")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 0.8 if handles else 1, 1))
+    return fig
+
+
+def gradbench_training(curves: dict, optimum: float | None = None, title: str = "grad-bench --train"):
+    """RELAX's toy figure: exact loss and log10 gradient variance against the optimisation step.
+
+    ``curves`` maps a label to ``{"step": [...], "loss": [...], "log10_variance": [...]}``.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    for label, c in curves.items():
+        axes[0].plot(c["step"], c["loss"], label=label)
+        pts = [(s, v) for s, v in zip(c["step"], c["log10_variance"]) if v is not None]
+        if pts:
+            axes[1].plot([p[0] for p in pts], [p[1] for p in pts], label=label)
+    if optimum is not None:
+        axes[0].axhline(optimum, color="black", linestyle="--", linewidth=1, label="optimum")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("exact loss E[f(b)]")
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("log10 variance of the gradient estimate")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

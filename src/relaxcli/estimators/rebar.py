@@ -92,7 +92,7 @@ class RebarEstimator(Estimator):
 
     @property
     def temperature(self) -> float:
-        return float(self.log_temperature.exp())
+        return float(self.log_temperature.detach().exp())
 
     def _relax(self, z: Tensor, lam: Tensor) -> Tensor:
         if self.family == "bernoulli":
