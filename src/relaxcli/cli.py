@@ -348,6 +348,63 @@ def grad_bench(
            train=train, steps=steps, lr=lr, seed=seed, out=out, overwrite=overwrite, device=device)
 
 
+
+@app.command("reinforce")
+def reinforce(
+    env: Annotated[str, typer.Option(
+        "--env", help="gymnasium environment id with a discrete action space and vector "
+        "observations (e.g. Acrobot-v1, CartPole-v1, MountainCar-v0).")] = "Acrobot-v1",
+    estimator: Annotated[str, typer.Option(
+        "--estimator", help="Policy-gradient estimator: reinforce (score function with "
+        "reward-to-go) or relax (Grathwohl et al. 2018: learned control variate on the "
+        "Gumbel-relaxed action, conditional Gumbel sample).")] = "reinforce",
+    baseline: Annotated[str, typer.Option(
+        "--baseline", help="none, mean (moving average of past returns-to-go) or value (learned "
+        "state-value network; advantages normalised per batch).")] = "value",
+    gamma: Annotated[float, typer.Option("--gamma", help="Discount factor in [0, 1].")] = 0.99,
+    num_envs: Annotated[int, typer.Option(
+        "--num-envs", help="Environments run together in one vectorised batch; one update per "
+        "batch of that many whole episodes.")] = 4,
+    episodes: Annotated[Optional[int], typer.Option(
+        "--episodes", help="Training budget in episodes (rounded up to whole batches). Default "
+        "1000 when --steps is not given either.")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", help="Training budget in environment steps (stops after the batch that "
+        "reaches it).")] = None,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate of every network.")] = 3e-3,
+    entropy_coef: Annotated[float, typer.Option(
+        "--entropy-coef", help="Weight of the policy-entropy bonus (0 = none).")] = 0.0,
+    hidden: Annotated[int, typer.Option(
+        "--hidden", help="Hidden units of the policy MLP (obs-hidden-actions), the value net "
+        "and RELAX's control variate.")] = 128,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    stop_when_solved: Annotated[bool, typer.Option(
+        "--stop-when-solved", help="Stop once the 100-episode average return reaches the "
+        "environment's reward threshold.")] = False,
+    eval_episodes: Annotated[int, typer.Option(
+        "--eval-episodes", help="Episodes of the final evaluation, greedy and stochastic "
+        "(0 skips it).")] = 100,
+    video: Annotated[bool, typer.Option(
+        "--video", help="Also write episode.gif of one greedy episode (needs the render extra: "
+        "pip install 'relaxcli[render]').")] = False,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue an interrupted run directory after its last completed update "
+        "(all other options come from its config.json); results equal an uninterrupted run.")] = None,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a softmax policy with REINFORCE (baselines) or RELAX on a gymnasium environment."""
+    from relaxcli.experiments.reinforce import reinforce as run_reinforce
+
+    invoke(run_reinforce, json_out=json_out, quiet=quiet, resume=resume, out=out,
+           overwrite=overwrite, env=env, estimator=estimator, baseline=baseline, gamma=gamma,
+           num_envs=num_envs, episodes=episodes, steps=steps, lr=lr, entropy_coef=entropy_coef,
+           hidden=hidden, seed=seed, device=device, stop_when_solved=stop_when_solved,
+           eval_episodes=eval_episodes, video=video)
+
 def _exception_types(name: str) -> tuple[type, ...]:
     """click's exception class ``name`` from click and from typer's vendored copy (typer >= 0.19)."""
     found = []

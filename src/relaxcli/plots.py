@@ -364,3 +364,36 @@ def gradbench_training(curves: dict, optimum: float | None = None, title: str = 
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------- relax reinforce
+def reinforce_curve(returns, moving_avg, threshold=None, title: str = "", window: int = 100):
+    """Episode returns (faint), their ``window``-episode moving average and the solve threshold."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    x = np.arange(1, len(returns) + 1)
+    ax.plot(x, returns, linewidth=0.7, alpha=0.35, label="episode return")
+    ax.plot(x, moving_avg, linewidth=2, label=f"{window}-episode moving average")
+    if threshold is not None:
+        ax.axhline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set_xlabel("episode")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def episode_gif(frames, fps: int = 30) -> bytes:
+    """An animated GIF (bytes) of RGB frames (H, W, 3 uint8 arrays), e.g. one evaluation episode."""
+    import io
+
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=max(1, round(1000 / fps)), loop=0)
+    return buf.getvalue()
