@@ -371,16 +371,18 @@ def _parse_list(items: list[str] | None) -> list[str]:
 def collect(run_dirs: list[str]) -> tuple[list[RunRecord], list[dict], int]:
     """(completed runs, skipped [{path, reason}], number of run directories found)."""
     dirs = find_run_dirs(run_dirs)
-    loaded, skipped = [], []
+    loaded, skipped, found = [], [], 0
     for d in dirs:
-        run, reason = load_run(d)
-        if run is not None and run.config.get("command") == "compare":
+        config, _ = _read_json(d / "config.json")
+        if isinstance(config, dict) and config.get("command") == "compare":
             continue  # an earlier comparison's own output, not a run to compare
+        found += 1
+        run, reason = load_run(d)
         if run is None:
             skipped.append({"path": str(d), "reason": reason})
         else:
             loaded.append(run)
-    return loaded, skipped, len(dirs)
+    return loaded, skipped, found
 
 
 def _skip_line(skipped: list[dict], found: int) -> str:

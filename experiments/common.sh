@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Shared machinery of the sweep scripts in experiments/. Source it; do not run it.
+#
+# A sweep script builds its command lines with `emit relax-arguments...` (one shell-quoted
+# `relax ...` line each, written to stdout), pipes them into `run_sweep [compare options]`, and
+# that is all:
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+#   sweep_init my-sweep                       # sets OUT (default runs/sweeps/my-sweep-<UTC time>)
+#   for seed in $SEEDS; do emit grad-bench --seed "$seed" --out "$OUT/seed-$seed" --quiet; done \
+#     | run_sweep --group-by method
+#
+# Environment (every script):
+#   OUT      where the runs go: one sub-directory per run, then OUT/compare (default
+#            runs/sweeps/<sweep>-<UTC time>); it should be new, since runs refuse a non-empty --out
+#   SEEDS    space-separated seeds (each script has its own default)
+#   METHODS  space- or comma-separated registry methods (scripts that sweep methods)
+#   EPOCHS   training epochs (train-vae scripts)
+#   JOBS     how many commands run at once (xargs -P; default 1). With JOBS > 1 and no
+#            OMP_NUM_THREADS set, each run gets nproc/JOBS torch threads, so N runs do not fight
+#            over the cores
+#   DRY_RUN  1: print the commands, one per line, and run nothing (hand them to GNU parallel,
+#            or to a cluster: see slurm_array.sh); the compare command is printed on stderr
+#   SMOKE    1: a tiny budget that finishes in a few minutes (what the tests run)
+#   RELAX    how to call the CLI (default: relax; e.g. "python -m relaxcli.cli")
+#
+# Exit status: 0 when every run and the comparison succeeded; 1 when some run failed (the
+# comparison still runs over the others and says which were skipped); relax compare's own
+# status when it fails.
+
+set -euo pipefail
+
+: "${JOBS:=1}"
+: "${DRY_RUN:=0}"
+: "${SMOKE:=0}"
+: "${RELAX:=relax}"
+
+if ! [[ "$JOBS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "error: JOBS must be a positive integer, not '$JOBS'" >&2
+  exit 2
+fi
+
+# sweep_init NAME: fix OUT for this sweep (a UTC time stamp keeps sweeps apart).
+sweep_init() {
+  SWEEP_NAME="$1"
+  : "${OUT:=runs/sweeps/${SWEEP_NAME}-$(date -u +%Y%m%dT%H%M%SZ)}"
+  OUT="${OUT%/}"
+  export OUT
+}
+
+# list_of "a,b c": one item per word, commas allowed as separators (METHODS="a,b" or "a b").
+list_of() {
+  local item
+  for item in ${1//,/ }; do printf '%s\n' "$item"; done
+}
+
+# emit ARGS...: print one command line, `$RELAX` followed by the shell-quoted ARGS.
+emit() {
+  local line="$RELAX" arg
+  for arg in "$@"; do line+=" $(printf '%q' "$arg")"; done
+  printf '%s\n' "$line"
+}
+
+# run_sweep [relax compare options...] < commands (one per line)
+# DRY_RUN=1: print the commands. Otherwise run them JOBS at a time, each with its output in
+# OUT/logs/<n>.log, then `relax compare OUT --out OUT/compare [options]`.
+run_sweep() {
+  local -a cmds=()
+  local line
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    [[ -n "${line// /}" ]] && cmds+=("$line")
+  done
+  local compare_cmd
+  compare_cmd="$(emit compare "$OUT" --out "$OUT/compare" --overwrite "$@")"
+  if [[ ${#cmds[@]} -eq 0 ]]; then
+    echo "error: this sweep has no commands (check SEEDS / METHODS)" >&2
+    return 2
+  fi
+  if [[ "$DRY_RUN" == 1 ]]; then
+    printf '%s\n' "${cmds[@]}"
+    echo "# ${#cmds[@]} commands; when they have all finished: $compare_cmd" >&2
+    return 0
+  fi
+
+  mkdir -p "$OUT/logs"
+  rm -f "$OUT"/logs/*.failed
+  printf '%s\n' "${cmds[@]}" > "$OUT/commands.txt"
+  if [[ "$JOBS" -gt 1 && -z "${OMP_NUM_THREADS:-}" ]]; then
+    local cores
+    cores="$(nproc 2>/dev/null || echo 1)"
+    export OMP_NUM_THREADS=$(( cores / JOBS > 0 ? cores / JOBS : 1 ))
+  fi
+  echo "sweep ${SWEEP_NAME:-}: ${#cmds[@]} runs, $JOBS at a time, into $OUT" >&2
+
+  local i
+  # NUL-separated (index, command) pairs: a command may contain any character but NUL.
+  for i in "${!cmds[@]}"; do printf '%d\0%s\0' "$((i + 1))" "${cmds[$i]}"; done \
+    | xargs -0 -n 2 -P "$JOBS" bash -c '
+        n="$1"; cmd="$2"; log="$OUT/logs/$n.log"
+        if eval "$cmd" > "$log" 2>&1; then
+          echo "[$n] ok: $cmd" >&2
+        else
+          rc=$?; echo "$rc" > "$OUT/logs/$n.failed"
+          echo "[$n] FAILED (exit $rc, log $log): $cmd" >&2
+        fi' _ || true
+
+  local failed
+  failed=$(find "$OUT/logs" -name '*.failed' | wc -l)
+  echo "+ $compare_cmd" >&2
+  eval "$compare_cmd"
+  if [[ "$failed" -gt 0 ]]; then
+    echo "sweep ${SWEEP_NAME:-}: $failed of ${#cmds[@]} runs failed (see $OUT/logs/*.log)" >&2
+    return 1
+  fi
+  echo "sweep ${SWEEP_NAME:-}: done; the table is in $OUT/compare/comparison.md" >&2
+}
