@@ -165,10 +165,10 @@ class Latent:
         return math.prod(self.shape)
 
 
-def latent_for(method: registry.Method, latent_dim: int | None, categories: int | None) -> Latent:
-    n, k = DEFAULT_LATENT[method.family]
+def latent_for(method: registry.Method, family: str, latent_dim: int | None, categories: int | None) -> Latent:
+    n, k = DEFAULT_LATENT[family]
     n = latent_dim or n
-    if method.family == "bernoulli":
+    if family == "bernoulli":
         if categories not in (None, 1):
             raise BadInput(f"--categories does not apply to the Bernoulli method {method.name!r} (one unit = 2 states)")
         p = method.param_size(1)
@@ -342,10 +342,10 @@ def _check(cond: bool, message: str) -> None:
 def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, latent_dim: int | None = None,
                   categories: int | None = None, k: int | None = None, hidden: str = "512,256",
                   lr: float = 1e-3, batch_size: int = 100, tau: float | None = None,
-                  anneal_rate: float = 3e-5, tau_min: float | None = None, n_samples: int = 1,
+                  anneal_rate: float = 3e-5, tau_min: float | None = None, n_samples: int | None = None,
                   dataset: str = "mnist", data_dir: str | None = None, binarize: str = "dynamic",
                   eval_samples: int = 100, train_limit: int | None = None, test_limit: int | None = None,
-                  seed: int = 0, device: str = "auto", resume: Path | None = None, out: Path | None = None,
+                  latent_family: str | None = None, seed: int = 0, device: str = "auto", resume: Path | None = None, out: Path | None = None,
                   overwrite: bool = False) -> dict:
     """Train the VAE (see the module docstring) and return the summary dict."""
     # ---------------------------------------------------------------- options (or a resumed run's)
@@ -361,7 +361,7 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
                 "tau": tau, "anneal_rate": anneal_rate, "tau_min": tau_min, "n_samples": n_samples,
                 "dataset": dataset, "data_dir": data_dir, "binarize": binarize,
                 "eval_samples": eval_samples, "train_limit": train_limit, "test_limit": test_limit,
-                "seed": seed, "device": device, "method": method}
+                "seed": seed, "device": device, "method": method, "latent_family": latent_family}
 
     # ---------------------------------------------------------------- validate before the run starts
     m = registry.get_method(opts["method"]) if opts["method"] in registry.METHODS else None
@@ -369,12 +369,19 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
         why = f"unknown method {opts['method']!r}" if m is None else \
             f"method {opts['method']!r} cannot be a VAE latent: {unsuitable_reason(m)}"
         raise BadInput(f"{why}. Suitable methods: {', '.join(suitable_methods())}")
-    latent = latent_for(m, opts["latent_dim"], opts["categories"])
+    family = opts.get("latent_family") or m.family
+    supports = getattr(m, "supports", lambda f: f == m.family)
+    if not supports(family):
+        raise BadInput(f"--latent-family {family!r} is not served by {m.name!r} (it serves "
+                       f"{', '.join(f for f in registry.FAMILIES if supports(f))})")
+    latent = latent_for(m, family, opts["latent_dim"], opts["categories"])
     hidden_sizes = _parse_hidden(opts["hidden"])
     _check(opts["epochs"] >= 1, f"--epochs must be >= 1, got {opts['epochs']}")
     _check(opts["batch_size"] >= 1, f"--batch-size must be >= 1, got {opts['batch_size']}")
     _check(opts["lr"] > 0, f"--lr must be > 0, got {opts['lr']}")
     _check(opts["eval_samples"] >= 1, f"--eval-samples must be >= 1, got {opts['eval_samples']}")
+    if opts["n_samples"] is None:  # the leave-one-out baseline needs two samples per image
+        opts["n_samples"] = 2 if m.options.get("baseline") == "leave-one-out" else 1
     _check(opts["n_samples"] >= 1, f"--n-samples must be >= 1, got {opts['n_samples']}")
     _check(opts["anneal_rate"] >= 0, f"--anneal-rate must be >= 0, got {opts['anneal_rate']}")
     _check(latent.n_vars >= 1, f"--latent-dim must be >= 1, got {latent.n_vars}")
@@ -383,6 +390,8 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
     tau_min = opts["tau_min"] if opts["tau_min"] is not None else min(0.5, tau0)
     _check(tau_min > 0, f"--tau-min must be > 0, got {tau_min}")
     method_options = dict(m.options)
+    if getattr(m, "families", ()):
+        method_options["family"] = family  # estimators serving several families (REINFORCE, REBAR...)
     if "k" in m.options:
         kk = opts["k"] or m.options["k"]
         _check(1 <= kk < latent.categories, f"--k must be in 1..{latent.categories - 1} for {m.name!r}, got {kk}")
@@ -402,6 +411,17 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
 
+    est_options = {key: v for key, v in method_options.items() if key != "correlation"}
+    if "network" in m.options:  # RELAX's surrogate network: its input size, not a lazy layer
+        est_options["latent_size"] = latent.numel
+    try:  # a trial build, so that bad estimator options exit 2 before the run directory exists
+        make_estimator(m, n_samples=opts["n_samples"], **est_options)
+    except (TypeError, ValueError) as e:
+        raise BadInput(f"method {m.name!r}: {e}") from None
+    # Score-function estimators get no relaxation temperature unless --tau is given
+    # (REBAR/RELAX then learn theirs, as in their papers).
+    pass_tau = m.kind != "score-function" or opts["tau"] is not None
+
     # ---------------------------------------------------------------- setup
     if resume is None:
         run = create_run(COMMAND, m.name, opts, out=out, overwrite=overwrite, seed=opts["seed"],
@@ -414,7 +434,6 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
         support = subset_support(latent.categories, method_options["k"], dev) if m.family == "subset" else None
         laws = Laws(m, latent, method_options, eval_model_of(m), support)
         model = VAE(latent, hidden_sizes, learn_correlation=learns_correlation(m)).to(dev)
-        est_options = {key: v for key, v in method_options.items() if key != "correlation"}
         est = make_estimator(m, n_samples=opts["n_samples"], **est_options).to(dev)
         optimizer = torch.optim.Adam(list(model.parameters()) + list(est.parameters()), lr=opts["lr"])
         step, start_epoch, history = 0, 0, []
@@ -479,8 +498,11 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
                         discrete = laws.eval_model == "discrete"
                         kl = exact_kl(laws.posterior(raw, tau_now, model, discrete),
                                       laws.prior(x.shape[0], tau_now, dev, discrete), support).mean()
-                    extra = {"correlation": model.correlation()} if model.corr_factor is not None else {}
-                    out = est(raw, cost, tau=tau_now, **extra)
+                    step_est = est
+                    if model.corr_factor is not None:  # the learned correlation changes every step
+                        step_est = make_estimator(m, n_samples=opts["n_samples"],
+                                                  **est_options, correlation=model.correlation())
+                    out = step_est(raw, cost, tau=tau_now if pass_tau else None)
                     loss = out.loss + kl
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
