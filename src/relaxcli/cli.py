@@ -149,8 +149,9 @@ def train_vae(
         "constant).")] = 3e-5,
     tau_min: Annotated[Optional[float], typer.Option(
         "--tau-min", help="Lowest temperature of the schedule (default min(0.5, tau0)).")] = None,
-    n_samples: Annotated[int, typer.Option(
-        "--n-samples", help="Latent samples per image for the gradient estimator.")] = 1,
+    n_samples: Annotated[Optional[int], typer.Option(
+        "--n-samples", help="Latent samples per image for the gradient estimator (default 1; "
+        "2 for reinforce-rloo's leave-one-out baseline).")] = None,
     dataset: Annotated[str, typer.Option(
         "--dataset", help="mnist, fashion-mnist, or synthetic (a tiny generated test/smoke set).")] = "mnist",
     data_dir: Annotated[Optional[str], typer.Option(
@@ -162,6 +163,9 @@ def train_vae(
     eval_samples: Annotated[int, typer.Option(
         "--eval-samples", help="Latent samples per test image for the final -ELBO and the "
         "importance-weighted bound on -log p(x).")] = 100,
+    latent_family: Annotated[Optional[str], typer.Option(
+        "--latent-family", help="bernoulli or categorical, for estimators that serve both "
+        "(reinforce, reinforce-rloo, rebar, relax); default: the method's own family.")] = None,
     train_limit: Annotated[Optional[int], typer.Option(
         "--train-limit", help="Use only the first N training images (smoke runs).")] = None,
     test_limit: Annotated[Optional[int], typer.Option(
@@ -183,7 +187,8 @@ def train_vae(
            latent_dim=latent_dim, categories=categories, k=k, hidden=hidden, lr=lr,
            batch_size=batch_size, tau=tau, anneal_rate=anneal_rate, tau_min=tau_min,
            n_samples=n_samples, dataset=dataset, data_dir=data_dir, binarize=binarize,
-           eval_samples=eval_samples, train_limit=train_limit, test_limit=test_limit, seed=seed,
+           eval_samples=eval_samples, latent_family=latent_family, train_limit=train_limit,
+           test_limit=test_limit, seed=seed,
            device=device, resume=resume, out=out, overwrite=overwrite)
 
 
