@@ -1,0 +1,212 @@
+"""Gradient estimators: unbiasedness against exact gradients, the interface, the variance step.
+
+Estimates are drawn as one batch (one ``raw`` row per independent estimate, as grad-bench does);
+"within 4 standard errors" uses the per-coordinate standard error of the mean estimate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from relaxcli.estimators import make_estimator
+from relaxcli.experiments import gradbench as G
+from relaxcli.methods import METHODS, get_method
+
+CPU = torch.device("cpu")
+DRAWS = 20_000
+
+
+def problem(name: str, theta=None):
+    p = G.make_problem(name, 0.45, 4, seed=3, device=CPU)
+    if theta is not None:
+        p = dataclasses.replace(p, theta=torch.tensor(theta))
+    return p
+
+
+PROBLEMS = {
+    "bernoulli-quadratic": problem("bernoulli-quadratic", [0.3]),
+    "bernoulli-multi": problem("bernoulli-multi", [0.4, -0.7, 1.1]),
+    "categorical-quadratic": problem("categorical-quadratic"),
+}
+UNBIASED = [m.name for m in METHODS.values() if m.unbiased]
+CASES = [(m, p) for p in PROBLEMS for m in UNBIASED if get_method(m).supports(PROBLEMS[p].family)]
+
+
+def estimates(method: str, prob, draws=DRAWS, tau=None, tune_steps=0, **options):
+    m = get_method(method)
+    est = G._estimator(m, prob) if not options else make_estimator(m, G._n_samples(m), family=prob.family, **options)
+    if tune_steps:
+        G.tune(est, prob, tune_steps)
+    est.eval()
+    g, _ = G.draw_estimates(est, prob, draws, tau)
+    return g
+
+
+def z_scores(g: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    se = (g.var(0) / len(g)).sqrt()
+    # a zero-variance estimator (DisARM in one dimension at p = 1/2) must be exact up to rounding
+    return (g.mean(0) - exact).abs() / se.clamp_min(1e-7)
+
+
+def test_every_unbiased_method_is_covered():
+    assert {"reinforce", "reinforce-rloo", "rebar", "relax", "arm", "disarm"} <= set(UNBIASED)
+    assert {m for m, _ in CASES} == set(UNBIASED)
+
+
+@pytest.mark.parametrize("method,prob_name", CASES)
+def test_unbiased_within_4_standard_errors(method, prob_name):
+    torch.manual_seed(11)
+    prob = PROBLEMS[prob_name]
+    exact = prob.exact_gradient().double()
+    g = estimates(method, prob, tune_steps=20)
+    assert g.shape == (DRAWS, prob.theta.numel())
+    assert (z_scores(g, exact) < 4).all(), (g.mean(0), exact)
+
+
+def test_exact_gradient_closed_form():
+    """Enumeration matches (1 - 2t) s (1 - s) for E[(b - t)^2], b ~ Bern(s = sigmoid(theta))."""
+    prob = PROBLEMS["bernoulli-quadratic"]
+    s = torch.sigmoid(torch.tensor(0.3))
+    assert torch.allclose(prob.exact_gradient(), (1 - 2 * 0.45) * s * (1 - s))
+
+
+@pytest.mark.parametrize("method,prob_name,tau", [
+    ("relaxed-bernoulli", "bernoulli-quadratic", 2.0),
+    ("gumbel-softmax", "categorical-quadratic", 2.0),
+])
+def test_relaxed_method_at_large_tau_is_clearly_biased(method, prob_name, tau):
+    torch.manual_seed(12)
+    prob = PROBLEMS[prob_name]
+    exact = prob.exact_gradient().double()
+    g = estimates(method, prob, tau=tau)
+    assert z_scores(g, exact).max() > 4
+
+
+def test_rebar_relax_variance_against_reinforce_t045():
+    """RELAX's toy (t = 0.45, theta = 0): RELAX's variance is far below REINFORCE's; REBAR's
+    learned eta/tau cut its variance and it ends at most REINFORCE's (on this problem
+    f(sigma(z)) is near 0 for every relaxed z, so REBAR's control variate cannot act as a
+    baseline; Grathwohl et al. 2018, Fig. 1, show the same)."""
+    prob = problem("bernoulli-quadratic")
+    torch.manual_seed(13)
+    v_reinforce = float(estimates("reinforce", prob).var(0).sum())
+    v_rebar_untuned = float(estimates("rebar", prob).var(0).sum())
+    v_rebar = float(estimates("rebar", prob, tune_steps=300).var(0).sum())
+    v_relax = float(estimates("relax", prob, tune_steps=300).var(0).sum())
+    assert v_relax < 0.1 * v_reinforce
+    assert v_rebar < 0.9 * v_rebar_untuned
+    assert v_rebar < 1.05 * v_reinforce
+
+
+def test_rebar_variance_below_reinforce_categorical():
+    prob = PROBLEMS["categorical-quadratic"]
+    torch.manual_seed(14)
+    v_reinforce = float(estimates("reinforce", prob, draws=5000).var(0).sum())
+    v_rebar = float(estimates("rebar", prob, draws=5000, tune_steps=50).var(0).sum())
+    assert v_rebar < 0.5 * v_reinforce
+
+
+def _runnable(prob):
+    return [m for m in G.applicable_methods(prob)]
+
+
+@pytest.mark.parametrize("prob_name", ["bernoulli-multi", "categorical-quadratic"])
+def test_loss_value_is_mean_cost_and_cost_params_get_their_gradient(prob_name):
+    """loss == mean cost exactly; a parameter w inside the cost gets d/dw mean f(b) only."""
+    prob = PROBLEMS[prob_name]
+    for m in _runnable(prob):
+        est = G._estimator(m, prob)
+        est.train()
+        w = torch.tensor(1.5, requires_grad=True)
+        raw = G._batch(prob, 8)
+        out = est(raw, lambda z: w * prob.cost(z))
+        assert out.loss.dim() == 0
+        assert out.loss.item() == out.cost.mean().item(), m.name
+        assert out.cost.shape[1] == 8 and not out.cost.requires_grad
+        out.loss.backward()
+        assert raw.grad is not None and torch.isfinite(raw.grad).all(), m.name
+        if m.builder is None:  # score-function: the cost is evaluated at b only
+            assert torch.allclose(w.grad, out.cost.mean() / 1.5), m.name
+
+
+@pytest.mark.parametrize("method", ["rebar", "relax"])
+def test_variance_step_fills_parameter_grads_and_leaves_raw_gradient_unchanged(method):
+    prob = PROBLEMS["bernoulli-multi"]
+    est = G._estimator(get_method(method), prob)
+    grads = {}
+    for mode in ("train", "eval"):
+        getattr(est, mode)()
+        est.zero_grad()
+        torch.manual_seed(5)
+        raw = G._batch(prob, 16)
+        est(raw, prob.cost).loss.backward()
+        grads[mode] = raw.grad.clone()
+        if mode == "train":
+            assert est.eta.grad is not None and est.eta.grad.abs() > 0
+            assert est.log_temperature.grad is not None and est.log_temperature.grad.abs() > 0
+            if method == "relax":
+                assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in est.net.parameters())
+        else:
+            assert est.eta.grad is None
+    assert torch.equal(grads["train"], grads["eval"])
+
+
+def test_variance_step_is_the_gradient_of_the_squared_estimate():
+    """eta.grad equals d/deta mean_i ||g_i||^2, checked by central finite differences."""
+    prob = PROBLEMS["bernoulli-quadratic"]
+    est = G._estimator(get_method("rebar"), prob).double()
+    prob64 = dataclasses.replace(prob, theta=prob.theta.double())
+    cost64 = lambda z: ((z - 0.45) ** 2).sum(-1)
+
+    def run(eta, train):
+        with torch.no_grad():
+            est.eta.fill_(eta)
+        est.zero_grad()
+        est.train(train)
+        torch.manual_seed(9)
+        raw = G._batch(prob64, 32)
+        est(raw, cost64).loss.backward()
+        return raw.grad * 32, est.eta.grad
+
+    _, g_eta = run(0.7, True)
+    h = 1e-5
+    gp, _ = run(0.7 + h, False)
+    gm, _ = run(0.7 - h, False)
+    fd = ((gp ** 2).sum(-1).mean() - (gm ** 2).sum(-1).mean()) / (2 * h)
+    assert torch.allclose(g_eta, fd, rtol=1e-4, atol=1e-8)
+
+
+def test_reinforce_baselines():
+    prob = PROBLEMS["bernoulli-quadratic"]
+    m = get_method("reinforce")
+    learned = make_estimator(m, baseline="learned")
+    raw = G._batch(prob, 32)
+    out = learned(raw, prob.cost)
+    out.loss.backward()
+    # least-squares gradient towards the cost: 2 (c - mean f), c = 0 initially
+    assert torch.allclose(learned.baseline.grad, -2 * out.cost.mean())
+    ma = make_estimator(m, baseline="moving-average", decay=0.5)
+    ma(G._batch(prob, 32), prob.cost)
+    first = float(ma.average)
+    out = ma(G._batch(prob, 32), prob.cost)
+    assert float(ma.average) == pytest.approx(0.5 * first + 0.5 * float(out.cost.mean()))
+    with pytest.raises(ValueError, match="n_samples >= 2"):
+        make_estimator(get_method("reinforce-rloo"), n_samples=1)
+    with pytest.raises(ValueError, match="baseline"):
+        make_estimator(m, baseline="bogus")
+    with pytest.raises(ValueError, match="bernoulli"):
+        make_estimator(get_method("arm"), family="categorical")
+
+
+def test_registry_records():
+    for m in METHODS.values():
+        assert m.estimator is not None, m.name
+    for name in ("reinforce", "reinforce-rloo", "rebar", "relax"):
+        m = get_method(name)
+        assert m.kind == "score-function" and m.unbiased and m.builder is None
+        assert m.supports("bernoulli") and m.supports("categorical")
+    for name in ("arm", "disarm"):
+        assert get_method(name).supports("bernoulli") and not get_method(name).supports("categorical")
