@@ -122,7 +122,7 @@ def test_loss_value_is_mean_cost_and_cost_params_get_their_gradient(prob_name):
         est.train()
         w = torch.tensor(1.5, requires_grad=True)
         raw = G._batch(prob, 8)
-        out = est(raw, lambda z: w * prob.cost(z))
+        out = est(raw, lambda z, w=w: w * prob.cost(z))
         assert out.loss.dim() == 0
         assert out.loss.item() == out.cost.mean().item(), m.name
         assert out.cost.shape[1] == 8 and not out.cost.requires_grad

@@ -278,7 +278,7 @@ def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: s
 
 
 def _measure(run, reporter, prob: Problem, chosen, taus, draws, tune_steps, seed) -> dict:
-    exact = prob.exact_gradient().double()
+    exact = prob.exact_gradient().double().flatten()
     rows = _rows(chosen, taus)
     results, tuned = [], []
     with reporter.progress("grad-bench", total=len(rows)) as bar:
@@ -418,4 +418,4 @@ def _train(run, reporter, prob: Problem, chosen, taus, steps, tune_steps, lr, se
     run.save_figure(fig, "training.png", dpi=110)
     plots.close(fig)
     return {"problem": prob.name, "parameters": prob.theta.flatten().tolist(),
-            "exact_gradient": prob.exact_gradient().tolist(), "results": results}
+            "exact_gradient": prob.exact_gradient().flatten().tolist(), "results": results}
