@@ -13,6 +13,7 @@ Classes:
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -27,7 +28,9 @@ from relaxcli.distributions._numerics import (
     straight_through,
 )
 
-__all__ = ["GumbelSoftmax", "DecoupledStraightThroughGumbelSoftmax", "GeneralizedGumbelSoftmax"]
+__all__ = ["DecoupledStraightThroughGumbelSoftmax", "GeneralizedGumbelSoftmax", "GumbelSoftmax"]
+
+_EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -147,7 +150,7 @@ class GumbelSoftmax(_CategoricalParams):
         (torch.Size([4, 2, 3]), True)
     """
 
-    arg_constraints = {
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
         "temperature": constraints.positive,
         "probs": constraints.simplex,
         "logits": constraints.real_vector,
@@ -183,7 +186,7 @@ class GumbelSoftmax(_CategoricalParams):
         shape = self._extended_shape(sample_shape)
         return self.logits + gumbel_noise(shape, self.logits)
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         scores = self._scores(sample_shape)
         y = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
         if not self.hard:
@@ -193,7 +196,7 @@ class GumbelSoftmax(_CategoricalParams):
         one_hot = torch.zeros_like(y).scatter_(-1, index, 1.0)
         return straight_through(one_hot, y)
 
-    def sample(self, sample_shape=torch.Size()) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         with torch.no_grad():
             return self.rsample(sample_shape)
 
@@ -266,7 +269,7 @@ class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
         (torch.Size([3, 2]), True)
     """
 
-    arg_constraints = {
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
         "temperature_forward": constraints.positive,
         "temperature_backward": constraints.positive,
         "probs": constraints.simplex,
@@ -302,14 +305,14 @@ class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
         """log softmax(logits / tau_f): the log-probabilities of the forward one-hot law."""
         return torch.log_softmax(self.logits / self.temperature_forward.unsqueeze(-1), dim=-1)
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape)
         s = self.logits + self.temperature_forward.unsqueeze(-1) * gumbel_noise(shape, self.logits)
         y_b = torch.softmax(s / self.temperature_backward.unsqueeze(-1), dim=-1)
         one_hot = torch.zeros_like(y_b).scatter_(-1, s.argmax(dim=-1, keepdim=True), 1.0)
         return straight_through(one_hot, y_b)
 
-    def sample(self, sample_shape=torch.Size()) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         with torch.no_grad():
             return self.rsample(sample_shape)
 
@@ -350,7 +353,7 @@ class GeneralizedGumbelSoftmax(_CategoricalParams):
         (torch.Size([5]), True)
     """
 
-    arg_constraints = {
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
         "temperature": constraints.positive,
         "probs": constraints.simplex,
         "logits": constraints.real_vector,
@@ -398,7 +401,7 @@ class GeneralizedGumbelSoftmax(_CategoricalParams):
         """E[X] = sum_k p_k values_k of the discrete law (the hard forward value's mean)."""
         return (self.probs * self.values).sum(-1).expand(self.batch_shape)
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape) + self._param.shape[-1:]
         scores = self.logits + gumbel_noise(shape, self.logits)
         w = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
@@ -407,7 +410,7 @@ class GeneralizedGumbelSoftmax(_CategoricalParams):
             w = straight_through(one_hot, w)
         return (w * self.values).sum(-1)
 
-    def sample(self, sample_shape=torch.Size()) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         with torch.no_grad():
             return self.rsample(sample_shape)
 
@@ -432,7 +435,7 @@ class GeneralizedGumbelSoftmax(_CategoricalParams):
 
     @classmethod
     def truncated_poisson(cls, rate, temperature, max_value: int | None = None, tol: float = 1e-6,
-                          hard: bool = False, validate_args=None) -> "GeneralizedGumbelSoftmax":
+                          hard: bool = False, validate_args=None) -> GeneralizedGumbelSoftmax:
         """Poisson(rate) kept on 0..max_value and renormalised.
 
         ``truncated_mass`` = P(X > n) = P(n+1, rate), the regularised lower incomplete gamma
@@ -458,7 +461,7 @@ class GeneralizedGumbelSoftmax(_CategoricalParams):
 
     @classmethod
     def truncated_geometric(cls, probs, temperature, max_value: int | None = None, tol: float = 1e-6,
-                            hard: bool = False, validate_args=None) -> "GeneralizedGumbelSoftmax":
+                            hard: bool = False, validate_args=None) -> GeneralizedGumbelSoftmax:
         """Geometric(p), p in (0, 1): failures before the first success, P(X=k) = (1-p)^k p,
         kept on 0..max_value and renormalised. ``truncated_mass`` = P(X > n) = (1-p)^(n+1).
         With ``max_value=None`` n is the smallest value with (1-p)^(n+1) <= ``tol``.
@@ -477,7 +480,7 @@ class GeneralizedGumbelSoftmax(_CategoricalParams):
 
     @classmethod
     def truncated_binomial(cls, total_count: int, probs, temperature, max_value: int | None = None,
-                           hard: bool = False, validate_args=None) -> "GeneralizedGumbelSoftmax":
+                           hard: bool = False, validate_args=None) -> GeneralizedGumbelSoftmax:
         """Binomial(total_count, p) kept on 0..max_value (default: all of 0..total_count, nothing cut).
 
         ``truncated_mass`` = P(X > max_value) = sum_{k > max_value} C(n,k) p^k (1-p)^(n-k),

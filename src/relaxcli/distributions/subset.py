@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -24,7 +25,9 @@ from relaxcli.distributions._numerics import (
 )
 from relaxcli.distributions.categorical import _categorical_params, _CategoricalParams
 
-__all__ = ["GumbelSoftmaxTopK", "KHot", "ScaledSimplex", "MAX_EXACT_K"]
+__all__ = ["MAX_EXACT_K", "GumbelSoftmaxTopK", "KHot", "ScaledSimplex"]
+
+_EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
 
 RELAXATIONS = ("sequential", "threshold")
 #: Largest k for which log_prob is computed exactly (a dynamic programme over the 2^k subsets).
@@ -118,7 +121,7 @@ class GumbelSoftmaxTopK(_CategoricalParams):
         (torch.Size([3, 5]), True)
     """
 
-    arg_constraints = {
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
         "temperature": constraints.positive,
         "probs": constraints.simplex,
         "logits": constraints.real_vector,
@@ -160,7 +163,7 @@ class GumbelSoftmaxTopK(_CategoricalParams):
         return new
 
     # ------------------------------------------------------------------ sampling
-    def perturbed_logits(self, sample_shape=torch.Size()) -> Tensor:
+    def perturbed_logits(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         """kappa = log p + G, one Gumbel draw per element of sample_shape + batch_shape + (K,)."""
         return self.logits + gumbel_noise(self._extended_shape(sample_shape), self.logits)
 
@@ -171,14 +174,14 @@ class GumbelSoftmaxTopK(_CategoricalParams):
             return sequential_topk_relaxation(kappa, tau, self.k)
         return threshold_topk_relaxation(kappa, tau, self.k)
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         kappa = self.perturbed_logits(sample_shape)
         soft = self.relax(kappa)
         if not self.hard:
             return soft
         return straight_through(topk_indicator(kappa.detach(), self.k), soft)
 
-    def sample(self, sample_shape=torch.Size()) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         with torch.no_grad():
             if self.hard:  # the exact top-k indicator needs no relaxation
                 return topk_indicator(self.perturbed_logits(sample_shape), self.k)
