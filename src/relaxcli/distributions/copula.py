@@ -136,7 +136,8 @@ def _validated_scale_tril(correlation: Tensor | None, scale_tril: Tensor | None,
     if (correlation is None) == (scale_tril is None):
         raise ValueError("Either `correlation` or `scale_tril` must be specified, but not both.")
     name = "correlation" if scale_tril is None else "scale_tril"
-    m = correlation if scale_tril is None else scale_tril
+    given = correlation if scale_tril is None else scale_tril
+    m = given.detach()  # the checks below read values only
     if m.dim() < 2 or m.shape[-1] != m.shape[-2] or m.shape[-1] != d:
         raise ValueError(f"Expected parameter {name} to be a {d}x{d} matrix (D = the last dimension "
                          f"of probs/logits), but found shape {tuple(m.shape)}")
@@ -152,7 +153,7 @@ def _validated_scale_tril(correlation: Tensor | None, scale_tril: Tensor | None,
             raise ValueError("Expected parameter scale_tril to satisfy the constraint CorrCholesky "
                              "(lower triangular, positive diagonal, rows of unit norm, so that "
                              "scale_tril @ scale_tril.T is a correlation matrix)")
-        return m
+        return given
     asym = float((m - m.mT).abs().max())
     if asym > tol:
         raise ValueError(f"Expected parameter correlation to be symmetric, but "
@@ -161,7 +162,7 @@ def _validated_scale_tril(correlation: Tensor | None, scale_tril: Tensor | None,
     if off > tol:
         raise ValueError(f"Expected parameter correlation to have a unit diagonal (a correlation, "
                          f"not a covariance, matrix), but max |R_kk - 1| = {off:.3g}")
-    chol, info = torch.linalg.cholesky_ex(m)
+    chol, info = torch.linalg.cholesky_ex(given)  # differentiable in the correlation
     if bool((info != 0).any()):
         raise ValueError("Expected parameter correlation to be positive definite, but its Cholesky "
                          "factorisation failed (an eigenvalue is <= 0, e.g. |R_ij| = 1 or an "
