@@ -237,7 +237,7 @@ register(Method(
     discrete=categorical_law, options={"tau_backward": None},
 ))
 register(Method(
-    "topk", "subset", "relaxed", False, True,
+    "topk", "subset", "relaxed", False, False,  # soft k-hot: no density (exact only when hard)
     Paper("Kool, van Hoof, Welling; Xie, Ermon", 2019, "1903.06059", "Stochastic Beams and Where to Find Them / Reparameterizable Subset Sampling"),
     0.5, "Relaxed k-hot vector from one Gumbel perturbation and k softmax steps",
     builder=lambda raw, tau, k=2, hard=False, relaxation="sequential", **o: D.GumbelSoftmaxTopK(
