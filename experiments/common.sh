@@ -54,10 +54,14 @@ list_of() {
   for item in ${1//,/ }; do printf '%s\n' "$item"; done
 }
 
-# emit ARGS...: print one command line, `$RELAX` followed by the shell-quoted ARGS.
+# emit ARGS...: print one command line, `$RELAX` followed by the ARGS, shell-quoted where needed
+# (plain words such as --tau 0.5,1 or runs/x/seed-0 stay readable).
 emit() {
   local line="$RELAX" arg
-  for arg in "$@"; do line+=" $(printf '%q' "$arg")"; done
+  for arg in "$@"; do
+    if [[ "$arg" =~ ^[A-Za-z0-9_./=:,@%+-]+$ ]]; then line+=" $arg"
+    else line+=" $(printf '%q' "$arg")"; fi
+  done
   printf '%s\n' "$line"
 }
 

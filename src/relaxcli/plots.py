@@ -99,6 +99,9 @@ def compare_curves(lines: dict, xlabel: str, ylabel: str, title: str,
             ax.fill_between(x, lo, m + s, color=line.get_color(), alpha=0.2, linewidth=0)
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
     for i, (label, y) in enumerate((references or {}).items()):
+        if logy and not y > 0:  # e.g. an exact estimator's zero variance: say it, cannot draw it
+            ax.plot([], [], " ", label=f"{label}: {y:g}")
+            continue
         ax.axhline(y, linestyle="--", linewidth=1, label=label,
                    color=colors[(len(lines) + i) % len(colors)])
     if logx:
@@ -109,7 +112,8 @@ def compare_curves(lines: dict, xlabel: str, ylabel: str, title: str,
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    # Outside the axes: with a dozen methods an inside legend hides the lines.
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return fig
 

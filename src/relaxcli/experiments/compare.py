@@ -52,7 +52,7 @@ LABELS = {
     "seconds_per_epoch": "s/epoch", "train_neg_elbo": "train -ELBO",
     "episodes_to_solve": "episodes to solve", "steps_to_solve": "steps to solve",
     "eval_return_greedy": "greedy return", "eval_return_stochastic": "stochastic return",
-    "bias_norm": "||bias||", "variance_trace": "tr variance", "mse": "MSE", "snr": "SNR",
+    "bias_norm": "‖bias‖", "variance_trace": "tr variance", "mse": "MSE", "snr": "SNR",
     "seconds_per_estimate": "s/estimate", "wall_seconds": "wall s",
 }
 # Direction of "better", used only to mark the best group in bold.
@@ -234,6 +234,18 @@ def _gradbench_rows(summary: dict) -> list[dict] | None:
     if not isinstance(results, list):
         return None
     return [r for r in results if isinstance(r, dict)]
+
+
+def _row_key(run: RunRecord, row: dict, key: str) -> Any:
+    """A grad-bench row's method or tau. A tau the bench did not sweep was learned by the method
+    itself (REBAR/RELAX tune theirs), differs from seed to seed, and is grouped as "learned"."""
+    v = row.get(key)
+    if key == "tau" and isinstance(v, (int, float)):
+        swept = (run.config.get("options") or {}).get("tau")
+        if isinstance(swept, list) and not any(
+                isinstance(t, (int, float)) and math.isclose(v, t, rel_tol=1e-9) for t in swept):
+            return "learned"
+    return v
 
 
 def _gradbench_value(row: dict, metric: str) -> tuple[bool, Any]:
@@ -474,7 +486,7 @@ def run_compare(reporter, run_dirs: list[str], group_by: list[str] | None = None
     for r in runs_ok:
         base = tuple(_hashable(_lookup(r, k)[1]) for k in keys)
         for row in r.rows:
-            gk = base + tuple(_hashable(row.get(k)) for k in row_keys)
+            gk = base + tuple(_hashable(_row_key(r, row, k)) for k in row_keys)
             g = groups.setdefault(gk, {"runs": [], "values": {m: [] for m in metric_names},
                                        "null": Counter(), "missing": Counter()})
             g["runs"].append(str(r.path))
@@ -553,8 +565,8 @@ def _group_curves(command, runs_ok, keys, groups, group_list) -> dict | None:
                 continue
             base = ", ".join(fmt_value(g["key"][k]) for k in keys + ["method"])
             tau = g["key"].get("tau")
-            if tau is None:
-                refs[base] = s["mean"]
+            if not isinstance(tau, (int, float)):  # no temperature, or one the method learned
+                refs[base + ("" if tau is None else f" ({tau} tau)")] = s["mean"]
             else:
                 series.setdefault(base, []).append((float(tau), s["mean"], s["std"] or 0.0))
         if not series and not refs:
@@ -641,7 +653,7 @@ def _markdown(command, headers, rows, best, summary) -> str:
     foot = (f"\n`relax {command}`: {summary['runs_used']} completed runs; mean ± sample std over "
             "runs (n = runs per group); best mean in bold.")
     if command == "grad-bench":
-        foot += " ||bias|| is the Euclidean norm of the bias vector, tr variance the sum of " \
+        foot += " ‖bias‖ is the Euclidean norm of the bias vector, tr variance the sum of " \
                 "per-coordinate variances."
     return "\n".join(lines) + "\n" + foot + "\n" + "".join(f"\n_{n}_\n" for n in summary["notes"])
 
