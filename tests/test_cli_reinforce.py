@@ -202,3 +202,17 @@ def test_rewards_to_go_discounting():
     out = R.rewards_to_go(r, 0.5)
     assert torch.allclose(out[:, 0], torch.tensor([1.75, 1.5, 1.0]))
     assert torch.allclose(out[:, 1], torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_time_limit_cuts_are_recorded_for_bootstrapping():
+    """An untrained Acrobot policy never swings up: every episode is cut at 500 steps, which
+    collect_batch records (step 499 and the cut state) so V(s_cut) can be bootstrapped."""
+    envs = R.make_envs("Acrobot-v1", 2)
+    try:
+        torch.manual_seed(0)
+        batch = R.collect_batch(envs, R.mlp(6, 8, 3), [11, 12], torch.device("cpu"), "sample")
+    finally:
+        envs.close()
+    assert batch["lengths"].tolist() == [500, 500]
+    assert batch["trunc_step"].tolist() == [499, 499]
+    assert batch["trunc_obs"].abs().sum() > 0

@@ -106,7 +106,7 @@ EVAL_ENVS = 16              # parallel envs for evaluation
 VIDEO_MAX_FRAMES = 500
 DEFAULTS: dict[str, Any] = {
     "env": "Acrobot-v1", "estimator": "reinforce", "baseline": "value", "gamma": 0.99, "num_envs": 4,
-    "episodes": None, "steps": None, "lr": 3e-3, "entropy_coef": 0.0, "hidden": 128, "seed": 0, "device": "auto",
+    "episodes": None, "steps": None, "lr": 3e-3, "entropy_coef": 0.01, "hidden": 128, "seed": 0, "device": "auto",
     "stop_when_solved": False, "eval_episodes": 100, "video": False,
 }
 DEFAULT_EPISODES = 1000     # when neither --episodes nor --steps is given
@@ -225,6 +225,9 @@ def collect_batch(envs, policy: nn.Module, env_seeds: list[int], device: torch.d
     obs, _ = envs.reset(seed=env_seeds)
     alive = np.ones(n, dtype=bool)
     ep_ret, ep_len = np.zeros(n), np.zeros(n, dtype=np.int64)
+    # episodes cut by the time limit (truncated, not terminated): where and in which state
+    trunc_step = np.full(n, -1, dtype=np.int64)
+    trunc_obs = np.zeros((n,) + tuple(np.asarray(obs).shape[1:]), dtype=np.float32)
     obs_l, act_l, rew_l, mask_l, gum_l = [], [], [], [], []
     while alive.any():
         s = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=device)
@@ -240,7 +243,12 @@ def collect_batch(envs, policy: nn.Module, env_seeds: list[int], device: torch.d
                 # a ~ Categorical(softmax(logits)); multinomial directly: building a torch
                 # Distribution per step costs more than the policy itself
                 a = torch.multinomial(torch.softmax(logits, -1), 1).squeeze(-1)
-        obs, r, term, trunc, _ = envs.step(a.cpu().numpy())
+        obs, r, term, trunc, step_info = envs.step(a.cpu().numpy())
+        cut = alive & np.asarray(trunc) & ~np.asarray(term)
+        if cut.any():  # SAME_STEP autoreset: the state the episode was cut in is final_obs
+            final = step_info["final_obs"]
+            for i in np.flatnonzero(cut):
+                trunc_step[i], trunc_obs[i] = len(obs_l), np.asarray(final[i], dtype=np.float32)
         r = np.where(alive, np.asarray(r, dtype=np.float64), 0.0)
         obs_l.append(s)
         act_l.append(a)
@@ -250,7 +258,8 @@ def collect_batch(envs, policy: nn.Module, env_seeds: list[int], device: torch.d
         ep_len += alive
         alive &= ~(np.asarray(term) | np.asarray(trunc))
     out = {"obs": torch.stack(obs_l), "actions": torch.stack(act_l), "rewards": torch.stack(rew_l),
-           "mask": torch.stack(mask_l), "returns": ep_ret, "lengths": ep_len}
+           "mask": torch.stack(mask_l), "returns": ep_ret, "lengths": ep_len,
+           "trunc_step": trunc_step, "trunc_obs": torch.as_tensor(trunc_obs, device=device)}
     if gum_l:
         out["gumbel"] = torch.stack(gum_l)
     return out
@@ -301,7 +310,18 @@ def policy_update(batch: dict, nets: dict, opts: dict, state: dict, o: dict) -> 
     n_envs = batch["mask"].shape[1]
     s = batch["obs"][valid]
     a = batch["actions"][valid]
-    ret = rewards_to_go(batch["rewards"], o["gamma"])[valid]
+    rewards = batch["rewards"]
+    if value is not None and (batch["trunc_step"] >= 0).any():
+        # Time-limit truncation is not a terminal state (the observation has no clock): the
+        # return after the cut is estimated by V(s_cut) (partial-episode bootstrapping, Pardo et
+        # al. 2018). Without it, R_t of a timed-out episode depends on t alone, V cannot fit
+        # it, and the advantages push the policy towards whatever it did late in episodes.
+        rewards = rewards.clone()
+        cut = np.flatnonzero(batch["trunc_step"] >= 0)
+        with torch.no_grad():
+            v_cut = value(batch["trunc_obs"][cut]).squeeze(-1)
+        rewards[batch["trunc_step"][cut], cut] += o["gamma"] * v_cut
+    ret = rewards_to_go(rewards, o["gamma"])[valid]
     episode_of = torch.arange(n_envs, device=s.device).expand_as(batch["mask"])[valid]
     n_steps = s.shape[0]
 
