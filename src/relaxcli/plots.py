@@ -76,6 +76,181 @@ def vae_curves(epochs, train, test, title: str = "train-vae", untrained: float |
     return fig
 
 
+# ------------------------------------------------------------------------- relax compare
+def compare_curves(lines: dict, xlabel: str, ylabel: str, title: str,
+                   references: dict | None = None, logx: bool = False, logy: bool = False):
+    """One line per group: the mean over runs with a shaded band of +/- one sample std.
+
+    ``lines`` maps a label to ``{"x": [...], "mean": [...], "std": [...]}``; ``references``
+    maps a label to a constant drawn as a dashed horizontal line (e.g. the variance of an
+    unbiased estimator that has no temperature, in grad-bench's variance-against-tau picture).
+    """
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, c in lines.items():
+        x, m = np.asarray(c["x"], float), np.asarray(c["mean"], float)
+        s = np.asarray(c.get("std") or [0.0] * len(m), float)
+        (line,) = ax.plot(x, m, marker="o" if len(x) <= 12 else None, ms=3, label=label)
+        if np.any(s > 0):
+            lo = m - s
+            if logy:  # a band below zero cannot be drawn on a log axis; clip it
+                lo = np.maximum(lo, m * 1e-3)
+            ax.fill_between(x, lo, m + s, color=line.get_color(), alpha=0.2, linewidth=0)
+    colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    for i, (label, y) in enumerate((references or {}).items()):
+        if logy and not y > 0:  # e.g. an exact estimator's zero variance: say it, cannot draw it
+            ax.plot([], [], " ", label=f"{label}: {y:g}")
+            continue
+        ax.axhline(y, linestyle="--", linewidth=1, label=label,
+                   color=colors[(len(lines) + i) % len(colors)])
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    # Outside the axes: with a dozen methods an inside legend hides the lines.
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------- relax sample
+def _grid(n: int, max_cols: int = 4):
+    cols = min(n, max_cols)
+    rows = (n + cols - 1) // cols
+    return rows, cols
+
+
+def value_histogram(values, labels: list[str], atoms=(0.0, 1.0), exact_atoms: dict | None = None,
+                    title: str = "", bins: int = 40, max_panels: int = 12):
+    """Histogram per coordinate of samples ``values`` (n, C), with point masses drawn as bars.
+
+    Values strictly between the atoms are shown as a probability-per-bin histogram; each atom
+    (e.g. the exact zeros and ones of a hard-concrete gate) is drawn as a separate wide bar whose
+    height is its empirical probability, so mixed laws (atoms plus density) read correctly.
+    ``exact_atoms`` maps an atom to per-coordinate closed-form probabilities, drawn as black
+    ticks on top of the bars.
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    n, c = values.shape
+    shown = min(c, max_panels)
+    rows, cols = _grid(shown)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
+    atoms = [float(a) for a in (atoms or ())]
+    lo = min([values.min()] + atoms)
+    hi = max([values.max()] + atoms)
+    width = (hi - lo) / bins if hi > lo else 1.0
+    for j in range(rows * cols):
+        ax = axes[j // cols][j % cols]
+        if j >= shown:
+            ax.axis("off")
+            continue
+        v = values[:, j]
+        at_atom = np.zeros(n, dtype=bool)
+        for a in atoms:
+            at_atom |= v == a
+        inner = v[~at_atom]
+        if inner.size:
+            w = np.full(inner.size, 1.0 / n)
+            ax.hist(inner, bins=bins, range=(lo, hi), weights=w, color="C0", alpha=0.8,
+                    label="P(bin)")
+        for i, a in enumerate(atoms):
+            mass = float(np.mean(v == a))
+            if mass > 0:
+                ax.bar([a], [mass], width=2.5 * width, color="C3", alpha=0.85,
+                       label="P(z = atom)" if i == 0 else None)
+            ex = (exact_atoms or {}).get(a)
+            if ex is not None:
+                ax.plot([a - 1.5 * width, a + 1.5 * width], [ex[j], ex[j]], color="black", lw=2,
+                        label="closed form" if i == 0 else None)
+        ax.set_title(labels[j], fontsize=9)
+        ax.set_xlabel("z")
+        ax.grid(alpha=0.3)
+        if j == 0:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title + (f" (first {shown} of {c} coordinates)" if shown < c else ""))
+    fig.tight_layout()
+    return fig
+
+
+def category_means(means, exact=None, labels: list[str] | None = None, ylabel: str = "mean",
+                   exact_label: str = "closed form", title: str = ""):
+    """Grouped bar chart of per-category means ``means`` (B, K), closed forms as black ticks."""
+    import numpy as np
+
+    means = np.atleast_2d(np.asarray(means, dtype=float))
+    b, k = means.shape
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * k * b + 2), 3.8))
+    width = 0.8 / b
+    x = np.arange(k)
+    for i in range(b):
+        pos = x - 0.4 + width * (i + 0.5)
+        ax.bar(pos, means[i], width=width * 0.95, label=(labels[i] if labels else None))
+        if exact is not None:
+            ex = np.atleast_2d(np.asarray(exact, dtype=float))[i]
+            ax.scatter(pos, ex, marker="_", s=300, color="black", zorder=3,
+                       label=exact_label if i == 0 else None)
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(i) for i in range(k)])
+    ax.set_xlabel("category")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    if labels or exact is not None:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _simplex_xy(p):
+    """Barycentric points (n, 3) -> Cartesian coordinates in the equilateral triangle."""
+    import numpy as np
+
+    p = np.asarray(p, dtype=float)
+    x = p[:, 1] + 0.5 * p[:, 2]
+    y = (np.sqrt(3) / 2) * p[:, 2]
+    return x, y
+
+
+def _simplex_frame(ax) -> None:
+    import numpy as np
+
+    ax.plot([0, 1, 0.5, 0], [0, 0, np.sqrt(3) / 2, 0], color="black", lw=1)
+    ax.text(-0.03, -0.05, "z1=1", ha="right", fontsize=8)
+    ax.text(1.03, -0.05, "z2=1", ha="left", fontsize=8)
+    ax.text(0.5, np.sqrt(3) / 2 + 0.03, "z3=1", ha="center", fontsize=8)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def simplex_scatter(points, title: str = "", max_points: int = 5000):
+    """Samples on the 2-simplex (n, 3) as a translucent scatter in the triangle."""
+    import numpy as np
+
+    points = np.asarray(points, dtype=float)[:max_points]
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    x, y = _simplex_xy(points)
+    ax.scatter(x, y, s=3, alpha=0.25, color="C0", linewidths=0)
+    _simplex_frame(ax)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def topk_inclusion(freq, exact=None, k: int | None = None, title: str = ""):
+    """Inclusion frequencies P(i in top-k) per category (B, K) with exact values as ticks."""
+    return category_means(freq, exact, ylabel="P(category in the top-k)",
+                          exact_label="exact (enumeration)",
+                          title=title or (f"top-{k} inclusion frequencies" if k else ""))
+
+
 # ------------------------------------------------------------------------- relax bridge
 def simplex_lattice(resolution: int = 120):
     """Interior barycentric points of the 2-simplex on a triangular lattice, and its triangles.
@@ -193,3 +368,36 @@ def gradbench_training(curves: dict, optimum: float | None = None, title: str = 
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------- relax reinforce
+def reinforce_curve(returns, moving_avg, threshold=None, title: str = "", window: int = 100):
+    """Episode returns (faint), their ``window``-episode moving average and the solve threshold."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    x = np.arange(1, len(returns) + 1)
+    ax.plot(x, returns, linewidth=0.7, alpha=0.35, label="episode return")
+    ax.plot(x, moving_avg, linewidth=2, label=f"{window}-episode moving average")
+    if threshold is not None:
+        ax.axhline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set_xlabel("episode")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def episode_gif(frames, fps: int = 30) -> bytes:
+    """An animated GIF (bytes) of RGB frames (H, W, 3 uint8 arrays), e.g. one evaluation episode."""
+    import io
+
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=max(1, round(1000 / fps)), loop=0)
+    return buf.getvalue()
