@@ -378,7 +378,7 @@ def reinforce(
         "reaches it).")] = None,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate of every network.")] = 3e-3,
     entropy_coef: Annotated[float, typer.Option(
-        "--entropy-coef", help="Weight of the policy-entropy bonus (0 = none).")] = 0.01,
+        "--entropy-coef", help="Weight of the policy-entropy bonus (0 = none).")] = 0.0,
     hidden: Annotated[int, typer.Option(
         "--hidden", help="Hidden units of the policy MLP (obs-hidden-actions), the value net "
         "and RELAX's control variate.")] = 128,

@@ -104,22 +104,28 @@ MEAN_BASELINE_DECAY = 0.9   # EMA decay of the "mean" baseline
 VALUE_EPOCHS = 5            # full-batch regression steps of V_psi per update
 EVAL_ENVS = 16              # parallel envs for evaluation
 VIDEO_MAX_FRAMES = 500
+POLICY_OUT_GAIN = 1.0       # init scale of the policy's output layer (see mlp)
 DEFAULTS: dict[str, Any] = {
     "env": "Acrobot-v1", "estimator": "reinforce", "baseline": "value", "gamma": 0.99, "num_envs": 4,
-    "episodes": None, "steps": None, "lr": 3e-3, "entropy_coef": 0.01, "hidden": 128, "seed": 0, "device": "auto",
+    "episodes": None, "steps": None, "lr": 3e-3, "entropy_coef": 0.0, "hidden": 128, "seed": 0, "device": "auto",
     "stop_when_solved": False, "eval_episodes": 100, "video": False,
 }
 DEFAULT_EPISODES = 1000     # when neither --episodes nor --steps is given
 
 
 # ================================================================================== networks
-def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
-    """n_in -> hidden (tanh) -> n_out; the output layer starts small so the first policy is
-    near-uniform and the first value estimates are near zero."""
+def mlp(n_in: int, hidden: int, n_out: int, out_gain: float = 0.01) -> nn.Sequential:
+    """n_in -> hidden (tanh) -> n_out, orthogonal init; ``out_gain`` scales the output layer.
+
+    The policy uses ``out_gain=1`` (POLICY_OUT_GAIN): its first actions then depend on the
+    state, and on Acrobot such random state-dependent policies sometimes swing up, whereas a
+    near-uniform one (gain 0.01) almost never reaches the goal in 500 steps, so REINFORCE sees
+    only -500 returns and has nothing to learn from. Value nets and control variates start near
+    zero (gain 0.01)."""
     net = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, n_out))
     nn.init.orthogonal_(net[0].weight, gain=math.sqrt(2))
     nn.init.zeros_(net[0].bias)
-    nn.init.orthogonal_(net[2].weight, gain=0.01)
+    nn.init.orthogonal_(net[2].weight, gain=out_gain)
     nn.init.zeros_(net[2].bias)
     return net
 
@@ -502,7 +508,8 @@ def reinforce(reporter, resume: Path | None = None, out: Path | None = None, ove
 
     with run_context(run, resume_hint=f"relax reinforce --resume {run.path}"):
         seed_everything(o["seed"])
-        nets: dict[str, nn.Module] = {"policy": mlp(info["obs_dim"], o["hidden"], info["n_actions"])}
+        nets: dict[str, nn.Module] = {
+            "policy": mlp(info["obs_dim"], o["hidden"], info["n_actions"], POLICY_OUT_GAIN)}
         if o["baseline"] == "value":
             nets["value"] = mlp(info["obs_dim"], o["hidden"], 1)
         if o["estimator"] == "relax":
