@@ -77,6 +77,11 @@ run_sweep() {
   local compare_cmd
   compare_cmd="$(emit compare "$OUT" --out "$OUT/compare" --overwrite "$@")"
   if [[ ${#cmds[@]} -eq 0 ]]; then
+    if [[ -d "$OUT" && "$DRY_RUN" != 1 ]]; then  # a restarted sweep whose runs are all done
+      echo "+ $compare_cmd" >&2
+      eval "$compare_cmd"
+      return
+    fi
     echo "error: this sweep has no commands (check SEEDS / METHODS)" >&2
     return 2
   fi

@@ -127,7 +127,7 @@ def test_group_by_option_keys_and_metric_choice(tmp_path, capsys):
 
 def test_null_metric_is_counted_not_averaged_as_zero(tmp_path, capsys):
     root = tmp_path / "rl"
-    solved = [120, 180, None, 150]
+    solved = [120, 180, None, 150, None]
     for seed, ep in enumerate(solved):
         returns = [{"kind": "episode", "episode": i, "return": -500.0 + 2 * i + seed}
                    for i in range(1, 160)]
@@ -141,10 +141,12 @@ def test_null_metric_is_counted_not_averaged_as_zero(tmp_path, capsys):
     assert code == 0, err
     (g,) = json.loads(stdout)["groups"]
     s = g["metrics"]["episodes_to_solve"]
-    assert (s["n"], s["null"], s["missing"]) == (3, 1, 0)
-    assert s["mean"] == pytest.approx(150.0)  # (120 + 180 + 150) / 3, not / 4 with a zero
+    assert (s["n"], s["null"], s["missing"]) == (3, 2, 0)
+    assert s["mean"] == pytest.approx(150.0)  # (120 + 180 + 150) / 3, not / 5 with zeros
     assert s["std"] == pytest.approx(30.0)
-    assert "150 ± 30 (solved 3/4)" in (out / "comparison.md").read_text()
+    # The median ranks the two unsolved runs last: 120, 150, 180, never, never -> 180.
+    assert s["median"] == 180
+    assert "150 ± 30 (solved 3/5, median 180)" in (out / "comparison.md").read_text()
     assert (out / "curves.png").exists()
 
 

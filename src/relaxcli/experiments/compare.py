@@ -25,6 +25,7 @@ import glob
 import io
 import json
 import math
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from relaxcli.errors import BadInput
 # ----------------------------------------------------------------------- what each command reports
 DEFAULT_METRICS: dict[str, list[str]] = {
     "train-vae": ["test_neg_elbo", "test_iw_nll", "seconds_per_epoch"],
-    "reinforce": ["episodes_to_solve", "steps_to_solve", "eval_return_greedy"],
+    "reinforce": ["episodes_to_solve", "steps_to_solve", "eval_return_greedy", "wall_seconds"],
     "grad-bench": ["bias_norm", "variance_trace", "mse", "snr", "seconds_per_estimate"],
 }
 # Config keys a command's runs are grouped by when --group-by is not given (reinforce's method is
@@ -278,6 +279,20 @@ def stats(values: list[float]) -> dict:
     return {"mean": mean, "std": std, "min": min(values), "max": max(values)}
 
 
+def median(values: list[float], never: int = 0) -> float | None:
+    """The median of ``values``; with ``never`` > 0 runs that never got there (e.g. never solved)
+    ranked after every value, so failures pull the median up honestly instead of vanishing.
+
+    With an even count the lower middle value is taken (a run's actual number, never an average
+    with "never"); None when that middle run is one that never got there.
+    """
+    ranked = sorted(values) + [math.inf] * never
+    if not ranked:
+        return None
+    mid = ranked[(len(ranked) - 1) // 2] if never else statistics.median(ranked)
+    return None if math.isinf(mid) else mid
+
+
 def fmt_number(x: float | None) -> str:
     """Compact, readable numbers: 101.5, 12.34, 0.412, 1.2e-05, 150000."""
     if x is None:
@@ -315,7 +330,12 @@ def fmt_cell(metric: str, s: dict) -> str:
     else:
         core = fmt_mean_std(s["mean"], s["std"])
     total = s["n"] + s["null"] + s["missing"]
-    if s["n"] < total:
+    if metric in SOLVE_METRICS and total > 1:
+        m = s.get("median")
+        med = ("not solved" if m is None else str(int(m)) if float(m).is_integer()
+               else fmt_number(m))
+        core += f" (solved {s['n']}/{total}, median {med})"
+    elif s["n"] < total:
         if metric in SOLVE_METRICS:
             core += f" (solved {s['n']}/{total})"
         else:
@@ -506,7 +526,8 @@ def run_compare(reporter, run_dirs: list[str], group_by: list[str] | None = None
         for m in metric_names:
             s = stats(g["values"][m])
             s.update(n=len(g["values"][m]), null=g["null"][m], missing=g["missing"][m],
-                     values=g["values"][m])
+                     values=g["values"][m],
+                     median=median(g["values"][m], g["null"][m] if m in SOLVE_METRICS else 0))
             mstats[m] = s
         group_list.append({"key": dict(zip(all_keys, [list(v) if isinstance(v, tuple) else v
                                                       for v in gk])),
@@ -622,7 +643,7 @@ def _csv(keys, metric_names, group_list) -> str:
     cols = list(keys) + ["n"]
     for m in metric_names:
         cols += [f"{m}_mean", f"{m}_std", f"{m}_n", f"{m}_null", f"{m}_missing", f"{m}_min",
-                 f"{m}_max"]
+                 f"{m}_max", f"{m}_median"]
     w.writerow(cols)
     for g in group_list:
         row = [fmt_value(g["key"][k]) if g["key"][k] is not None else "" for k in keys]
@@ -630,7 +651,8 @@ def _csv(keys, metric_names, group_list) -> str:
         for m in metric_names:
             s = g["metrics"][m]
             row += ["" if s[f] is None else repr(float(s[f])) if f not in ("n", "null", "missing")
-                    else s[f] for f in ("mean", "std", "n", "null", "missing", "min", "max")]
+                    else s[f] for f in ("mean", "std", "n", "null", "missing", "min", "max",
+                                        "median")]
         w.writerow(row)
     return buf.getvalue()
 

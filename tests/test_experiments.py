@@ -1,0 +1,157 @@
+"""experiments/: every sweep's DRY_RUN prints valid `relax` commands, the shared runner counts
+failures and still compares, the Slurm template runs line i, and grad_bench.sh's SMOKE mode
+goes end to end to a comparison."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relaxcli.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+EXP = ROOT / "experiments"
+SWEEPS = sorted(p.name for p in EXP.glob("*.sh") if p.name not in ("common.sh", "slurm_array.sh"))
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="the sweeps are bash scripts")
+
+
+def run_script(script: Path | str, env: dict, cwd: Path, timeout: float = 60,
+               args: tuple = ()) -> subprocess.CompletedProcess:
+    """Run a script in its own process group, so that a timeout ends its children too."""
+    full = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    proc = subprocess.Popen(["bash", str(script), *args], env=full, cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def parse_relax_line(line: str) -> None:
+    """Parse one printed command with the real CLI's parser (option names and types), no run."""
+    import typer.main
+
+    words = shlex.split(line)
+    assert words[0] == "relax", line
+    group = typer.main.get_command(app)
+    assert words[1] in group.commands, f"no command {words[1]!r}: {line}"
+    cmd = group.commands[words[1]]
+    cmd.make_context(words[1], words[2:])  # raises a click UsageError on a bad option or value
+
+
+def test_there_are_sweeps():
+    assert "grad_bench.sh" in SWEEPS
+
+
+@pytest.mark.parametrize("script", SWEEPS)
+def test_every_sweep_uses_common_sh(script):
+    text = (EXP / script).read_text()
+    assert "common.sh" in text and "run_sweep" in text, (
+        f"{script} must source common.sh and end with run_sweep (DRY_RUN, JOBS, relax compare)")
+
+
+@pytest.mark.parametrize("script", SWEEPS)
+@pytest.mark.parametrize("smoke", ["0", "1"])
+def test_dry_run_prints_one_valid_command_per_line(script, smoke, tmp_path):
+    if "run_sweep" not in (EXP / script).read_text():
+        pytest.fail(f"{script} does not use common.sh's run_sweep; DRY_RUN would run it for real")
+    out = tmp_path / "sweep out"  # a space: the printed commands must quote it
+    env = {"DRY_RUN": "1", "SMOKE": smoke, "OUT": str(out)}
+    if smoke == "1":  # an explicit method list also exercises METHODS (and skips a slow lookup)
+        env["METHODS"] = "gumbel-softmax"
+    r = run_script(EXP / script, env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines and all(ln.strip() for ln in lines)
+    for line in lines:
+        parse_relax_line(line)
+        words = shlex.split(line)
+        assert words[words.index("--out") + 1].startswith(str(out) + "/"), line
+    outs = [shlex.split(ln)[shlex.split(ln).index("--out") + 1] for ln in lines]
+    assert len(set(outs)) == len(outs), "two runs would share one --out"
+    assert not out.exists(), "DRY_RUN must not create anything"
+    assert "relax compare" in r.stderr
+
+
+def test_sweep_env_vars(tmp_path):
+    r = run_script(EXP / "grad_bench.sh", {"DRY_RUN": "1", "SEEDS": "3 4 5", "OUT": "o",
+                                           "PROBLEMS": "bernoulli-multi",
+                                           "METHODS": "reinforce arm", "DRAWS": "7"}, tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [shlex.split(ln)[shlex.split(ln).index("--seed") + 1] for ln in lines] == ["3", "4", "5"]
+    assert all("--methods reinforce,arm" in ln and "--draws 7" in ln and "--problem bernoulli-multi"
+               in ln for ln in lines)
+    bad = run_script(EXP / "grad_bench.sh", {"DRY_RUN": "1", "JOBS": "zero"}, tmp_path)
+    assert bad.returncode == 2 and "JOBS" in bad.stderr
+
+
+def test_run_sweep_parallel_counts_failures_and_still_compares(tmp_path):
+    """common.sh with a stand-in CLI: JOBS at a time, logs per run, failures counted, compare last."""
+    fake = tmp_path / "fake-relax"
+    fake.write_text('#!/usr/bin/env bash\necho "$*" >> "$CALLS"\n'
+                    'case "$1" in fail) exit 3;; esac\nexit 0\n')
+    fake.chmod(0o755)
+    sweep = tmp_path / "sweep.sh"
+    sweep.write_text(f'source {shlex.quote(str(EXP / "common.sh"))}\nsweep_init test\n'
+                     'for i in 1 2 3; do emit ok --n "$i" --out "$OUT/r$i"; done | '
+                     '{ cat; emit fail --out "$OUT/bad"; } | run_sweep --group-by method\n')
+    calls = tmp_path / "calls.txt"
+    out = tmp_path / "o"
+    r = run_script(sweep, {"RELAX": str(fake), "CALLS": str(calls), "JOBS": "3",
+                           "OUT": str(out)}, tmp_path)
+    assert r.returncode == 1, r.stderr  # one run failed
+    assert "1 of 4 runs failed" in r.stderr
+    made = calls.read_text().splitlines()
+    assert sorted(made[:4]) == sorted([f"ok --n {i} --out {out}/r{i}" for i in (1, 2, 3)]
+                                      + [f"fail --out {out}/bad"])
+    assert made[4] == f"compare {out} --out {out}/compare --overwrite --group-by method"
+    assert (out / "commands.txt").read_text().count("\n") == 4
+    assert sorted(p.name for p in (out / "logs").glob("*.failed")) == ["4.failed"]
+
+
+def test_slurm_array_runs_line_i(tmp_path):
+    cmds = tmp_path / "cmds.txt"
+    cmds.write_text("".join(f"echo line{i} > {tmp_path}/done{i}\n" for i in (1, 2, 3)))
+    r = run_script(EXP / "slurm_array.sh", {"SLURM_ARRAY_TASK_ID": "2"}, tmp_path,
+                   args=(str(cmds),))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.glob("done*")) == ["done2"]
+    assert (tmp_path / "done2").read_text() == "line2\n"
+    for env, args in (({"SLURM_ARRAY_TASK_ID": "4"}, (str(cmds),)),
+                      ({"SLURM_ARRAY_TASK_ID": "1"}, ()),
+                      ({"SLURM_ARRAY_TASK_ID": ""}, (str(cmds),))):
+        bad = run_script(EXP / "slurm_array.sh", env, tmp_path, args=args)
+        assert bad.returncode == 2 and bad.stderr.startswith("error: "), bad.stderr
+
+
+def test_grad_bench_smoke_end_to_end(tmp_path):
+    """SMOKE=1 grad_bench.sh: real runs, then relax compare over them (about 30 s on one core)."""
+    relax_bin = Path(sys.executable).with_name("relax")
+    env = {"SMOKE": "1", "OUT": str(tmp_path / "gb"), "JOBS": "1",
+           "PATH": f"{relax_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    r = run_script(EXP / "grad_bench.sh", env, tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr
+    cmp_dir = tmp_path / "gb" / "compare"
+    summary = json.loads((cmp_dir / "summary.json").read_text())
+    assert summary["command"] == "grad-bench" and summary["runs_used"] == 2
+    assert summary["skipped"] == []
+    rows = {(g["key"]["method"], g["key"]["tau"]): g for g in summary["groups"]}
+    assert rows[("reinforce", None)]["n"] == 2  # both seeds in one row
+    assert rows[("relaxed-bernoulli", 0.5)]["metrics"]["variance_trace"]["n"] == 2
+    md = (cmp_dir / "comparison.md").read_text()
+    assert md.startswith("| method | tau | n | ‖bias‖ | tr variance |")
+    assert (cmp_dir / "curves.png").stat().st_size > 0
