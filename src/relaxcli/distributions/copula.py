@@ -170,6 +170,37 @@ def _validated_scale_tril(correlation: Tensor | None, scale_tril: Tensor | None,
     return chol
 
 
+def _unbroadcast(m: Tensor | None) -> Tensor | None:
+    """``m`` with every broadcast (stride-0) batch dimension narrowed to size 1.
+
+    A correlation matrix handed in already expanded over a batch (e.g. ``R.expand(B, D, D)``) is
+    one matrix: it is validated and factorised once, not B times.
+    """
+    if m is None:
+        return None
+    for dim in range(m.dim() - 2):
+        if m.stride(dim) == 0 and m.shape[dim] > 1:
+            m = m.narrow(dim, 0, 1)
+    return m
+
+
+def _tril_matvec(tril: Tensor, x: Tensor) -> Tensor:
+    """L x over the last dimension of ``x``; one matrix product when L is a single D x D matrix."""
+    if tril.dim() == 2:
+        return x @ tril.mT  # (L x)^T = x^T L^T for every row at once: one GEMM
+    return (tril @ x.unsqueeze(-1)).squeeze(-1)
+
+
+def _tril_solve(tril: Tensor, z: Tensor) -> Tensor:
+    """L^{-1} z over the last dimension of ``z`` (L lower triangular), batched by broadcasting."""
+    if tril.dim() == 2:
+        # rows y with L y = z  <=>  Y L^T = Z: one triangular solve for all rows
+        flat = z.reshape(-1, z.shape[-1])
+        y = torch.linalg.solve_triangular(tril.mT, flat, upper=True, left=False)
+        return y.reshape(z.shape)
+    return torch.linalg.solve_triangular(tril, z.unsqueeze(-1), upper=False).squeeze(-1)
+
+
 def _common_dtype_device(*values):
     tensors = [v for v in values if isinstance(v, Tensor)]
     dtype = None
@@ -243,17 +274,23 @@ class CorrelatedRelaxedBernoulli(Distribution):
             raise ValueError(f"temperature of shape {tuple(tau.shape)} does not broadcast against "
                              f"probs/logits of shape {tuple(param.shape)}") from None
         d = param.shape[-1]
-        chol = _validated_scale_tril(t(correlation), t(scale_tril), d)
-        batch_shape = torch.broadcast_shapes(param.shape[:-1], chol.shape[:-2])
+        corr, tril = t(correlation), t(scale_tril)
+        given = corr if corr is not None else tril
+        matrix_batch = given.shape[:-2] if given is not None else torch.Size()
+        corr, tril = _unbroadcast(corr), _unbroadcast(tril)
+        # Validated and factorised once, at the matrix's own shape (one D x D matrix for a shared
+        # R): never per batch element. The batch-shaped `correlation` / `scale_tril` attributes
+        # are lazy broadcast views of these, so Distribution.__init__ does not re-check them per
+        # batch element either (_validated_scale_tril always runs, whatever validate_args says).
+        self._tril = _validated_scale_tril(corr, tril, d)
+        self._corr = corr
+        batch_shape = torch.broadcast_shapes(param.shape[:-1], matrix_batch)
         event = torch.Size((d,))
         self.temperature = tau.expand(batch_shape + event)
         if probs is not None:
             self.probs = param.expand(batch_shape + event)
         else:
             self.logits = param.expand(batch_shape + event)
-        if correlation is not None:
-            self.correlation = t(correlation).expand(batch_shape + event + event)
-        self.scale_tril = chol.expand(batch_shape + event + event)
         super().__init__(batch_shape, event, validate_args=validate_args)
 
     @lazy_property
@@ -265,20 +302,26 @@ class CorrelatedRelaxedBernoulli(Distribution):
         return logits_to_probs(self.logits, is_binary=True)
 
     @lazy_property
+    def scale_tril(self) -> Tensor:
+        """Cholesky factor L of R, shape batch_shape + (D, D) (a broadcast view)."""
+        return self._tril.expand(self.batch_shape + self.event_shape * 2)
+
+    @lazy_property
     def correlation(self) -> Tensor:
-        return self.scale_tril @ self.scale_tril.mT
+        """The correlation matrix R = L L^T, shape batch_shape + (D, D) (a broadcast view)."""
+        r = self._corr if self._corr is not None else self._tril @ self._tril.mT
+        return r.expand(self.batch_shape + self.event_shape * 2)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(CorrelatedRelaxedBernoulli, _instance)
         batch_shape = torch.Size(batch_shape)
-        vec, mat = batch_shape + self.event_shape, batch_shape + self.event_shape * 2
+        vec = batch_shape + self.event_shape
         new.temperature = self.temperature.expand(vec)
         for name in ("probs", "logits"):
             if name in self.__dict__:
                 setattr(new, name, getattr(self, name).expand(vec))
-        if "correlation" in self.__dict__:
-            new.correlation = self.correlation.expand(mat)
-        new.scale_tril = self.scale_tril.expand(mat)
+        # the unbatched factor is shared: expanding never copies, re-checks or re-factorises R
+        new._tril, new._corr = self._tril, self._corr
         super(CorrelatedRelaxedBernoulli, new).__init__(batch_shape, self.event_shape,
                                                         validate_args=False)
         new._validate_args = self._validate_args
@@ -288,7 +331,7 @@ class CorrelatedRelaxedBernoulli(Distribution):
         shape = self._extended_shape(sample_shape)
         logits = self.logits
         eps = torch.randn(shape, dtype=logits.dtype, device=logits.device)
-        v = (self.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)  # ~ N(0, R), independent per row
+        v = _tril_matvec(self._tril, eps)  # ~ N(0, R), independent per row
         return torch.sigmoid((logit_ndtr(v) + logits) / self.temperature)
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -299,8 +342,8 @@ class CorrelatedRelaxedBernoulli(Distribution):
         x = _clamped_logit(value)
         w = tau * x - logits  # logit u
         z = _ndtri_sigmoid(w)
-        y = torch.linalg.solve_triangular(self.scale_tril, z.unsqueeze(-1), upper=False).squeeze(-1)
-        half_log_det = torch.log(torch.diagonal(self.scale_tril, dim1=-2, dim2=-1)).sum(-1)
+        y = _tril_solve(self._tril, z)
+        half_log_det = torch.log(torch.diagonal(self._tril, dim1=-2, dim2=-1)).sum(-1)
         log_copula = -half_log_det - 0.5 * (y.pow(2).sum(-1) - z.pow(2).sum(-1))
         log_jac = (torch.log(tau) + log_sigmoid(w) + log1m_sigmoid(w)
                    - log_sigmoid(x) - log1m_sigmoid(x)).sum(-1)
