@@ -130,6 +130,36 @@ def mlp(n_in: int, hidden: int, n_out: int, out_gain: float = 0.01) -> nn.Sequen
     return net
 
 
+class ValueNet(nn.Module):
+    """V_psi(s) = H * MLP(s): the MLP works in units of the return horizon H = 1/(1 - gamma)
+    (capped by the episode limit), so its outputs are O(1) whatever the reward scale; the output
+    bias is set to the first batch's mean return / H (data-dependent init), because Adam moves a
+    bias by about lr per step and would need hundreds of updates to reach a mean return of -100."""
+
+    def __init__(self, obs_dim: int, hidden: int, horizon: float):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 1)
+        self.horizon = float(horizon)
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.horizon * self.net(s)
+
+    @torch.no_grad()
+    def init_from_returns(self, returns: torch.Tensor) -> None:
+        if not bool(self.initialised):
+            self.net[2].bias.fill_(float(returns.mean()) / self.horizon)
+            self.initialised.fill_(True)
+
+
+def return_horizon(gamma: float, max_episode_steps: int | None) -> float:
+    """H = min(1/(1 - gamma), episode limit): the largest discounted return per unit reward."""
+    h = math.inf if gamma >= 1 else 1.0 / (1.0 - gamma)
+    if max_episode_steps:
+        h = min(h, float(max_episode_steps))
+    return 100.0 if math.isinf(h) else h
+
+
 class ControlVariate(nn.Module):
     """RELAX's c_phi(s, z) = MLP([s, softmax(z / tau)]), tau = exp(log_tau) learned."""
 
@@ -328,6 +358,10 @@ def policy_update(batch: dict, nets: dict, opts: dict, state: dict, o: dict) -> 
             v_cut = value(batch["trunc_obs"][cut]).squeeze(-1)
         rewards[batch["trunc_step"][cut], cut] += o["gamma"] * v_cut
     ret = rewards_to_go(rewards, o["gamma"])[valid]
+    if value is not None and not bool(value.initialised):
+        # first batch: start V at the mean return, then redo the cut-state bootstrap with it
+        value.init_from_returns(ret)
+        return policy_update(batch, nets, opts, state, o)
     episode_of = torch.arange(n_envs, device=s.device).expand_as(batch["mask"])[valid]
     n_steps = s.shape[0]
 
@@ -511,7 +545,8 @@ def reinforce(reporter, resume: Path | None = None, out: Path | None = None, ove
         nets: dict[str, nn.Module] = {
             "policy": mlp(info["obs_dim"], o["hidden"], info["n_actions"], POLICY_OUT_GAIN)}
         if o["baseline"] == "value":
-            nets["value"] = mlp(info["obs_dim"], o["hidden"], 1)
+            nets["value"] = ValueNet(info["obs_dim"], o["hidden"],
+                                     return_horizon(o["gamma"], info["max_episode_steps"]))
         if o["estimator"] == "relax":
             nets["cv"] = ControlVariate(info["obs_dim"], info["n_actions"], o["hidden"])
         for net in nets.values():
