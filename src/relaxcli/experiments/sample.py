@@ -75,8 +75,14 @@ SOFTPLUS_OFFSET = 1e-4  # the registry's scale = softplus(raw_scale) + 1e-4 for 
 # Methods for which P(z > 1/2) = sigmoid(raw) exactly at every temperature (module docstring).
 THRESHOLD_IS_BERNOULLI = {"relaxed-bernoulli", "hard-concrete", "gaussian-bernoulli",
                           "straight-through-bernoulli", "correlated-bernoulli"}
-# Methods whose argmax is the Gumbel-max sample of Categorical(softmax(raw)).
-ARGMAX_IS_CATEGORICAL = {"gumbel-softmax", "st-gumbel-softmax"}
+# The law of argmax z (= the one-hot forward value of the straight-through variants), exact by
+# the Gumbel-max trick; the decoupled variant scales the noise by tau_f, i.e. it samples
+# Categorical(softmax(raw / tau_f)) (METHODS.md section 2 and its class docstring).
+ARGMAX_LAW = {
+    "gumbel-softmax": lambda raw, tau: torch.softmax(raw, -1),
+    "st-gumbel-softmax": lambda raw, tau: torch.softmax(raw, -1),
+    "decoupled-st-gumbel-softmax": lambda raw, tau: torch.softmax(raw / tau, -1),
+}
 
 # float64 parameters: the closed forms and JSON files then show the numbers the user typed.
 DTYPE = torch.float64
@@ -134,7 +140,6 @@ def resolve_parameters(method: registry.Method, probs: str | None, logits: str |
 
     Raises BadInput (exit 2) with one line for anything the user got wrong.
     """
-    name = method.name
     if probs is not None and logits is not None:
         raise BadInput("give either --probs or --logits, not both")
     for value, opt, flag in ((probs, "probs", "--probs"), (logits, "logits", "--logits"),
@@ -260,7 +265,7 @@ def bivariate_normal_cdf(a: np.ndarray, b: np.ndarray, rho: np.ndarray) -> np.nd
     dens = np.exp(-(a[..., None] ** 2 - 2 * r * a[..., None] * b[..., None] + b[..., None] ** 2)
                   / (2 * one)) / (2 * math.pi * np.sqrt(one))
     integral = 0.5 * rho * np.sum(w * dens, -1)
-    phi = lambda t: 0.5 * (1.0 + np.vectorize(math.erf)(t / math.sqrt(2)))  # noqa: E731
+    phi = lambda t: 0.5 * (1.0 + np.vectorize(math.erf)(t / math.sqrt(2)))
     return phi(a) * phi(b) + integral
 
 
@@ -291,7 +296,7 @@ def topk_inclusion_probs(p: torch.Tensor, k: int, max_orders: int = 2_000_000) -
 
 
 def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict,
-                 vector_event: bool) -> dict[str, torch.Tensor]:
+                 vector_event: bool, tau=None) -> dict[str, torch.Tensor]:
     """Exact values of the statistics the runner measures, shaped like one sample."""
     shape = dist.batch_shape + dist.event_shape
     out: dict[str, torch.Tensor] = {}
@@ -303,10 +308,14 @@ def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict
             except RuntimeError:
                 pass
 
-    mean = _accessor(dist, "mean")
-    put("mean", mean)
-    var = _accessor(dist, "variance")
-    put("std", None if var is None else var.clamp(min=0).sqrt())
+    is_hard = bool(getattr(dist, "hard", False)) or method.kind == "straight-through"
+    # A soft relaxation's own `mean` may describe its discrete law (generalized Gumbel-softmax
+    # documents E[X] = sum_k p_k v_k, the hard value's mean); that is not the mean of the soft
+    # samples, so only Bernoulli-family or hard samplers' moments are compared.
+    if is_hard or method.family == "bernoulli" or getattr(dist, "hard", None) is None:
+        put("mean", _accessor(dist, "mean"))
+        var = _accessor(dist, "variance")
+        put("std", None if var is None else var.clamp(min=0).sqrt())
     for key in ("prob_zero", "prob_one", "prob_nonzero"):
         put(key, _accessor(dist, key))
     marg = _accessor(dist, "marginal_probs")
@@ -314,10 +323,17 @@ def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict
         put("p_gt_half", marg)
     elif method.name in THRESHOLD_IS_BERNOULLI:
         put("p_gt_half", torch.sigmoid(raw))
-    if vector_event and method.name in ARGMAX_IS_CATEGORICAL:
-        put("p_argmax", torch.softmax(raw, -1))
+    if vector_event and method.name in ARGMAX_LAW:
+        law = ARGMAX_LAW[method.name](raw, tau)
+        put("p_argmax", law)
+        if is_hard:  # one-hot values: P(z_k = 1) and E[z_k] are the same law
+            put("prob_one", law)
+            put("mean", law)
     if method.family == "subset" and "k" in options:
-        put("p_included", topk_inclusion_probs(torch.softmax(raw, -1), options["k"]))
+        incl = topk_inclusion_probs(torch.softmax(raw, -1), options["k"])
+        put("p_included", incl)
+        if is_hard:  # the exact top-k indicator: E[z_i] = P(i in top-k)
+            put("mean", incl)
     return out
 
 
@@ -414,9 +430,8 @@ STAT_LABELS = {
 
 
 def stats_table(records: list[dict], title: str):
-    from rich.table import Table
-
     from rich import box
+    from rich.table import Table
 
     keys = [k for k in STAT_LABELS if any(k in r for r in records)]
     if "prob_zero" in keys and "prob_nonzero" in keys:  # 1 - P(z=0): kept in stats.json only
@@ -552,7 +567,7 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
                                       "raw": params["raw"], "options": params["options"],
                                       "seed": seed})
         # ---- evaluate
-        exact = closed_forms(m, dist, raw, opts, vector_event)
+        exact = closed_forms(m, dist, raw, opts, vector_event, tau_used)
         records = coordinate_stats(samples, m, dist, exact, opts, vector_event)
         pair_exact = (pairwise_closed_form(dist, raw, opts)
                       if "correlation" in builder_options(m) else None)

@@ -1,0 +1,50 @@
+"""`relax list`: a readable table of every registry method, and --json."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from relaxcli.cli import main
+from relaxcli.methods import METHODS
+
+
+def run_cli(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def test_list_json_has_every_method_and_field(capsys):
+    code, out, _err = run_cli(["list", "--json"], capsys)
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == list(METHODS)
+    for r in rows:
+        m = METHODS[r["name"]]
+        assert (r["family"], r["kind"], r["unbiased"], r["exact_log_prob"], r["default_tau"]) == (
+            m.family, m.kind, m.unbiased, m.exact_log_prob, m.default_tau)
+        assert str(m.paper.year) in r["paper"]
+
+
+def test_list_table_shows_every_method_on_one_line(capsys):
+    code, out, err = run_cli(["list"], capsys)
+    assert code == 0 and "Traceback" not in out + err
+    for header in ("name", "family", "kind", "unbiased", "exact log_prob", "paper", "default tau"):
+        assert header in out
+    lines = out.splitlines()
+    for m in METHODS.values():
+        # the method's row holds its name, family, kind and paper year together (no wrapping)
+        row = [ln for ln in lines if f" {m.name} " in ln]
+        assert row, m.name
+        assert m.family in row[0] and m.kind in row[0] and str(m.paper.year) in row[0]
+
+
+def test_list_unknown_option_is_one_line_exit_2():
+    r = subprocess.run([sys.executable, "-m", "relaxcli.cli", "list", "--bogus"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 2
+    assert "bogus" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
