@@ -216,3 +216,16 @@ def test_time_limit_cuts_are_recorded_for_bootstrapping():
     assert batch["lengths"].tolist() == [500, 500]
     assert batch["trunc_step"].tolist() == [499, 499]
     assert batch["trunc_obs"].abs().sum() > 0
+
+
+def test_episode_gif_is_an_animation_of_the_frames():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from relaxcli import plots
+
+    frames = [np.full((20, 30, 3), 40 * i, dtype=np.uint8) for i in range(4)]
+    gif = Image.open(io.BytesIO(plots.episode_gif(frames, fps=10)))
+    assert gif.format == "GIF" and gif.n_frames == 4 and gif.size == (30, 20)

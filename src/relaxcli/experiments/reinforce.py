@@ -16,9 +16,17 @@ Estimators of the policy gradient (one update per batch of ``num_envs`` whole ep
     of the mean reward-to-go of *previous* batches, so it is independent of the current batch
     and the estimator stays unbiased;
   - ``value``: ``A_t = R_t - V_psi(s_t)`` with a learned state-value network (obs-hidden-1,
-    regressed on ``R_t`` by mean squared error), then normalised per batch to zero mean and unit
-    standard deviation (the usual variance/scale fix; it makes the step size independent of the
-    reward scale).
+    regressed on ``R_t`` by mean squared error, 5 full-batch Adam steps per update), then
+    normalised per batch to zero mean and unit standard deviation (the usual variance/scale
+    fix; it makes the step size independent of the reward scale). With this baseline an episode
+    cut by the time limit (truncated, not terminated) is bootstrapped: ``R_t`` of its steps
+    includes ``gamma^(T-t) V_psi(s_T)`` for the cut state (Pardo et al. 2018, "Time Limits in
+    Reinforcement Learning"), since Acrobot's observation has no clock and a -500 episode is
+    not a terminal one. ``V_psi`` works in units of the horizon ``1/(1-gamma)`` and starts at the
+    first batch's mean return (see :class:`ValueNet`).
+
+  The policy's output layer starts at gain 1 (:func:`mlp`): a near-uniform first policy almost
+  never swings Acrobot up within 500 steps, so REINFORCE would see only -500 returns.
 
 * ``relax`` (Grathwohl, Choi, Wu, Roeder, Duvenaud 2018, arXiv 1711.00123, section 3.3 / the RL
   experiments): actions are drawn as ``a_t = argmax z_t`` with ``z_t = log pi(.|s_t) + G`` (Gumbel
