@@ -77,26 +77,45 @@ def _categorical_params(probs, logits, like: Tensor | None = None):
 class _CategoricalParams(Distribution):
     """Shared bookkeeping: probs/logits as lazy properties (as in torch's Categorical).
 
-    Subclasses call :meth:`_set_params` before ``Distribution.__init__`` so that
-    ``validate_args=True`` checks whichever of probs / logits was given.
+    Subclasses call :meth:`_set_params` before ``Distribution.__init__`` (which resolves to
+    :meth:`__init__` here) so that ``validate_args=True`` checks whichever of probs / logits was
+    given. Given logits are normalised lazily: sampling only needs them up to a constant per row
+    (softmax and argmax are shift invariant, see :attr:`_shift_free_logits`), so with validation
+    off a training step never pays for the logsumexp and its backward.
     """
+
+    def __init__(self, batch_shape=_EMPTY, event_shape=_EMPTY, validate_args=None):
+        validate = self._validate_args if validate_args is None else validate_args
+        if validate and "_given_logits" in self.__dict__:
+            self.logits  # noqa: B018 - normalise now so Distribution.__init__ checks them, as torch does
+        super().__init__(batch_shape, event_shape, validate_args=validate_args)
 
     def _set_params(self, probs: Tensor | None, logits: Tensor | None) -> None:
         if probs is not None:
             # Normalise as torch's Categorical does; the simplex check then catches negative entries.
             self.probs = probs / probs.sum(-1, keepdim=True)
+            self._param = self.probs
         else:
-            # Normalised logits are log p: needed by the Gumbel-top-k theorem and log_prob.
-            self.logits = logits - logits.logsumexp(dim=-1, keepdim=True)
-        self._param = self.probs if probs is not None else self.logits
+            # `logits` (a lazy property) are the normalised log p, needed by the Gumbel-top-k
+            # theorem and log_prob; sampling uses the given ones directly.
+            self._given_logits = self._param = logits
 
     @lazy_property
     def logits(self) -> Tensor:
+        if "_given_logits" in self.__dict__:
+            given = self._given_logits
+            return given - given.logsumexp(dim=-1, keepdim=True)
         return probs_to_logits(self.probs)  # clamps probs away from 0: finite logits
 
     @lazy_property
     def probs(self) -> Tensor:
         return logits_to_probs(self.logits)
+
+    @property
+    def _shift_free_logits(self) -> Tensor:
+        """log p up to an additive constant per row: all that softmax / argmax sampling needs."""
+        given = self.__dict__.get("_given_logits")
+        return self.logits if given is None else given
 
     @property
     def param_shape(self) -> torch.Size:
@@ -111,9 +130,10 @@ class _CategoricalParams(Distribution):
         if "probs" in self.__dict__:
             new.probs = self.probs.expand(shape)
             new._param = new.probs
+        if "_given_logits" in self.__dict__:
+            new._given_logits = new._param = self._given_logits.expand(shape)
         if "logits" in self.__dict__:
             new.logits = self.logits.expand(shape)
-            new._param = new.logits
 
 
 # ----------------------------------------------------------------------------- Gumbel-Softmax
@@ -184,7 +204,8 @@ class GumbelSoftmax(_CategoricalParams):
     def _scores(self, sample_shape) -> Tensor:
         """logits + G with one Gumbel draw per element of sample_shape + batch_shape + (K,)."""
         shape = self._extended_shape(sample_shape)
-        return self.logits + gumbel_noise(shape, self.logits)
+        logits = self._shift_free_logits  # softmax and argmax ignore a shift per row
+        return logits + gumbel_noise(shape, logits)
 
     def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         scores = self._scores(sample_shape)
@@ -307,7 +328,8 @@ class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
 
     def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape)
-        s = self.logits + self.temperature_forward.unsqueeze(-1) * gumbel_noise(shape, self.logits)
+        logits = self._shift_free_logits  # softmax and argmax ignore a shift per row
+        s = logits + self.temperature_forward.unsqueeze(-1) * gumbel_noise(shape, logits)
         y_b = torch.softmax(s / self.temperature_backward.unsqueeze(-1), dim=-1)
         one_hot = torch.zeros_like(y_b).scatter_(-1, s.argmax(dim=-1, keepdim=True), 1.0)
         return straight_through(one_hot, y_b)
@@ -403,7 +425,8 @@ class GeneralizedGumbelSoftmax(_CategoricalParams):
 
     def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape) + self._param.shape[-1:]
-        scores = self.logits + gumbel_noise(shape, self.logits)
+        logits = self._shift_free_logits  # softmax and argmax ignore a shift per row
+        scores = logits + gumbel_noise(shape, logits)
         w = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
         if self.hard:
             one_hot = torch.zeros_like(w).scatter_(-1, scores.argmax(dim=-1, keepdim=True), 1.0)
