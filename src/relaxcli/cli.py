@@ -287,12 +287,14 @@ def compare(
         metavar="RUN_DIR...", show_default=False)],
     group_by: Annotated[Optional[list[str]], typer.Option(
         "--group-by", help="Config keys to group by, comma-separated or repeated (any key of "
-        "config.json or its options, e.g. method,tau). Default: method (reinforce: method, "
-        "estimator, baseline; grad-bench: problem, then each result's method and tau).")] = None,
+        "config.json or its options, e.g. method,tau). Default: dataset and method (train-vae), "
+        "env and method (reinforce), problem then each result's method and tau (grad-bench), "
+        "leaving out a key with one value in every run (method always stays).")] = None,
     metric: Annotated[Optional[list[str]], typer.Option(
         "--metric", help="summary.json metrics to report, comma-separated or repeated. Default: "
         "the command's key metrics (train-vae: test_neg_elbo, test_iw_nll, seconds_per_epoch; "
-        "reinforce: episodes_to_solve, steps_to_solve, eval_return_greedy; grad-bench: "
+        "reinforce: episodes_to_solve, steps_to_solve, eval_return_greedy, wall_seconds; "
+        "grad-bench: "
         "bias_norm, variance_trace, mse, snr, seconds_per_estimate).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Directory for comparison.csv, comparison.md, curves.png and summary.json "
