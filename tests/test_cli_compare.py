@@ -197,7 +197,8 @@ def test_skips_corrupt_and_reports_reason(vae_sweep, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["nothing", "missing_path", "all_failed", "mixed",
-                                  "bad_group", "bad_metric", "no_match_glob", "out_not_empty"])
+                                  "bad_group", "bad_metric", "text_metric", "no_match_glob",
+                                  "out_not_empty"])
 def test_bad_input_exits_2_with_one_line(case, vae_sweep, tmp_path, capsys):
     args = [vae_sweep]
     if case == "nothing":
@@ -214,6 +215,8 @@ def test_bad_input_exits_2_with_one_line(case, vae_sweep, tmp_path, capsys):
         args += ["--group-by", "method,colour"]
     elif case == "bad_metric":
         args += ["--metric", "accuracy"]
+    elif case == "text_metric":
+        args += ["--metric", "eval_model"]  # "discrete": nothing to average
     elif case == "no_match_glob":
         args = [str(tmp_path / "zzz*")]
     elif case == "out_not_empty":
@@ -229,7 +232,8 @@ def test_bad_input_exits_2_with_one_line(case, vae_sweep, tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     expected = {"nothing": "no run directories", "missing_path": "does not exist",
                 "all_failed": "no completed runs", "mixed": "different commands",
-                "bad_group": "colour", "bad_metric": "accuracy", "no_match_glob": "matches nothing",
+                "bad_group": "colour", "bad_metric": "accuracy", "text_metric": "not a number",
+                "no_match_glob": "matches nothing",
                 "out_not_empty": "not empty"}[case]
     assert expected in lines[0]
     if case == "bad_group":

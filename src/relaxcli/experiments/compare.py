@@ -490,6 +490,12 @@ def run_compare(reporter, run_dirs: list[str], group_by: list[str] | None = None
                            | (set(_GB_ALIASES) if command == "grad-bench" else set()))
             raise BadInput(f"--metric {', '.join(absent)}: not in any {command} summary.json here; "
                            f"available: {', '.join(avail) or 'none'}")
+        not_numbers = [m for m in user_metrics
+                       if not any(value_of(row, m)[1] is not None for row in all_rows)
+                       and any(row.get(m) is not None for row in all_rows)]
+        if not_numbers:
+            raise BadInput(f"--metric {', '.join(not_numbers)}: not a number in these summaries "
+                           "(only numeric metrics can be averaged)")
         metric_names = user_metrics
     else:
         defaults = DEFAULT_METRICS.get(command)
