@@ -254,3 +254,13 @@ def test_console_script_json_is_the_only_stdout(tmp_path):
     assert len(r.stdout.strip().splitlines()) == 1
     argv = json.loads((tmp_path / "s" / "config.json").read_text())["argv"]
     assert argv[1:3] == ["sample", "st-gumbel-softmax"]
+
+
+def test_logistic_normal_log_ratio_matches_its_gaussian(tmp_path, capsys):
+    code, stdout, _ = run_cli(["sample", "logistic-normal", "--loc", "1,0,-0.5", "--scale", "0.5",
+                               "-n", "20000", "--out", str(tmp_path / "ln"), "--json"], capsys)
+    s = json.loads(stdout)
+    assert code == 0
+    # log(z_k / z_K) ~ N(loc_k - loc_K, ...): means 1.5 and 0.5 (METHODS.md section 3)
+    assert [r.get("log_ratio_exact") for r in s["coordinates"]] == pytest.approx([1.5, 0.5, None])
+    assert s["max_abs_z"] < 4.5

@@ -329,6 +329,17 @@ def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict
         if is_hard:  # one-hot values: P(z_k = 1) and E[z_k] are the same law
             put("prob_one", law)
             put("mean", law)
+    # Simplex laws built on a Gaussian (IGR, logistic normal): log(z_k / z_K) is Gaussian with a
+    # known mean (METHODS.md sections 2-3); the last coordinate has no ratio (NaN, not shown).
+    ratio_law = getattr(dist, "log_ratio_distribution", None)
+    if vector_event and callable(ratio_law):
+        try:
+            lr_mean = ratio_law().mean.detach().double().cpu()
+        except (NotImplementedError, AttributeError, ValueError):
+            lr_mean = None
+        if lr_mean is not None:
+            pad = torch.full(lr_mean.shape[:-1] + (1,), float("nan"), dtype=torch.float64)
+            put("log_ratio", torch.cat([lr_mean, pad], -1))
     if method.family == "subset" and "k" in options:
         incl = topk_inclusion_probs(torch.softmax(raw, -1), options["k"])
         put("p_included", incl)
@@ -382,6 +393,12 @@ def coordinate_stats(samples: torch.Tensor, method: registry.Method, dist, exact
             top = x.topk(options["k"], dim=-1).indices
             emp["p_included"] = torch.zeros_like(x).scatter_(-1, top, 1.0).mean(0)
             del emp["p_argmax"]
+        if "log_ratio" in exact:
+            logx = x.clamp_min(torch.finfo(x.dtype).tiny).log()
+            ratio = logx - logx[..., -1:]
+            ratio[..., -1] = float("nan")
+            emp["log_ratio"] = ratio.mean(0)
+            ratio_std = ratio.std(0)
     shape = x.shape[1:]
     records = []
     for idx in itertools.product(*[range(s) for s in shape]):
@@ -389,12 +406,16 @@ def coordinate_stats(samples: torch.Tensor, method: registry.Method, dist, exact
         std_here = float(emp["std"][idx])
         for key, val in emp.items():
             e = float(val[idx])
+            if math.isnan(e):  # e.g. the log-ratio of the reference coordinate itself
+                continue
             rec[key] = e
             if key in exact:
                 ex = float(exact[key][idx])
                 rec[f"{key}_exact"] = ex
                 if key == "mean":
                     rec["mean_z"] = _z(e, ex, n, std=std_here)
+                elif key == "log_ratio":
+                    rec["log_ratio_z"] = _z(e, ex, n, std=float(ratio_std[idx]))
                 elif key != "std":
                     rec[f"{key}_z"] = _z(e, ex, n)
         records.append(rec)
@@ -425,7 +446,7 @@ def pairwise_stats(samples: torch.Tensor, exact: torch.Tensor | None) -> list[di
 STAT_LABELS = {
     "mean": "mean", "std": "std", "prob_zero": "P(z=0)", "prob_one": "P(z=1)",
     "prob_nonzero": "P(z!=0)", "p_gt_half": "P(z>1/2)", "p_argmax": "P(argmax=k)",
-    "p_included": "P(in top-k)",
+    "p_included": "P(in top-k)", "log_ratio": "E log(z_k/z_K)",
 }
 
 
