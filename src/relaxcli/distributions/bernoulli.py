@@ -159,8 +159,8 @@ class RelaxedBernoulli(_BinaryMixin, Distribution):
     has_rsample = True
 
     def __init__(self, temperature, probs=None, logits=None, hard: bool = False, validate_args=None):
+        check_temperature(torch.as_tensor(temperature))  # the given values, before broadcasting
         (self.temperature, param), is_probs = _binary_params(probs, logits, extra=(temperature,))
-        check_temperature(self.temperature)
         if is_probs:
             self.probs = param
         else:
@@ -235,9 +235,10 @@ class GaussianRelaxedBernoulli(Distribution):
     has_rsample = True
 
     def __init__(self, loc, scale=0.5, validate_args=None):
+        bad = not bool(torch.all(torch.as_tensor(scale) > 0))  # before broadcasting: the given values
         self.loc, self.scale = broadcast_all(loc, scale)
-        if not bool(torch.all(self.scale > 0)):
-            raise ValueError(f"Expected parameter scale to be positive, but found {self.scale.tolist()}")
+        if bad:
+            raise ValueError(f"Expected parameter scale to be positive, but found {torch.as_tensor(scale).tolist()}")
         super().__init__(self.loc.shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
@@ -322,8 +323,8 @@ class HardConcrete(Distribution):
     has_rsample = True
 
     def __init__(self, logits, temperature=2.0 / 3.0, limits=(-0.1, 1.1), validate_args=None):
+        check_temperature(torch.as_tensor(temperature))  # the given values, before broadcasting
         self.logits, self.temperature = broadcast_all(logits, temperature)
-        check_temperature(self.temperature)
         gamma, zeta = (float(v) for v in limits)
         if not (gamma < 0.0 and zeta > 1.0):
             raise ValueError(f"Expected parameter limits = (gamma, zeta) with gamma < 0 < 1 < zeta "
