@@ -4,7 +4,8 @@ For each method in ``relaxcli.methods.METHODS`` that has a builder, one timed st
 distribution from raw parameters (``requires_grad``), draw ``rsample()``, and back-propagate a
 weighted sum of the sample to the parameters (what one training step of a model does). Where
 torch ships the same law (``RelaxedBernoulli``, ``RelaxedOneHotCategorical``) the same step is
-timed for torch's class next to ours.
+timed for torch's class next to ours, alternating with ours step by step (same load), with the
+same ``validate_args`` default for both, and both builds inside the timed step.
 
 Sizes (per step): Bernoulli family 256 x 200 units; categorical 256 x 20 variables x 10
 categories; top-k of k=10 from K=1000 at batch 256; IGR 256 x 20 x 9 Gaussian coordinates (10
@@ -49,15 +50,23 @@ def torch_builtin(method: Method) -> Callable[[torch.Tensor, float], torch.distr
     return None
 
 
-def median_ms(step: Callable[[], None], repeats: int, warmup: int = 3) -> float:
+def median_ms(*steps: Callable[[], None], repeats: int, warmup: int = 3) -> list[float]:
+    """Median wall time (ms) of each step; the steps alternate within every repeat.
+
+    Interleaving ours and torch's step means both see the same machine load (a shared 2-core
+    machine drifts by 2x within seconds), so their ratio is meaningful even when absolute
+    times are not.
+    """
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps:
+            step()
+    times: list[list[float]] = [[] for _ in steps]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times)
+        for step, ts in zip(steps, times):
+            t0 = time.perf_counter()
+            step()
+            ts.append(time.perf_counter() - t0)
+    return [1000.0 * statistics.median(ts) for ts in times]
 
 
 def make_step(build: Callable, raw: torch.Tensor, tau: float) -> Callable[[], None]:
@@ -70,10 +79,10 @@ def make_step(build: Callable, raw: torch.Tensor, tau: float) -> Callable[[], No
     return step
 
 
-def run(repeats: int) -> list[dict]:
+def run(repeats: int, names: list[str] | None = None) -> list[dict]:
     rows = []
     for method in METHODS.values():
-        if method.builder is None:
+        if method.builder is None or (names and method.name not in names):
             continue
         shape, size, opts = raw_shape(method)
         torch.manual_seed(0)
@@ -85,9 +94,9 @@ def run(repeats: int) -> list[dict]:
         def ours(r, t, _m=method, _o=options):
             return _m.build(r, t, **_o)
 
-        ours_ms = median_ms(make_step(ours, raw, tau), repeats)
         builtin = torch_builtin(method)
-        torch_ms = median_ms(make_step(builtin, raw, tau), repeats) if builtin else None
+        steps = [make_step(ours, raw, tau)] + ([make_step(builtin, raw, tau)] if builtin else [])
+        ours_ms, torch_ms = (median_ms(*steps, repeats=repeats) + [None])[:2]
         rows.append({
             "method": method.name,
             "size": size,
@@ -114,13 +123,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a Markdown table")
     parser.add_argument("--no-validate", action="store_true",
                         help="turn off torch's argument validation (on by default, as for users)")
+    parser.add_argument("--methods", default="",
+                        help="comma-separated registry names to time (default: every sampler)")
     args = parser.parse_args(argv)
+    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METHODS or METHODS[n].builder is None]
+    if unknown:
+        parser.error(f"--methods: not registry samplers: {', '.join(unknown)}")
     if args.repeats < 1 or args.threads < 1:
         parser.error("--repeats and --threads must be >= 1")
     torch.set_num_threads(args.threads)
     if args.no_validate:
         torch.distributions.Distribution.set_default_validate_args(False)
-    rows = run(args.repeats)
+    rows = run(args.repeats, names)
     if args.json:
         print(json.dumps({"threads": args.threads, "repeats": args.repeats, "torch": torch.__version__,
                           "validate_args": not args.no_validate, "rows": rows}, indent=2))
