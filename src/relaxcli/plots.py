@@ -223,8 +223,8 @@ def _simplex_frame(ax) -> None:
     import numpy as np
 
     ax.plot([0, 1, 0.5, 0], [0, 0, np.sqrt(3) / 2, 0], color="black", lw=1)
-    ax.text(-0.03, -0.05, "z1=1", ha="right", fontsize=8)
-    ax.text(1.03, -0.05, "z2=1", ha="left", fontsize=8)
+    ax.text(0.0, -0.06, "z1=1", ha="center", va="top", fontsize=8)
+    ax.text(1.0, -0.06, "z2=1", ha="center", va="top", fontsize=8)
     ax.text(0.5, np.sqrt(3) / 2 + 0.03, "z3=1", ha="center", fontsize=8)
     ax.set_aspect("equal")
     ax.axis("off")
@@ -299,7 +299,7 @@ def simplex_heatmap(points, triangles, density, vmax: float, title: str = ""):
 def simplex_heatmaps(points, triangles, densities: dict, vmax: float, title: str = ""):
     """Several densities on the 2-simplex side by side with one colour scale and one colour bar."""
     k = len(densities)
-    fig, axes = plt.subplots(1, k, figsize=(4.6 * k, 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, k, figsize=(4.4 * k + 1.0, 4.2), squeeze=False, layout="constrained")
     m = None
     for ax, (name, dens) in zip(axes[0], densities.items()):
         m = _simplex_density_axes(ax, points, triangles, dens, vmax, name)
