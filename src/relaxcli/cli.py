@@ -241,6 +241,8 @@ def sample(
 
     Writes samples.pt, stats.json, summary.json and plots (histogram.png for Bernoulli-family
     methods; category_means.png, plus simplex.png for 3 categories or inclusion.png for topk).
+    Score-function estimators (reinforce, arm, ...) have no relaxed distribution: their discrete
+    law is sampled.
     """
     from relaxcli.experiments.sample import run_sample
 
