@@ -1,8 +1,6 @@
 """`relax list`: a readable table of every registry method, and --json."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -42,9 +40,8 @@ def test_list_table_shows_every_method_on_one_line(capsys):
         assert m.family in row[0] and m.kind in row[0] and str(m.paper.year) in row[0]
 
 
-def test_list_unknown_option_is_one_line_exit_2():
-    r = subprocess.run([sys.executable, "-m", "relaxcli.cli", "list", "--bogus"],
-                       capture_output=True, text=True, timeout=120, check=False)
-    assert r.returncode == 2
-    assert "bogus" in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+def test_list_unknown_option_is_one_line_exit_2(capsys):
+    code, out, err = run_cli(["list", "--bogus"], capsys)
+    assert code == 2 and out == ""
+    assert "bogus" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -264,3 +264,15 @@ def test_logistic_normal_log_ratio_matches_its_gaussian(tmp_path, capsys):
     # log(z_k / z_K) ~ N(loc_k - loc_K, ...): means 1.5 and 0.5 (METHODS.md section 3)
     assert [r.get("log_ratio_exact") for r in s["coordinates"]] == pytest.approx([1.5, 0.5, None])
     assert s["max_abs_z"] < 4.5
+
+
+def test_score_function_methods_sample_their_discrete_law(tmp_path, capsys):
+    names = [m.name for m in registry.METHODS.values() if m.builder is None and m.discrete]
+    if not names:
+        pytest.skip("no score-function method registered")
+    code, _stdout, err = run_cli(["sample", names[0], "--probs", "0.3,0.6", "-n", "5000",
+                                 "--out", str(tmp_path / "sf")], capsys)
+    assert code == 0 and "discrete law" in err
+    s = json.loads((tmp_path / "sf" / "summary.json").read_text())
+    assert [r["mean_exact"] for r in s["coordinates"]] == pytest.approx([0.3, 0.6])
+    assert s["max_abs_z"] < 4.5
