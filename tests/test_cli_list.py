@@ -30,7 +30,7 @@ def test_list_json_has_every_method_and_field(capsys):
 def test_list_table_shows_every_method_on_one_line(capsys):
     code, out, err = run_cli(["list"], capsys)
     assert code == 0 and "Traceback" not in out + err
-    for header in ("name", "family", "kind", "unbiased", "exact log_prob", "paper", "default tau"):
+    for header in ("name", "family", "kind", "unbiased", "exact", "log_prob", "paper", "default", "tau"):
         assert header in out
     lines = out.splitlines()
     for m in METHODS.values():

@@ -109,18 +109,35 @@ def list_methods(json_out: JsonOpt = False) -> None:
     # The table is what `relax list` is asked for, so it goes to stdout (`relax list | grep ...`);
     # off a terminal a wide fixed width keeps every method on one line instead of wrapping.
     console = Console(width=None if sys.stdout.isatty() else 200)
-    table = Table(title=f"relaxcli methods ({len(rows)})", title_justify="left")
-    table.add_column("name", no_wrap=True, style="bold")
-    table.add_column("family", no_wrap=True)
+    from rich import box
+
+    # No vertical rules and two-line headers. Narrower than 110 columns, the family becomes a
+    # section heading and the paper a second line under the name, so that 80 columns suffice.
+    wide = console.width >= 110
+    table = Table(title=f"relaxcli methods ({len(rows)})", title_justify="left",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column("name" if wide else "name\n  paper", no_wrap=True)
+    if wide:
+        table.add_column("family", no_wrap=True)
     table.add_column("kind", no_wrap=True)
-    table.add_column("unbiased", justify="center")
-    table.add_column("exact log_prob", justify="center")
-    table.add_column("paper", overflow="fold")
-    table.add_column("default tau", justify="right")
+    table.add_column("unbiased", justify="center", no_wrap=True)
+    table.add_column("exact\nlog_prob", justify="center", no_wrap=True)
+    if wide:
+        table.add_column("paper", no_wrap=True)
+    table.add_column("default\ntau", justify="right", no_wrap=True)
+    family = None
     for r in rows:
-        table.add_row(r["name"], r["family"], r["kind"], "yes" if r["unbiased"] else "no",
-                      "yes" if r["exact_log_prob"] else "no", r["paper_short"],
-                      "-" if r["default_tau"] is None else f"{r['default_tau']:.3g}")
+        flags = ["yes" if r["unbiased"] else "no", "yes" if r["exact_log_prob"] else "no"]
+        tau = "-" if r["default_tau"] is None else f"{r['default_tau']:.3g}"
+        if wide:
+            table.add_row(f"[bold]{r['name']}[/bold]", r["family"], r["kind"], *flags,
+                          r["paper_short"], tau)
+            continue
+        if r["family"] != family:
+            family = r["family"]
+            table.add_row(f"[italic cyan]{family}[/italic cyan]", "", "", "", "")
+        table.add_row(f"[bold]{r['name']}[/bold]\n  [dim]{r['paper_short']}[/dim]", r["kind"],
+                      *flags, tau)
     console.print(table)
 
 
