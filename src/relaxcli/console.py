@@ -10,11 +10,18 @@ line a user must not miss, e.g. "plots are drawn only for K = 3") is shown unles
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class Reporter:
@@ -51,7 +58,7 @@ class Reporter:
             print(message, file=sys.stderr, flush=True)
 
     @contextmanager
-    def progress(self, description: str, total: int | None) -> Iterator["ProgressTask"]:
+    def progress(self, description: str, total: int | None) -> Iterator[ProgressTask]:
         if not self.show_progress:
             yield ProgressTask(None, None)
             return

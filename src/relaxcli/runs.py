@@ -27,9 +27,10 @@ import platform
 import random
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -168,7 +169,7 @@ class Run:
     def read_metrics(self) -> list[dict]:
         return read_metrics(self.path)
 
-    def truncate_metrics(self, keep: "callable") -> None:
+    def truncate_metrics(self, keep: Callable[[dict], bool]) -> None:
         """Keep only metric lines for which ``keep(record)`` is true (used by resume)."""
         records = [r for r in self.read_metrics() if keep(r)]
         atomic_write_text(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in records))
@@ -317,6 +318,6 @@ def run_context(run: Run, resume_hint: str | None = None) -> Iterator[Run]:
             msg += f"; resume with: {resume_hint}"
         print(msg, file=sys.stderr)
         raise
-    except BaseException as e:  # noqa: BLE001 - the status must say failed whatever happened
+    except BaseException as e:
         run.set_status("failed", f"{type(e).__name__}: {e}")
         raise
