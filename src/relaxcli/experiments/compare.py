@@ -319,7 +319,9 @@ def fmt_mean_std(mean: float, std: float | None) -> str:
         return f"{fmt_number(mean)} ± 0"
     if abs(mean) >= 1e6 or max(abs(mean), std) < 1e-3:
         return f"{mean:.3g} ± {std:.2g}"
-    decimals = min(6, max(0, 1 - math.floor(math.log10(std))))
+    decimals = max(0, 1 - math.floor(math.log10(std)))
+    if decimals > 6:  # a spread far below the mean's size: fixed decimals would print 0.000000
+        return f"{mean:.4g} ± {std:.1g}"
     return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
