@@ -258,6 +258,11 @@ def test_generalized_hard_frequencies_and_log_mass():
     assert ((y >= -1.0) & (y <= 10.0)).all()
     with pytest.raises(NotImplementedError, match="closed form"):
         soft.log_prob(y)
+    # the discrete law's mean is the mean of hard samples only: soft samples average elsewhere
+    se = float(x.std() / n**0.5)
+    assert abs(float(x.mean() - d.mean)) < 4 * se
+    with pytest.raises(NotImplementedError, match="closed form"):
+        soft.mean
 
 
 def test_generalized_gradient_is_that_of_the_weighted_relaxation():

@@ -420,7 +420,15 @@ class GeneralizedGumbelSoftmax(_CategoricalParams):
 
     @property
     def mean(self) -> Tensor:
-        """E[X] = sum_k p_k values_k of the discrete law (the hard forward value's mean)."""
+        """E[X] = sum_k p_k values_k when ``hard`` (the discrete law's mean).
+
+        Soft samples sum_k values_k w_k have E[w] != p (E[softmax] is not softmax of E), and no
+        closed form, so the mean of a soft sample raises instead of returning the discrete one.
+        """
+        if not self.hard:
+            raise NotImplementedError(
+                "the mean of a soft generalized Gumbel-Softmax sample has no closed form "
+                "(E[w] != probs); use hard=True for the discrete law's mean")
         return (self.probs * self.values).sum(-1).expand(self.batch_shape)
 
     def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
