@@ -85,15 +85,6 @@ def test_correlated_default_is_the_methods_md_example(tmp_path, capsys):
     assert s["max_abs_z"] < 4.5
 
 
-def test_bivariate_normal_cdf_known_values():
-    # rho = 0 factorises; Phi_2(0, 0; rho) = 1/4 + arcsin(rho)/(2 pi)
-    assert S.bivariate_normal_cdf(np.array(0.3), np.array(-0.4), np.array(0.0)) == pytest.approx(
-        _phi(0.3) * _phi(-0.4), rel=1e-10)
-    for rho in (-0.7, 0.3, 0.9):
-        assert S.bivariate_normal_cdf(np.array(0.0), np.array(0.0), np.array(rho)) == pytest.approx(
-            0.25 + np.arcsin(rho) / (2 * np.pi), rel=1e-10)
-
-
 def _phi(x):
     import math
 

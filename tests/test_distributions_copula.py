@@ -148,6 +148,16 @@ def test_other_bad_parameters_rejected():
 
 
 # ----------------------------------------------------------------------------- laws
+def test_bivariate_normal_cdf_known_values():
+    # rho = 0 factorises; Phi_2(0, 0; rho) = 1/4 + arcsin(rho)/(2 pi)
+    t = lambda x: torch.tensor(x, dtype=torch.float64)
+    phi = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))
+    assert float(bivariate_normal_cdf(t(0.3), t(-0.4), t(0.0))) == pytest.approx(phi(0.3) * phi(-0.4), rel=1e-10)
+    for rho in (-0.7, 0.3, 0.9):
+        assert float(bivariate_normal_cdf(t(0.0), t(0.0), t(rho))) == pytest.approx(
+            0.25 + math.asin(rho) / (2 * math.pi), rel=1e-10)
+
+
 def test_bivariate_normal_cdf_matches_scipy():
     rng = np.random.default_rng(0)
     h, k = rng.normal(size=(2, 60)) * 1.5

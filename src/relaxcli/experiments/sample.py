@@ -43,7 +43,6 @@ import itertools
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
 from relaxcli import methods as registry
@@ -253,22 +252,6 @@ def _accessor(dist, name: str):
     return v if isinstance(v, torch.Tensor) else None
 
 
-def bivariate_normal_cdf(a: np.ndarray, b: np.ndarray, rho: np.ndarray) -> np.ndarray:
-    """Phi_2(a, b; rho) = Phi(a) Phi(b) + int_0^rho phi_2(a, b; r) dr (Plackett's identity).
-
-    The integral is done with 64-point Gauss-Legendre quadrature; exact to ~1e-12 for |rho| <= 0.99.
-    """
-    a, b, rho = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float), np.asarray(rho, float))
-    x, w = np.polynomial.legendre.leggauss(64)
-    r = 0.5 * rho[..., None] * (x + 1.0)  # nodes on [0, rho]
-    one = 1.0 - r * r
-    dens = np.exp(-(a[..., None] ** 2 - 2 * r * a[..., None] * b[..., None] + b[..., None] ** 2)
-                  / (2 * one)) / (2 * math.pi * np.sqrt(one))
-    integral = 0.5 * rho * np.sum(w * dens, -1)
-    phi = lambda t: 0.5 * (1.0 + np.vectorize(math.erf)(t / math.sqrt(2)))
-    return phi(a) * phi(b) + integral
-
-
 def topk_inclusion_probs(p: torch.Tensor, k: int, max_orders: int = 2_000_000) -> torch.Tensor | None:
     """P(i is among k draws without replacement from Categorical(p)), by exact enumeration.
 
@@ -348,18 +331,13 @@ def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict
     return out
 
 
-def pairwise_closed_form(dist, raw: torch.Tensor, options: dict) -> torch.Tensor | None:
-    """P(m_i > 1/2, m_j > 1/2) for a copula method: (batch..., D, D), or None."""
+def pairwise_closed_form(dist) -> torch.Tensor | None:
+    """P(m_i > 1/2, m_j > 1/2) for a copula method: (batch..., D, D), or None.
+
+    The distribution owns the formula (``pairwise_joint_probs``); the runner only reads it.
+    """
     acc = _accessor(dist, "pairwise_joint_probs")
-    if acc is not None:
-        return acc.detach().double().cpu()
-    corr = options.get("correlation")
-    if corr is None:
-        return None
-    pi = torch.sigmoid(raw.double()).cpu()
-    z = torch.special.ndtri(pi).numpy()
-    r = corr.double().cpu().numpy()
-    return torch.from_numpy(bivariate_normal_cdf(z[..., :, None], z[..., None, :], r))
+    return None if acc is None else acc.detach().double().cpu()
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -590,8 +568,7 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
         # ---- evaluate
         exact = closed_forms(m, dist, raw, opts, vector_event, tau_used)
         records = coordinate_stats(samples, m, dist, exact, opts, vector_event)
-        pair_exact = (pairwise_closed_form(dist, raw, opts)
-                      if "correlation" in builder_options(m) else None)
+        pair_exact = pairwise_closed_form(dist)
         pairs = pairwise_stats(samples, pair_exact)
         max_z, n_checks = _max_abs_z(records, pairs)
         finite = bool(torch.isfinite(samples).all())
