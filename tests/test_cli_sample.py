@@ -50,6 +50,8 @@ def test_every_method_happy_path(name, tmp_path, capsys):
         assert summary["max_abs_z"] < 5
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["options"]["method"] == name and cfg["seed"] == 0 and cfg["device"] == "cpu"
+    # the exact command line that ran, even when called in-process
+    assert cfg["argv"] == ["relax", "sample", name, "-n", "400", "--out", str(out), "--json"]
 
 
 def test_hard_concrete_matches_its_closed_forms(tmp_path, capsys):

@@ -141,74 +141,6 @@ def list_methods(json_out: JsonOpt = False) -> None:
     console.print(table)
 
 
-@app.command("train-vae")
-def train_vae(
-    method: Annotated[Optional[str], typer.Option(
-        "--method", help="Latent method from the registry (relax list); unsuitable ones exit 2 "
-        "with the list of suitable ones. Required unless --resume.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(
-        "--epochs", help="Training epochs (default 10). With --resume: train up to this many.")] = None,
-    latent_dim: Annotated[Optional[int], typer.Option(
-        "--latent-dim", help="Latent variables: Bernoulli units (default 200) or categorical / "
-        "subset / simplex groups (default 20).")] = None,
-    categories: Annotated[Optional[int], typer.Option(
-        "--categories", help="Classes per categorical / subset / simplex group (default 10).")] = None,
-    k: Annotated[Optional[int], typer.Option(
-        "--k", help="Subset size per group for topk (default 2).")] = None,
-    hidden: Annotated[str, typer.Option(
-        "--hidden", help="Encoder hidden widths, comma-separated; the decoder mirrors them.")] = "512,256",
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per training step.")] = 100,
-    tau: Annotated[Optional[float], typer.Option(
-        "--tau", help="Initial temperature tau0 (default: the method's default, else 1).")] = None,
-    anneal_rate: Annotated[float, typer.Option(
-        "--anneal-rate", help="r in tau = max(tau_min, tau0*exp(-r*step)) (Jang et al.; 0 = "
-        "constant).")] = 3e-5,
-    tau_min: Annotated[Optional[float], typer.Option(
-        "--tau-min", help="Lowest temperature of the schedule (default min(0.5, tau0)).")] = None,
-    n_samples: Annotated[Optional[int], typer.Option(
-        "--n-samples", help="Latent samples per image for the gradient estimator (default 1; "
-        "2 for reinforce-rloo's leave-one-out baseline).")] = None,
-    dataset: Annotated[str, typer.Option(
-        "--dataset", help="mnist, fashion-mnist, or synthetic (a tiny generated test/smoke set).")] = "mnist",
-    data_dir: Annotated[Optional[str], typer.Option(
-        "--data-dir", help="Folder with MNIST/raw or FashionMNIST/raw idx files (read-only is "
-        "fine; default RELAX_DATA_DIR, then the user cache, downloading there if missing).")] = None,
-    binarize: Annotated[str, typer.Option(
-        "--binarize", help="dynamic (fresh Bernoulli draw each epoch), static (one fixed draw) "
-        "or threshold (pixel > 0.5).")] = "dynamic",
-    eval_samples: Annotated[int, typer.Option(
-        "--eval-samples", help="Latent samples per test image for the final -ELBO and the "
-        "importance-weighted bound on -log p(x).")] = 100,
-    latent_family: Annotated[Optional[str], typer.Option(
-        "--latent-family", help="bernoulli or categorical, for estimators that serve both "
-        "(reinforce, reinforce-rloo, rebar, relax); default: the method's own family.")] = None,
-    train_limit: Annotated[Optional[int], typer.Option(
-        "--train-limit", help="Use only the first N training images (smoke runs).")] = None,
-    test_limit: Annotated[Optional[int], typer.Option(
-        "--test-limit", help="Evaluate on only the first N test images (smoke runs).")] = None,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    resume: Annotated[Optional[Path], typer.Option(
-        "--resume", help="Continue a run directory after its last completed epoch (options come "
-        "from its config.json, except --epochs); results equal an uninterrupted run.")] = None,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Train a VAE on binarised MNIST with the method's latent; report test -ELBO and an IW bound."""
-    from relaxcli.experiments.vae import run_train_vae
-
-    invoke(run_train_vae, json_out=json_out, quiet=quiet, method=method, epochs=epochs,
-           latent_dim=latent_dim, categories=categories, k=k, hidden=hidden, lr=lr,
-           batch_size=batch_size, tau=tau, anneal_rate=anneal_rate, tau_min=tau_min,
-           n_samples=n_samples, dataset=dataset, data_dir=data_dir, binarize=binarize,
-           eval_samples=eval_samples, latent_family=latent_family, train_limit=train_limit,
-           test_limit=test_limit, seed=seed,
-           device=device, resume=resume, out=out, overwrite=overwrite)
-
-
 @app.command("sample")
 def sample(
     method: Annotated[str, typer.Argument(help="Registry method name (see `relax list`).",
@@ -299,36 +231,6 @@ def bridge(
            num_samples=num_samples, seed=seed, out=out, overwrite=overwrite, device=device)
 
 
-@app.command("compare")
-def compare(
-    run_dirs: Annotated[list[str], typer.Argument(
-        help="Run directories, parent folders or globs; every summary.json below them is read.",
-        metavar="RUN_DIR...", show_default=False)],
-    group_by: Annotated[Optional[list[str]], typer.Option(
-        "--group-by", help="Config keys to group by, comma-separated or repeated (any key of "
-        "config.json or its options, e.g. method,tau). Default: dataset and method (train-vae), "
-        "env and method (reinforce), problem then each result's method and tau (grad-bench), "
-        "leaving out a key with one value in every run (method always stays).")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option(
-        "--metric", help="summary.json metrics to report, comma-separated or repeated. Default: "
-        "the command's key metrics (train-vae: test_neg_elbo, test_iw_nll, seconds_per_epoch; "
-        "reinforce: episodes_to_solve, steps_to_solve, eval_return_greedy, wall_seconds; "
-        "grad-bench: "
-        "bias_norm, variance_trace, mse, snr, seconds_per_estimate).")] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", help="Directory for comparison.csv, comparison.md, curves.png and summary.json "
-        "(default runs/compare/<UTC time>). Must be new or empty unless --overwrite.")] = None,
-    overwrite: OverwriteOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Compare completed runs: mean +/- std over seeds per group, as a table, CSV, Markdown and curves."""
-    from relaxcli.experiments.compare import run_compare
-
-    invoke(run_compare, json_out=json_out, quiet=quiet, run_dirs=run_dirs, group_by=group_by,
-           metrics=metric, out=out, overwrite=overwrite)
-
-
 @app.command("grad-bench")
 def grad_bench(
     problem: Annotated[str, typer.Option(
@@ -373,6 +275,73 @@ def grad_bench(
            tau=tau, draws=draws, target=target, categories=categories, tune_steps=tune_steps,
            train=train, steps=steps, lr=lr, seed=seed, out=out, overwrite=overwrite, device=device)
 
+
+@app.command("train-vae")
+def train_vae(
+    method: Annotated[Optional[str], typer.Option(
+        "--method", help="Latent method from the registry (relax list); unsuitable ones exit 2 "
+        "with the list of suitable ones. Required unless --resume.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        "--epochs", help="Training epochs (default 10). With --resume: train up to this many.")] = None,
+    latent_dim: Annotated[Optional[int], typer.Option(
+        "--latent-dim", help="Latent variables: Bernoulli units (default 200) or categorical / "
+        "subset / simplex groups (default 20).")] = None,
+    categories: Annotated[Optional[int], typer.Option(
+        "--categories", help="Classes per categorical / subset / simplex group (default 10).")] = None,
+    k: Annotated[Optional[int], typer.Option(
+        "--k", help="Subset size per group for topk (default 2).")] = None,
+    hidden: Annotated[str, typer.Option(
+        "--hidden", help="Encoder hidden widths, comma-separated; the decoder mirrors them.")] = "512,256",
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per training step.")] = 100,
+    tau: Annotated[Optional[float], typer.Option(
+        "--tau", help="Initial temperature tau0 (default: the method's default, else 1).")] = None,
+    anneal_rate: Annotated[float, typer.Option(
+        "--anneal-rate", help="r in tau = max(tau_min, tau0*exp(-r*step)) (Jang et al.; 0 = "
+        "constant).")] = 3e-5,
+    tau_min: Annotated[Optional[float], typer.Option(
+        "--tau-min", help="Lowest temperature of the schedule (default min(0.5, tau0)).")] = None,
+    n_samples: Annotated[Optional[int], typer.Option(
+        "--n-samples", help="Latent samples per image for the gradient estimator (default 1; "
+        "2 for reinforce-rloo's leave-one-out baseline).")] = None,
+    dataset: Annotated[str, typer.Option(
+        "--dataset", help="mnist, fashion-mnist, or synthetic (a tiny generated test/smoke set).")] = "mnist",
+    data_dir: Annotated[Optional[str], typer.Option(
+        "--data-dir", help="Folder with MNIST/raw or FashionMNIST/raw idx files (read-only is "
+        "fine; default RELAX_DATA_DIR, then the user cache, downloading there if missing).")] = None,
+    binarize: Annotated[str, typer.Option(
+        "--binarize", help="dynamic (fresh Bernoulli draw each epoch), static (one fixed draw) "
+        "or threshold (pixel > 0.5).")] = "dynamic",
+    eval_samples: Annotated[int, typer.Option(
+        "--eval-samples", help="Latent samples per test image for the final -ELBO and the "
+        "importance-weighted bound on -log p(x).")] = 100,
+    latent_family: Annotated[Optional[str], typer.Option(
+        "--latent-family", help="bernoulli or categorical, for estimators that serve both "
+        "(reinforce, reinforce-rloo, rebar, relax); default: the method's own family.")] = None,
+    train_limit: Annotated[Optional[int], typer.Option(
+        "--train-limit", help="Use only the first N training images (smoke runs).")] = None,
+    test_limit: Annotated[Optional[int], typer.Option(
+        "--test-limit", help="Evaluate on only the first N test images (smoke runs).")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue a run directory after its last completed epoch (options come "
+        "from its config.json, except --epochs); results equal an uninterrupted run.")] = None,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a VAE on binarised MNIST with the method's latent; report test -ELBO and an IW bound."""
+    from relaxcli.experiments.vae import run_train_vae
+
+    invoke(run_train_vae, json_out=json_out, quiet=quiet, method=method, epochs=epochs,
+           latent_dim=latent_dim, categories=categories, k=k, hidden=hidden, lr=lr,
+           batch_size=batch_size, tau=tau, anneal_rate=anneal_rate, tau_min=tau_min,
+           n_samples=n_samples, dataset=dataset, data_dir=data_dir, binarize=binarize,
+           eval_samples=eval_samples, latent_family=latent_family, train_limit=train_limit,
+           test_limit=test_limit, seed=seed,
+           device=device, resume=resume, out=out, overwrite=overwrite)
 
 
 @app.command("reinforce")
@@ -431,6 +400,37 @@ def reinforce(
            hidden=hidden, seed=seed, device=device, stop_when_solved=stop_when_solved,
            eval_episodes=eval_episodes, video=video)
 
+
+@app.command("compare")
+def compare(
+    run_dirs: Annotated[list[str], typer.Argument(
+        help="Run directories, parent folders or globs; every summary.json below them is read.",
+        metavar="RUN_DIR...", show_default=False)],
+    group_by: Annotated[Optional[list[str]], typer.Option(
+        "--group-by", help="Config keys to group by, comma-separated or repeated (any key of "
+        "config.json or its options, e.g. method,tau). Default: dataset and method (train-vae), "
+        "env and method (reinforce), problem then each result's method and tau (grad-bench), "
+        "leaving out a key with one value in every run (method always stays).")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option(
+        "--metric", help="summary.json metrics to report, comma-separated or repeated. Default: "
+        "the command's key metrics (train-vae: test_neg_elbo, test_iw_nll, seconds_per_epoch; "
+        "reinforce: episodes_to_solve, steps_to_solve, eval_return_greedy, wall_seconds; "
+        "grad-bench: "
+        "bias_norm, variance_trace, mse, snr, seconds_per_estimate).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Directory for comparison.csv, comparison.md, curves.png and summary.json "
+        "(default runs/compare/<UTC time>). Must be new or empty unless --overwrite.")] = None,
+    overwrite: OverwriteOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compare completed runs: mean +/- std over seeds per group, as a table, CSV, Markdown and curves."""
+    from relaxcli.experiments.compare import run_compare
+
+    invoke(run_compare, json_out=json_out, quiet=quiet, run_dirs=run_dirs, group_by=group_by,
+           metrics=metric, out=out, overwrite=overwrite)
+
+
 def _exception_types(name: str) -> tuple[type, ...]:
     """click's exception class ``name`` from click and from typer's vendored copy (typer >= 0.19)."""
     found = []
@@ -450,6 +450,11 @@ def main(argv: list[str] | None = None) -> None:
     no_args_help = _exception_types("NoArgsIsHelpError")
     aborts = _exception_types("Abort")
     exits = _exception_types("Exit")
+    saved_argv = sys.argv
+    if argv is not None:
+        # In-process calls (tests, notebooks): config.json records the command line that ran,
+        # not the host process's.
+        sys.argv = ["relax", *argv]
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="relax")
     except no_args_help:
@@ -464,6 +469,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except exits as e:
         sys.exit(getattr(e, "exit_code", 0))
+    finally:
+        sys.argv = saved_argv
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -19,63 +19,6 @@ def close(fig) -> None:
     plt.close(fig)
 
 
-# ------------------------------------------------------------------------- relax train-vae
-def _image_grid(ax, images, rows: int, cols: int) -> None:
-    """Tile ``images`` (N, H, W) in [0, 1] row by row into one grey picture on ``ax``."""
-    import numpy as np
-
-    imgs = np.asarray(images, float)
-    n, h, w = imgs.shape
-    grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), 0.5)  # grey separators
-    for i in range(min(n, rows * cols)):
-        r, c = divmod(i, cols)
-        grid[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = imgs[i]
-    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_axis_off()
-
-
-def vae_reconstructions(originals, reconstructions, title: str = "test images (top) and reconstructions (bottom)"):
-    """Test images in the top row, the decoder's mean p(x|z), z ~ q(z|x), below each one."""
-    import numpy as np
-
-    both = np.concatenate([np.asarray(originals, float), np.asarray(reconstructions, float)])
-    cols = len(originals)
-    fig, ax = plt.subplots(figsize=(cols * 0.8, 1.9))
-    _image_grid(ax, both, 2, cols)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def vae_samples(images, title: str = "decoder means of prior samples"):
-    """Decodes of latents drawn from the prior, on a square grid."""
-    import math
-
-    cols = max(1, int(math.ceil(math.sqrt(len(images)))))
-    rows = int(math.ceil(len(images) / cols))
-    fig, ax = plt.subplots(figsize=(cols * 0.6, rows * 0.6 + 0.3))
-    _image_grid(ax, images, rows, cols)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def vae_curves(epochs, train, test, title: str = "train-vae", untrained: float | None = None):
-    """Train and test negative ELBO (nats per image) against the epoch."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, train, marker="o", ms=3, label="train -ELBO (training objective)")
-    ax.plot(epochs, test, marker="s", ms=3, label="test -ELBO (evaluation model)")
-    if untrained is not None:
-        ax.axhline(untrained, linestyle="--", linewidth=1, color="gray", label="untrained model (test)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("nats per image")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 # ------------------------------------------------------------------------- relax compare
 def compare_curves(lines: dict, xlabel: str, ylabel: str, title: str,
                    references: dict | None = None, logx: bool = False, logy: bool = False):
@@ -251,6 +194,96 @@ def topk_inclusion(freq, exact=None, k: int | None = None, title: str = ""):
                           title=title or (f"top-{k} inclusion frequencies" if k else ""))
 
 
+# ------------------------------------------------------------------------- relax reinforce
+def reinforce_curve(returns, moving_avg, threshold=None, title: str = "", window: int = 100):
+    """Episode returns (faint), their ``window``-episode moving average and the solve threshold."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    x = np.arange(1, len(returns) + 1)
+    ax.plot(x, returns, linewidth=0.7, alpha=0.35, label="episode return")
+    ax.plot(x, moving_avg, linewidth=2, label=f"{window}-episode moving average")
+    if threshold is not None:
+        ax.axhline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set_xlabel("episode")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def episode_gif(frames, fps: int = 30) -> bytes:
+    """An animated GIF (bytes) of RGB frames (H, W, 3 uint8 arrays), e.g. one evaluation episode."""
+    import io
+
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=max(1, round(1000 / fps)), loop=0)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------- relax train-vae
+def _image_grid(ax, images, rows: int, cols: int) -> None:
+    """Tile ``images`` (N, H, W) in [0, 1] row by row into one grey picture on ``ax``."""
+    import numpy as np
+
+    imgs = np.asarray(images, float)
+    n, h, w = imgs.shape
+    grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), 0.5)  # grey separators
+    for i in range(min(n, rows * cols)):
+        r, c = divmod(i, cols)
+        grid[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = imgs[i]
+    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+
+
+def vae_reconstructions(originals, reconstructions, title: str = "test images (top) and reconstructions (bottom)"):
+    """Test images in the top row, the decoder's mean p(x|z), z ~ q(z|x), below each one."""
+    import numpy as np
+
+    both = np.concatenate([np.asarray(originals, float), np.asarray(reconstructions, float)])
+    cols = len(originals)
+    fig, ax = plt.subplots(figsize=(cols * 0.8, 1.9))
+    _image_grid(ax, both, 2, cols)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def vae_samples(images, title: str = "decoder means of prior samples"):
+    """Decodes of latents drawn from the prior, on a square grid."""
+    import math
+
+    cols = max(1, int(math.ceil(math.sqrt(len(images)))))
+    rows = int(math.ceil(len(images) / cols))
+    fig, ax = plt.subplots(figsize=(cols * 0.6, rows * 0.6 + 0.3))
+    _image_grid(ax, images, rows, cols)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def vae_curves(epochs, train, test, title: str = "train-vae", untrained: float | None = None):
+    """Train and test negative ELBO (nats per image) against the epoch."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, train, marker="o", ms=3, label="train -ELBO (training objective)")
+    ax.plot(epochs, test, marker="s", ms=3, label="test -ELBO (evaluation model)")
+    if untrained is not None:
+        ax.axhline(untrained, linestyle="--", linewidth=1, color="gray", label="untrained model (test)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per image")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 # ------------------------------------------------------------------------- relax bridge
 def simplex_lattice(resolution: int = 120):
     """Interior barycentric points of the 2-simplex on a triangular lattice, and its triangles.
@@ -368,36 +401,3 @@ def gradbench_training(curves: dict, optimum: float | None = None, title: str = 
     fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-# ------------------------------------------------------------------------- relax reinforce
-def reinforce_curve(returns, moving_avg, threshold=None, title: str = "", window: int = 100):
-    """Episode returns (faint), their ``window``-episode moving average and the solve threshold."""
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    x = np.arange(1, len(returns) + 1)
-    ax.plot(x, returns, linewidth=0.7, alpha=0.35, label="episode return")
-    ax.plot(x, moving_avg, linewidth=2, label=f"{window}-episode moving average")
-    if threshold is not None:
-        ax.axhline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-    ax.set_xlabel("episode")
-    ax.set_ylabel("return")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    return fig
-
-
-def episode_gif(frames, fps: int = 30) -> bytes:
-    """An animated GIF (bytes) of RGB frames (H, W, 3 uint8 arrays), e.g. one evaluation episode."""
-    import io
-
-    from PIL import Image
-
-    images = [Image.fromarray(f) for f in frames]
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
-                   duration=max(1, round(1000 / fps)), loop=0)
-    return buf.getvalue()
