@@ -3,6 +3,7 @@ the two relaxations and their gradients. Statistical tests: fixed seeds, 4 stand
 """
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -147,6 +148,68 @@ def test_dynamic_programme_matches_brute_force_for_k8():
     lp = subset_log_prob(p.log(), k_hot(s, 10).double(), 8)
     assert abs(float(lp.exp()) / brute_subset_prob(p, s) - 1.0) < 1e-10
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_enumerate_log_prob_equals_log_prob_of_every_subset(k, dtype):
+    # every K up to 8, batched parameters with spread-out logits (masses down to ~1e-6)
+    torch.manual_seed(20 + k)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for num in range(k + 1, 9):
+        d = GumbelSoftmaxTopK(k, 1.0, logits=3.0 * torch.randn(3, 2, num, dtype=dtype), hard=True)
+        support = d.enumerate_support()
+        subsets = list(itertools.combinations(range(num), k))
+        assert support.shape == (len(subsets), 3, 2, num) and support.dtype == dtype
+        assert torch.equal(support[:, 0, 0], torch.stack([k_hot(s, num) for s in subsets]).to(dtype))
+        assert d.enumerate_support(expand=False).shape == (len(subsets), 1, 1, num)
+        lp = d.enumerate_log_prob()
+        assert lp.shape == (len(subsets), 3, 2) and lp.dtype == dtype
+        torch.testing.assert_close(lp, d.log_prob(support), atol=tol, rtol=tol)
+        torch.testing.assert_close(lp.logsumexp(0), torch.zeros(3, 2, dtype=dtype), atol=tol, rtol=0)
+    if dtype == torch.float64:  # against the k! orders by hand, not only the other programme
+        p = d.probs[1, 0]
+        ref = torch.tensor([brute_subset_prob(p, s) for s in subsets], dtype=dtype)
+        torch.testing.assert_close(lp[:, 1, 0].exp(), ref, atol=0, rtol=1e-10)
+
+
+def test_enumerate_log_prob_closed_form_k2_uniform_and_gradient():
+    # k = 2: log p_i + log p_j + log(1/(1-p_i) + 1/(1-p_j)); uniform logits: -log C(K, 2)
+    logits = torch.tensor([[1.0, 0.0, -0.5, 2.0, -3.0]], dtype=torch.float64, requires_grad=True)
+    d = GumbelSoftmaxTopK(2, 1.0, logits=logits, hard=True)
+    p = torch.softmax(logits.detach()[0], -1)
+    want = [float(p[i].log() + p[j].log() + torch.log(1 / (1 - p[i]) + 1 / (1 - p[j])))
+            for i, j in itertools.combinations(range(5), 2)]
+    torch.testing.assert_close(d.enumerate_log_prob()[:, 0], torch.tensor(want, dtype=torch.float64))
+    u = GumbelSoftmaxTopK(2, 1.0, logits=torch.zeros(4, 7), hard=True).enumerate_log_prob()
+    torch.testing.assert_close(u, torch.full((21, 4), -math.log(21.0)))
+    # a temperature batch broadcasts the parameters
+    t = GumbelSoftmaxTopK(2, torch.ones(3), logits=torch.zeros(5), hard=True)
+    assert t.enumerate_log_prob().shape == (10, 3) and t.enumerate_support().shape == (10, 3, 5)
+    # the entropy's gradient matches the one through log_prob
+    def entropy_grad(log_mass):
+        return torch.autograd.grad(-(log_mass.exp() * log_mass).sum(), logits)[0]
+
+    g1 = entropy_grad(GumbelSoftmaxTopK(2, 1.0, logits=logits, hard=True).enumerate_log_prob())
+    g2 = entropy_grad(GumbelSoftmaxTopK(2, 1.0, logits=logits, hard=True).log_prob(d.enumerate_support()))
+    torch.testing.assert_close(g1, g2)
+    assert torch.autograd.gradcheck(
+        lambda x: GumbelSoftmaxTopK(3, 1.0, logits=x, hard=True).enumerate_log_prob(), (logits,))
+
+
+def test_enumerate_is_stable_for_extreme_probabilities_and_refuses_soft():
+    logits = torch.tensor([30.0, 29.0, -30.0, -30.0, 0.0])
+    d = GumbelSoftmaxTopK(3, 1.0, logits=logits, hard=True)
+    lp = d.enumerate_log_prob()
+    assert torch.isfinite(lp).all() and abs(float(lp.double().logsumexp(0))) < 1e-5
+    torch.testing.assert_close(lp, d.log_prob(d.enumerate_support()), atol=1e-4, rtol=1e-5)
+    soft = GumbelSoftmaxTopK(2, 1.0, logits=logits)
+    assert d.has_enumerate_support and not soft.has_enumerate_support
+    for call in (soft.enumerate_support, soft.enumerate_log_prob):
+        with pytest.raises(NotImplementedError, match="continuous"):
+            call()
+    with pytest.raises(NotImplementedError, match="subsets"):
+        GumbelSoftmaxTopK(10, 1.0, logits=torch.zeros(40), hard=True).enumerate_log_prob()
 
 def test_independent_noise_across_batch():
     # identical parameters in two batch elements agree with probability sum_S P(S)^2, not 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -24,13 +24,15 @@ from relaxcli.distributions._numerics import (
 )
 from relaxcli.distributions.categorical import _categorical_params, _CategoricalParams
 
-__all__ = ["MAX_EXACT_K", "GumbelSoftmaxTopK", "KHot", "ScaledSimplex"]
+__all__ = ["MAX_ENUMERATED_SUBSETS", "MAX_EXACT_K", "GumbelSoftmaxTopK", "KHot", "ScaledSimplex"]
 
 _EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
 
 RELAXATIONS = ("sequential", "threshold")
 #: Largest k for which log_prob is computed exactly (a dynamic programme over the 2^k subsets).
 MAX_EXACT_K = 12
+#: Most subsets C(K, k) that enumerate_support / enumerate_log_prob will list (memory guard).
+MAX_ENUMERATED_SUBSETS = 1_000_000
 
 
 class KHot(constraints.Constraint):
@@ -101,6 +103,16 @@ class GumbelSoftmaxTopK(_CategoricalParams):
     for k <= MAX_EXACT_K = 12; larger k raises ``NotImplementedError``. Soft values raise
     ``NotImplementedError``: the relaxed k-hot vector has no closed-form density.
 
+    All subsets at once (hard only): ``enumerate_support()`` lists the C(K, k) k-hot vectors
+    (lexicographic order of ``itertools.combinations``), shape (C(K,k), *batch_shape, K), and
+    ``enumerate_log_prob()`` equals ``log_prob(enumerate_support())``, shape (C(K,k), *batch_shape),
+    computed by one dynamic programme over all subsets A of the K categories with |A| <= k that
+    shares the sub-orders between subsets (sum_{c<=k} c C(K,c) terms, loops only over c):
+    f({}) = 0, f(A) = logsumexp_{i in A} [f(A - i) - log(1 - p(A - i)) + log p_i],
+    log(1 - p(B)) = logsumexp of log p outside B (no cancelling subtraction). For k = 2 this is
+    the closed form log p_i + log p_j + log(1/(1 - p_i) + 1/(1 - p_j)). Exact KLs between subset
+    laws are sums over it, e.g. KL(q || uniform) = sum_S q(S) log q(S) + log C(K, k).
+
     Erratum (relaxit): it fed probabilities in as logits and masked chosen entries with a large
     constant times a soft vector, which destroys the ordering and gives gradients of 1e17. Here the
     perturbation uses log p, and the sequential mask is the bounded log(1 - a_j).
@@ -118,6 +130,9 @@ class GumbelSoftmaxTopK(_CategoricalParams):
         >>> s = d.rsample((3,))
         >>> s.shape, bool(torch.allclose(s.sum(-1), torch.full((3,), 2.0)))
         (torch.Size([3, 5]), True)
+        >>> h = GumbelSoftmaxTopK(2, 1.0, logits=torch.zeros(4), hard=True)
+        >>> h.enumerate_support().shape, bool(torch.allclose(h.enumerate_log_prob().exp(), torch.full((6,), 1 / 6)))
+        (torch.Size([6, 4]), True)
     """
 
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
@@ -196,6 +211,36 @@ class GumbelSoftmaxTopK(_CategoricalParams):
         if self._validate_args:
             self._validate_sample(value)
         return subset_log_prob(self.logits, value, self.k)
+
+    # ------------------------------------------------------------------ all subsets at once
+    @property
+    def has_enumerate_support(self) -> bool:  # the hard law is finite, the relaxed one is not
+        return self.hard
+
+    def _check_enumerable(self, what: str) -> int:
+        if not self.hard:
+            raise NotImplementedError(
+                f"GumbelSoftmaxTopK.{what} of soft values: the relaxed k-hot vectors fill a continuous "
+                f"set; use hard=True to enumerate the C(K, k) subsets.")
+        count = math.comb(self.num_categories, self.k)
+        if count > MAX_ENUMERATED_SUBSETS:
+            raise NotImplementedError(
+                f"GumbelSoftmaxTopK.{what}: C({self.num_categories}, {self.k}) = {count} subsets is more "
+                f"than the {MAX_ENUMERATED_SUBSETS} this enumerates.")
+        return count
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        """All C(K, k) k-hot vectors, (C(K,k), *batch_shape, K) (``expand=False``: batch dims 1)."""
+        count = self._check_enumerable("enumerate_support")
+        hot = _subset_lattice(self.num_categories, self.k, self._param.device)[-1].k_hot
+        hot = hot.to(self._param.dtype).view(count, *(1,) * len(self.batch_shape), self.num_categories)
+        return hot.expand(count, *self.batch_shape, self.num_categories) if expand else hot
+
+    def enumerate_log_prob(self) -> Tensor:
+        """``log_prob(enumerate_support())`` of every subset at once, (C(K,k), *batch_shape)."""
+        self._check_enumerable("enumerate_log_prob")
+        log_p = self.logits.expand(*self.batch_shape, self.num_categories)
+        return all_subsets_log_prob(log_p, self.k).movedim(-1, 0)
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -322,3 +367,53 @@ def _subset_layers(k: int, device):
                            torch.tensor(combos, device=device)))
         _LAYER_CACHE[key] = layers
     return _LAYER_CACHE[key]
+
+
+class _Layer(NamedTuple):
+    """Subsets of size c (combinations order) for the all-subsets dynamic programme."""
+
+    prev: Tensor       # (C(K,c) * c,) index into layer c - 1 of A minus its j-th member
+    member: Tensor     # (C(K,c) * c,) that member's category
+    k_hot: Tensor      # (C(K,c), K) indicator of each A (bool)
+
+
+_LATTICE_CACHE: dict = {}
+
+
+def _subset_lattice(num: int, k: int, device) -> list[_Layer]:
+    """Layers c = 0..k of the subsets of range(num); built once per (K, k, device)."""
+    key = (num, k, str(device))
+    if key not in _LATTICE_CACHE:
+        layers, index = [], {(): 0}
+        for c in range(k + 1):
+            combos = list(itertools.combinations(range(num), c))
+            prev = [index[comb[:j] + comb[j + 1:]] for comb in combos for j in range(c)]
+            member = [i for comb in combos for i in comb]
+            hot = torch.zeros(len(combos), num, dtype=torch.bool)
+            if c:
+                hot[torch.arange(len(combos)).repeat_interleave(c), torch.tensor(member)] = True
+            layers.append(_Layer(torch.tensor(prev, dtype=torch.long, device=device),
+                                 torch.tensor(member, dtype=torch.long, device=device), hot.to(device)))
+            index = {comb: row for row, comb in enumerate(combos)}
+        _LATTICE_CACHE[key] = layers
+    return _LATTICE_CACHE[key]
+
+
+def all_subsets_log_prob(log_p: Tensor, k: int) -> Tensor:
+    """Exact log P(S) for every k-subset S of the K categories, (..., C(K,k)) in combinations order.
+
+    P(S) = sum over the orders of S of prod_j p_{i_j} / (1 - sum_{l<j} p_{i_l}) (k draws without
+    replacement from Categorical(p)), by a dynamic programme over all subsets A with |A| <= k:
+    f({}) = 0, f(A) = logsumexp_{i in A} [f(A - i) - log(1 - p(A - i)) + log p_i], where
+    log(1 - p(B)) = logsumexp_{l not in B} log p_l (B empty: log 1 = 0). Vectorised over subsets
+    and batch; the only Python loop is over the k layers. ``log_p``: normalised log p, (..., K).
+    """
+    layers = _subset_lattice(log_p.shape[-1], k, log_p.device)
+    f = log_p.new_zeros((*log_p.shape[:-1], 1))     # f({}) = log 1
+    for c in range(1, k + 1):
+        below, here = layers[c - 1], layers[c]
+        if c > 1:  # log(1 - p(B)) = log p(outside B) for every B of size c - 1
+            f = f - torch.where(below.k_hot, -math.inf, log_p.unsqueeze(-2)).logsumexp(-1)
+        terms = f.index_select(-1, here.prev) + log_p.index_select(-1, here.member)
+        f = terms.view(*terms.shape[:-1], -1, c).logsumexp(-1)
+    return f

@@ -18,7 +18,9 @@ with the reconstruction term estimated by the method's estimator
 * Bernoulli / categorical latents (``method.discrete`` is Bernoulli / OneHotCategorical): KL of
   the discrete posterior to the uniform prior, analytic (torch's registered KL).
 * topk: the prior is the uniform law over the C(K,k) subsets (= top-k of uniform logits); the KL
-  is enumerated over all C(K,k) k-hot vectors with the discrete law's exact ``log_prob``.
+  sum_S q(S) (log q(S) - log p(S)) is enumerated over all C(K,k) subsets with the discrete law's
+  exact log-masses of every subset at once (``enumerate_log_prob``, one vectorised dynamic
+  programme); the prior's log-masses (= -log C(K,k)) are computed once per run.
 * methods without a discrete counterpart (``method.discrete is None``: IGR, logistic-normal):
   the model *is* the relaxed one; its prior is the method's own law with loc 0 and scale 1
   (uniform-ish over the simplex), and the KL is ``torch.distributions.kl_divergence`` when one
@@ -252,14 +254,21 @@ def per_image(t: Tensor, lead: int) -> Tensor:
     return t.reshape(*t.shape[:lead], -1).sum(-1)
 
 
-def exact_kl(q, p, support: Tensor | None) -> Tensor | None:
-    """KL(q || p) per image (B,): torch's registered KL, else enumeration over ``support``.
+def exact_kl(q, p, support: Tensor | None, p_log_mass: Tensor | None = None) -> Tensor | None:
+    """KL(q || p) per image (B,): torch's registered KL; else, for a finite law that lists the
+    log-masses of its whole support (``enumerate_log_prob``, (S, *batch)),
+    sum_s q_s (log q_s - log p_s) with ``p_log_mass`` (the prior's, broadcastable; computed from
+    ``p`` when None); else enumeration over ``support`` with ``log_prob``.
 
-    Returns None when neither exists (the caller then uses a Monte-Carlo estimate)."""
+    Returns None when none applies (the caller then uses a Monte-Carlo estimate)."""
     try:
         return per_image(kl_divergence(q, p), 1)
     except NotImplementedError:
         pass
+    if getattr(q, "has_enumerate_support", False) and hasattr(q, "enumerate_log_prob"):
+        log_q = q.enumerate_log_prob()
+        log_p = p.enumerate_log_prob() if p_log_mass is None else p_log_mass
+        return per_image((log_q.exp() * (log_q - log_p)).sum(0), 1)
     if support is None:
         return None
     values = support.view(support.shape[0], *([1] * len(q.batch_shape)), *support.shape[1:])
@@ -276,6 +285,18 @@ class Laws:
     options: dict
     eval_model: str
     support: Tensor | None
+
+    def prior_log_mass(self, device) -> Tensor | None:
+        """Log-masses of the discrete prior over its enumerated support, (S, 1, *latent) for one
+        image (the prior is the same for every image), computed once per run; None when the
+        discrete law does not enumerate them."""
+        cache = self.__dict__.setdefault("_prior_log_mass", {})
+        key = str(device)
+        if key not in cache:
+            p = self.prior(1, 1.0, device, discrete=True) if self.method.discrete is not None else None
+            cache[key] = p.enumerate_log_prob().detach() if getattr(p, "has_enumerate_support", False) \
+                and hasattr(p, "enumerate_log_prob") else None
+        return cache[key]
 
     def opts(self, model: VAE) -> dict:
         r = model.correlation()
@@ -312,7 +333,7 @@ def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, 
         z = q.sample((n_samples,))
         log_px = model.log_px(x, z)  # (S, B)
         log_q, log_p = per_image(q.log_prob(z), 2), per_image(p.log_prob(z), 2)
-        kl = exact_kl(q, p, laws.support)
+        kl = exact_kl(q, p, laws.support, laws.prior_log_mass(device) if discrete else None)
         if kl is None:
             kl = (log_q - log_p).mean(0)
         tot_elbo += float((-log_px.mean(0) + kl).sum())
@@ -497,7 +518,8 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
 
                         discrete = laws.eval_model == "discrete"
                         kl = exact_kl(laws.posterior(raw, tau_now, model, discrete),
-                                      laws.prior(x.shape[0], tau_now, dev, discrete), support).mean()
+                                      laws.prior(x.shape[0], tau_now, dev, discrete), support,
+                                      laws.prior_log_mass(dev) if discrete else None).mean()
                     step_est = est
                     if model.corr_factor is not None:  # the learned correlation changes every step
                         step_est = make_estimator(m, n_samples=opts["n_samples"],
