@@ -90,11 +90,19 @@ def root(
 
 
 @app.command("list")
-def list_methods(json_out: JsonOpt = False) -> None:
+def list_methods(
+    json_out: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option(
+        "--markdown", help="Print the method table as Markdown (the README's table) and exit.")] = False,
+) -> None:
     """List every registered method: family, kind, unbiasedness, exact log_prob, paper, default tau."""
+    if markdown:
+        sys.stdout.write(registry.markdown_table())
+        return
     rows = [
         {
-            "name": m.name, "family": m.family, "kind": m.kind, "unbiased": m.unbiased,
+            "name": m.name, "family": m.family, "families": list(registry.method_families(m)),
+            "kind": m.kind, "unbiased": m.unbiased,
             "exact_log_prob": m.exact_log_prob, "paper": m.paper.cite(),
             "default_tau": m.default_tau, "summary": m.summary, "paper_short": m.paper.short(),
         }
@@ -130,7 +138,7 @@ def list_methods(json_out: JsonOpt = False) -> None:
         flags = ["yes" if r["unbiased"] else "no", "yes" if r["exact_log_prob"] else "no"]
         tau = "-" if r["default_tau"] is None else f"{r['default_tau']:.3g}"
         if wide:
-            table.add_row(f"[bold]{r['name']}[/bold]", r["family"], r["kind"], *flags,
+            table.add_row(f"[bold]{r['name']}[/bold]", ", ".join(r["families"]), r["kind"], *flags,
                           r["paper_short"], tau)
             continue
         if r["family"] != family:

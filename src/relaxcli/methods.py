@@ -230,7 +230,7 @@ register(Method(
 ))
 register(Method(
     "decoupled-st-gumbel-softmax", "categorical", "straight-through", False, True,
-    Paper("Shah, Wiese, Gottlieb", 2024, "2410.13331", "Improving Discrete Optimisation Via Decoupled Straight-Through Gumbel-Softmax"),
+    Paper("Shah, Yan, Mozer, Liu", 2024, "2410.13331", "Improving Discrete Optimisation Via Decoupled Straight-Through Estimator"),
     1.0, "Straight-through Gumbel-Softmax with separate forward/backward temperatures",
     builder=lambda raw, tau, tau_backward=None, **o: D.DecoupledStraightThroughGumbelSoftmax(
         tau, tau if tau_backward is None else tau_backward, logits=raw),
@@ -323,3 +323,28 @@ register(Method(
     "ARM with the uniform integrated out per dimension: lower variance, same pairs",
     param_size=lambda k: 1, discrete=bernoulli_law, estimator=E.DisARMEstimator,
 ))
+
+
+def method_families(method: Method) -> tuple[str, ...]:
+    """Every latent family ``method`` serves: its own, then any further ones."""
+    return (method.family, *(f for f in method.families if f != method.family))
+
+
+def markdown_table() -> str:
+    """The registry as the README's Markdown method table (``relax list --markdown``).
+
+    A test checks that README.md contains exactly this text, so the README cannot drift from
+    the registry.
+    """
+    lines = [
+        "| method | family | kind | unbiased | exact log_prob | default tau | paper | what it computes |",
+        "|---|---|---|:-:|:-:|--:|---|---|",
+    ]
+    for m in METHODS.values():
+        tau = "-" if m.default_tau is None else f"{m.default_tau:.3g}"
+        paper = m.paper.cite().replace("|", "\\|")
+        lines.append(
+            f"| `{m.name}` | {', '.join(method_families(m))} | {m.kind} | "
+            f"{'yes' if m.unbiased else 'no'} | {'yes' if m.exact_log_prob else 'no'} | {tau} | "
+            f"{paper} | {m.summary.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines) + "\n"
