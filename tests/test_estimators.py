@@ -35,11 +35,11 @@ UNBIASED = [m.name for m in METHODS.values() if m.unbiased]
 CASES = [(m, p) for p in PROBLEMS for m in UNBIASED if get_method(m).supports(PROBLEMS[p].family)]
 
 
-def estimates(method: str, prob, draws=DRAWS, tau=None, tune_steps=0, **options):
+def estimates(method: str, prob, draws=DRAWS, tau=None, tune_steps=0, tune_lr=0.01, **options):
     m = get_method(method)
     est = G._estimator(m, prob) if not options else make_estimator(m, G._n_samples(m), family=prob.family, **options)
     if tune_steps:
-        G.tune(est, prob, tune_steps)
+        G.tune(est, prob, tune_steps, tune_lr)
     est.eval()
     g, _ = G.draw_estimates(est, prob, draws, tau)
     return g
@@ -86,19 +86,19 @@ def test_relaxed_method_at_large_tau_is_clearly_biased(method, prob_name, tau):
 
 
 def test_rebar_relax_variance_against_reinforce_t045():
-    """RELAX's toy (t = 0.45, theta = 0): RELAX's variance is far below REINFORCE's; REBAR's
-    learned eta/tau cut its variance and it ends at most REINFORCE's (on this problem
-    f(sigma(z)) is near 0 for every relaxed z, so REBAR's control variate cannot act as a
-    baseline; Grathwohl et al. 2018, Fig. 1, show the same)."""
+    """RELAX's toy (t = 0.45, theta = 0): after tuning their own parameters by the variance
+    gradient, RELAX's variance is far below REINFORCE's and REBAR's clearly below it. REBAR's
+    best (eta, tau) here are in the hundreds (eta f(sigma(z/tau)) must become a constant
+    baseline near f's mean), hence the fast tuning rate."""
     prob = problem("bernoulli-quadratic")
     torch.manual_seed(13)
     v_reinforce = float(estimates("reinforce", prob).var(0).sum())
     v_rebar_untuned = float(estimates("rebar", prob).var(0).sum())
-    v_rebar = float(estimates("rebar", prob, tune_steps=300).var(0).sum())
-    v_relax = float(estimates("relax", prob, tune_steps=300).var(0).sum())
+    v_rebar = float(estimates("rebar", prob, tune_steps=1500, tune_lr=0.1).var(0).sum())
+    v_relax = float(estimates("relax", prob, tune_steps=300, tune_lr=0.1).var(0).sum())
     assert v_relax < 0.1 * v_reinforce
     assert v_rebar < 0.9 * v_rebar_untuned
-    assert v_rebar < 1.05 * v_reinforce
+    assert v_rebar < 0.6 * v_reinforce
 
 
 def test_rebar_variance_below_reinforce_categorical():

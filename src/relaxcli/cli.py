@@ -259,13 +259,16 @@ def grad_bench(
         "--categories", help="K for categorical-quadratic (>= 2).")] = 5,
     tune_steps: Annotated[int, typer.Option(
         "--tune-steps", help="Adam steps that fit estimators' own parameters (baselines, REBAR's "
-        "eta and temperature, RELAX's network) at the fixed theta before they are frozen.")] = 300,
+        "eta and temperature, RELAX's network) at the fixed theta before they are frozen.")] = 2000,
+    tune_lr: Annotated[float, typer.Option(
+        "--tune-lr", help="Adam learning rate of that tuning (REBAR's best eta and temperature on "
+        "the toy problem are in the hundreds, so a slow rate never reaches them).")] = 0.1,
     train: Annotated[bool, typer.Option(
         "--train", help="Instead of measuring at fixed theta, optimise theta with each method for "
         "--steps steps and plot the loss and gradient variance (RELAX's toy figure).")] = False,
     steps: Annotated[int, typer.Option("--steps", help="Optimisation steps in --train mode.")] = 1000,
     lr: Annotated[float, typer.Option(
-        "--lr", help="Adam learning rate for --train and for tuning estimator parameters.")] = 0.01,
+        "--lr", help="Adam learning rate of theta and the estimators' parameters in --train mode.")] = 0.01,
     seed: SeedOpt = 0,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
@@ -281,7 +284,7 @@ def grad_bench(
 
     invoke(run_grad_bench, json_out=json_out, quiet=quiet, problem=problem, methods=methods,
            tau=tau, draws=draws, target=target, categories=categories, tune_steps=tune_steps,
-           train=train, steps=steps, lr=lr, seed=seed, out=out, overwrite=overwrite, device=device)
+           tune_lr=tune_lr, train=train, steps=steps, lr=lr, seed=seed, out=out, overwrite=overwrite, device=device)
 
 
 @app.command("train-vae")

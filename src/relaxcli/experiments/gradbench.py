@@ -235,7 +235,8 @@ def _tau_label(tau) -> str:
 def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: str | None = None,
                    tau: str = DEFAULT_TAUS, draws: int = 10_000, target: float = 0.45,
                    categories: int = 5, seed: int = 0, train: bool = False, steps: int = 1000,
-                   tune_steps: int = 300, lr: float = 0.01, out: Path | None = None,
+                   tune_steps: int = 2000, tune_lr: float = 0.1, lr: float = 0.01,
+                   out: Path | None = None,
                    overwrite: bool = False, device: str = "auto") -> dict:
     # ---- validate everything before the run directory exists
     if problem not in PROBLEMS:
@@ -252,6 +253,8 @@ def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: s
         raise BadInput(f"--steps must be >= 1, got {steps}")
     if not (math.isfinite(lr) and lr > 0):
         raise BadInput(f"--lr must be > 0, got {lr}")
+    if not (math.isfinite(tune_lr) and tune_lr > 0):
+        raise BadInput(f"--tune-lr must be > 0, got {tune_lr}")
     taus = _parse_taus(tau)
     try:
         dev = resolve_device(device)
@@ -263,7 +266,7 @@ def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: s
 
     options = {"problem": problem, "methods": [m.name for m in chosen], "tau": taus, "draws": draws,
                "target": target, "categories": categories, "train": train, "steps": steps,
-               "tune_steps": tune_steps, "lr": lr, "problem_info": prob.info,
+               "tune_steps": tune_steps, "tune_lr": tune_lr, "lr": lr, "problem_info": prob.info,
                "n_samples": {m.name: _n_samples(m) for m in chosen}}
     run = create_run("grad-bench", problem, options, out=out, overwrite=overwrite, seed=seed,
                      device=str(dev))
@@ -271,13 +274,13 @@ def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: s
         if train:
             summary = _train(run, reporter, prob, chosen, taus, steps, tune_steps, lr, seed)
         else:
-            summary = _measure(run, reporter, prob, chosen, taus, draws, tune_steps, seed)
+            summary = _measure(run, reporter, prob, chosen, taus, draws, tune_steps, tune_lr, seed)
         summary = run.finish(summary)
     reporter.print(f"wrote {run.path}")
     return summary
 
 
-def _measure(run, reporter, prob: Problem, chosen, taus, draws, tune_steps, seed) -> dict:
+def _measure(run, reporter, prob: Problem, chosen, taus, draws, tune_steps, tune_lr, seed) -> dict:
     exact = prob.exact_gradient().double().flatten()
     rows = _rows(chosen, taus)
     results, tuned = [], []
@@ -286,7 +289,7 @@ def _measure(run, reporter, prob: Problem, chosen, taus, draws, tune_steps, seed
             torch.manual_seed(seed * 1009 + i)
             est = _estimator(m, prob)
             if any(True for _ in est.parameters()) or any(True for _ in est.buffers()):
-                tune(est, prob, tune_steps)
+                tune(est, prob, tune_steps, tune_lr)
                 if any(True for _ in est.parameters()):
                     tuned.append(m.name)
             if t is None and getattr(est, "log_temperature", None) is not None:
