@@ -229,3 +229,14 @@ def test_episode_gif_is_an_animation_of_the_frames():
     frames = [np.full((20, 30, 3), 40 * i, dtype=np.uint8) for i in range(4)]
     gif = Image.open(io.BytesIO(plots.episode_gif(frames, fps=10)))
     assert gif.format == "GIF" and gif.n_frames == 4 and gif.size == (30, 20)
+
+
+@pytest.mark.parametrize("argv,dropped", [
+    (["reinforce", "--lr", "0.1", "--seed", "3"], "--lr, --seed"),
+    (["train-vae", "--tau", "0.3", "--epochs", "4"], "--tau"),
+])
+def test_resume_refuses_options_it_would_ignore(tmp_path, capsys, argv, dropped):
+    """--resume takes its options from config.json: others beside it are refused, not ignored."""
+    code, stdout, err = run_cli([*argv, "--resume", str(tmp_path / "run")], capsys)
+    assert code == 2 and f"drop {dropped}" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

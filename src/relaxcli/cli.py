@@ -72,6 +72,20 @@ def invoke(runner: Callable[..., dict], *, json_out: bool, quiet: bool, **kwargs
         sys.stdout.flush()
 
 
+def refuse_options_beside_resume(ctx: typer.Context, resume: Optional[Path], may_change: tuple[str, ...] = ()) -> None:
+    """--resume takes every option from the run's config.json, so an option typed beside it
+    would be silently ignored: refuse it instead (exit 2), naming what may be given."""
+    if resume is None:
+        return
+    free = {"resume", "json_out", "quiet", *may_change}
+    given = [p.opts[0] for p in ctx.command.params if p.name not in free
+             and getattr(ctx.get_parameter_source(p.name), "name", "") == "COMMANDLINE"]
+    if given:
+        allowed = ", ".join(["--json", "--quiet", *(f"--{m.replace('_', '-')}" for m in may_change)])
+        fail(f"--resume continues {resume} with the options in its config.json; drop "
+             f"{', '.join(given)} (allowed beside --resume: {allowed})")
+
+
 def _version_callback(value: bool) -> None:
     if value:
         import torch
@@ -289,6 +303,7 @@ def grad_bench(
 
 @app.command("train-vae")
 def train_vae(
+    ctx: typer.Context,
     method: Annotated[Optional[str], typer.Option(
         "--method", help="Latent method from the registry (relax list); unsuitable ones exit 2 "
         "with the list of suitable ones. Required unless --resume.")] = None,
@@ -346,6 +361,8 @@ def train_vae(
     """Train a VAE on binarised MNIST with the method's latent; report test -ELBO and an IW bound."""
     from relaxcli.experiments.vae import run_train_vae
 
+    refuse_options_beside_resume(ctx, resume, may_change=("epochs",))
+
     invoke(run_train_vae, json_out=json_out, quiet=quiet, method=method, epochs=epochs,
            latent_dim=latent_dim, categories=categories, k=k, hidden=hidden, lr=lr,
            batch_size=batch_size, tau=tau, anneal_rate=anneal_rate, tau_min=tau_min,
@@ -357,6 +374,7 @@ def train_vae(
 
 @app.command("reinforce")
 def reinforce(
+    ctx: typer.Context,
     env: Annotated[str, typer.Option(
         "--env", help="gymnasium environment id with a discrete action space and vector "
         "observations (e.g. Acrobot-v1, CartPole-v1, MountainCar-v0).")] = "Acrobot-v1",
@@ -404,6 +422,8 @@ def reinforce(
 ) -> None:
     """Train a softmax policy with REINFORCE (baselines) or RELAX on a gymnasium environment."""
     from relaxcli.experiments.reinforce import reinforce as run_reinforce
+
+    refuse_options_beside_resume(ctx, resume)
 
     invoke(run_reinforce, json_out=json_out, quiet=quiet, resume=resume, out=out,
            overwrite=overwrite, env=env, estimator=estimator, baseline=baseline, gamma=gamma,
