@@ -237,6 +237,6 @@ def test_episode_gif_is_an_animation_of_the_frames():
 ])
 def test_resume_refuses_options_it_would_ignore(tmp_path, capsys, argv, dropped):
     """--resume takes its options from config.json: others beside it are refused, not ignored."""
-    code, stdout, err = run_cli([*argv, "--resume", str(tmp_path / "run")], capsys)
+    code, _, err = run_cli([*argv, "--resume", str(tmp_path / "run")], capsys)
     assert code == 2 and f"drop {dropped}" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()

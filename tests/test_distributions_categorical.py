@@ -262,7 +262,7 @@ def test_generalized_hard_frequencies_and_log_mass():
     se = float(x.std() / n**0.5)
     assert abs(float(x.mean() - d.mean)) < 4 * se
     with pytest.raises(NotImplementedError, match="closed form"):
-        soft.mean
+        _ = soft.mean
 
 
 def test_generalized_gradient_is_that_of_the_weighted_relaxation():

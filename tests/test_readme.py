@@ -18,7 +18,7 @@ def test_method_table_is_the_registry():
 
 @pytest.mark.parametrize("index", range(len(re.findall(r"```python\n", README))))
 def test_python_examples_run(index):
-    block = re.findall(r"```python\n(.*?)```", README, flags=re.S)[index]
+    block = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)[index]
     if "pyro" in block:
         pytest.importorskip("pyro")
-    exec(compile(block, f"README.md python block {index}", "exec"), {})
+    exec(compile(block, f"README.md python block {index}", "exec"), {})  # noqa: S102 - running the README is the point

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -33,7 +34,7 @@ app = typer.Typer(
 )
 
 # ---------------------------------------------------------------- options every run command shares
-OutOpt = Annotated[Optional[Path], typer.Option(
+OutOpt = Annotated[Path | None, typer.Option(
     "--out", help="Run directory to write (default runs/<command>/<method>-<UTC time>). "
     "Must be new or empty unless --overwrite.")]
 OverwriteOpt = Annotated[bool, typer.Option(
@@ -72,7 +73,7 @@ def invoke(runner: Callable[..., dict], *, json_out: bool, quiet: bool, **kwargs
         sys.stdout.flush()
 
 
-def refuse_options_beside_resume(ctx: typer.Context, resume: Optional[Path], may_change: tuple[str, ...] = ()) -> None:
+def refuse_options_beside_resume(ctx: typer.Context, resume: Path | None, may_change: tuple[str, ...] = ()) -> None:
     """--resume takes every option from the run's config.json, so an option typed beside it
     would be silently ignored: refuse it instead (exit 2), naming what may be given."""
     if resume is None:
@@ -167,32 +168,32 @@ def list_methods(
 def sample(
     method: Annotated[str, typer.Argument(help="Registry method name (see `relax list`).",
                                           show_default=False)],
-    tau: Annotated[Optional[float], typer.Option(
+    tau: Annotated[float | None, typer.Option(
         "--tau", help="Temperature (> 0). Default: the method's default_tau from `relax list` "
         "(0.1 for the correlated-bernoulli example). Refused for methods without a temperature.",
         show_default=False)] = None,
-    probs: Annotated[Optional[str], typer.Option(
+    probs: Annotated[str | None, typer.Option(
         "--probs", help="Comma list of probabilities strictly inside (0, 1); ';' separates rows "
         "of a batch. Bernoulli family: one Bernoulli(p) unit per value (gaussian-bernoulli: "
         "P(z > 1/2) = p), default 0.2,0.5,0.8; correlated-bernoulli default: METHODS.md's "
         "example 0.2,0.4,0.4;0.3,0.5,0.2. Categorical family: one probability vector summing "
         "to 1, default 0.2,0.3,0.5; topk default 0.05,0.1,0.15,0.3,0.4.", show_default=False)] = None,
-    logits: Annotated[Optional[str], typer.Option(
+    logits: Annotated[str | None, typer.Option(
         "--logits", help="Comma list of logits instead of --probs (Bernoulli: p = sigmoid(l); "
         "categorical: p = softmax(l)).", show_default=False)] = None,
-    k: Annotated[Optional[int], typer.Option(
+    k: Annotated[int | None, typer.Option(
         "--k", help="topk: subset size, 1 <= k <= number of categories (default 2).",
         show_default=False)] = None,
-    correlation: Annotated[Optional[str], typer.Option(
+    correlation: Annotated[str | None, typer.Option(
         "--correlation", help="correlated-bernoulli: a number rho (equal off-diagonal "
         "correlation, -1/(D-1) < rho < 1) or a path to a D x D .npy/.csv correlation matrix "
         "(symmetric, unit diagonal, positive definite). Default: METHODS.md's R with the "
         "default --probs, else the identity.", show_default=False)] = None,
-    scale: Annotated[Optional[str], typer.Option(
+    scale: Annotated[str | None, typer.Option(
         "--scale", help="gaussian-bernoulli: the gate's noise scale (> 0, default 0.5). "
         "invertible-gaussian / logistic-normal: the Gaussian's scale, one number or one per "
         "--loc entry (default 1).", show_default=False)] = None,
-    loc: Annotated[Optional[str], typer.Option(
+    loc: Annotated[str | None, typer.Option(
         "--loc", help="invertible-gaussian / logistic-normal: the Gaussian's location, K-1 "
         "numbers for invertible-gaussian and K for logistic-normal (default zeros, K = 3).",
         show_default=False)] = None,
@@ -225,7 +226,7 @@ def sample(
 
 @app.command("bridge")
 def bridge(
-    alpha: Annotated[Optional[str], typer.Option(
+    alpha: Annotated[str | None, typer.Option(
         "--alpha", help="Dirichlet concentration, a comma list of K >= 2 positive numbers "
         "(default 2,5,9).", show_default=False)] = None,
     random: Annotated[bool, typer.Option(
@@ -259,7 +260,7 @@ def grad_bench(
         "--problem", help="bernoulli-quadratic (E[(b - t)^2], RELAX's toy), categorical-quadratic "
         "(K categories, random cost vector from --seed) or bernoulli-multi "
         "(sum_i (b_i - p_i)^2, p = 0.6, 0.51, 0.48). Exact gradients by enumeration.")] = "bernoulli-quadratic",
-    methods: Annotated[Optional[str], typer.Option(
+    methods: Annotated[str | None, typer.Option(
         "--methods", help="Comma list of registry methods (see 'relax list'); default: every "
         "method that applies to the problem's family.", show_default=False)] = None,
     tau: Annotated[str, typer.Option(
@@ -304,35 +305,35 @@ def grad_bench(
 @app.command("train-vae")
 def train_vae(
     ctx: typer.Context,
-    method: Annotated[Optional[str], typer.Option(
+    method: Annotated[str | None, typer.Option(
         "--method", help="Latent method from the registry (relax list); unsuitable ones exit 2 "
         "with the list of suitable ones. Required unless --resume.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(
+    epochs: Annotated[int | None, typer.Option(
         "--epochs", help="Training epochs (default 10). With --resume: train up to this many.")] = None,
-    latent_dim: Annotated[Optional[int], typer.Option(
+    latent_dim: Annotated[int | None, typer.Option(
         "--latent-dim", help="Latent variables: Bernoulli units (default 200) or categorical / "
         "subset / simplex groups (default 20).")] = None,
-    categories: Annotated[Optional[int], typer.Option(
+    categories: Annotated[int | None, typer.Option(
         "--categories", help="Classes per categorical / subset / simplex group (default 10).")] = None,
-    k: Annotated[Optional[int], typer.Option(
+    k: Annotated[int | None, typer.Option(
         "--k", help="Subset size per group for topk (default 2).")] = None,
     hidden: Annotated[str, typer.Option(
         "--hidden", help="Encoder hidden widths, comma-separated; the decoder mirrors them.")] = "512,256",
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per training step.")] = 100,
-    tau: Annotated[Optional[float], typer.Option(
+    tau: Annotated[float | None, typer.Option(
         "--tau", help="Initial temperature tau0 (default: the method's default, else 1).")] = None,
     anneal_rate: Annotated[float, typer.Option(
         "--anneal-rate", help="r in tau = max(tau_min, tau0*exp(-r*step)) (Jang et al.; 0 = "
         "constant).")] = 3e-5,
-    tau_min: Annotated[Optional[float], typer.Option(
+    tau_min: Annotated[float | None, typer.Option(
         "--tau-min", help="Lowest temperature of the schedule (default min(0.5, tau0)).")] = None,
-    n_samples: Annotated[Optional[int], typer.Option(
+    n_samples: Annotated[int | None, typer.Option(
         "--n-samples", help="Latent samples per image for the gradient estimator (default 1; "
         "2 for reinforce-rloo's leave-one-out baseline).")] = None,
     dataset: Annotated[str, typer.Option(
         "--dataset", help="mnist, fashion-mnist, or synthetic (a tiny generated test/smoke set).")] = "mnist",
-    data_dir: Annotated[Optional[str], typer.Option(
+    data_dir: Annotated[str | None, typer.Option(
         "--data-dir", help="Folder with MNIST/raw or FashionMNIST/raw idx files (read-only is "
         "fine; default RELAX_DATA_DIR, then the user cache, downloading there if missing).")] = None,
     binarize: Annotated[str, typer.Option(
@@ -341,16 +342,16 @@ def train_vae(
     eval_samples: Annotated[int, typer.Option(
         "--eval-samples", help="Latent samples per test image for the final -ELBO and the "
         "importance-weighted bound on -log p(x).")] = 100,
-    latent_family: Annotated[Optional[str], typer.Option(
+    latent_family: Annotated[str | None, typer.Option(
         "--latent-family", help="bernoulli or categorical, for estimators that serve both "
         "(reinforce, reinforce-rloo, rebar, relax); default: the method's own family.")] = None,
-    train_limit: Annotated[Optional[int], typer.Option(
+    train_limit: Annotated[int | None, typer.Option(
         "--train-limit", help="Use only the first N training images (smoke runs).")] = None,
-    test_limit: Annotated[Optional[int], typer.Option(
+    test_limit: Annotated[int | None, typer.Option(
         "--test-limit", help="Evaluate on only the first N test images (smoke runs).")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
-    resume: Annotated[Optional[Path], typer.Option(
+    resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue a run directory after its last completed epoch (options come "
         "from its config.json, except --epochs); results equal an uninterrupted run.")] = None,
     out: OutOpt = None,
@@ -389,10 +390,10 @@ def reinforce(
     num_envs: Annotated[int, typer.Option(
         "--num-envs", help="Environments run together in one vectorised batch; one update per "
         "batch of that many whole episodes.")] = 4,
-    episodes: Annotated[Optional[int], typer.Option(
+    episodes: Annotated[int | None, typer.Option(
         "--episodes", help="Training budget in episodes (rounded up to whole batches). Default "
         "1000 when --steps is not given either.")] = None,
-    steps: Annotated[Optional[int], typer.Option(
+    steps: Annotated[int | None, typer.Option(
         "--steps", help="Training budget in environment steps (stops after the batch that "
         "reaches it).")] = None,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate of every network.")] = 3e-3,
@@ -412,7 +413,7 @@ def reinforce(
     video: Annotated[bool, typer.Option(
         "--video", help="Also write episode.gif of one greedy episode (needs the render extra: "
         "pip install 'relaxcli[render]').")] = False,
-    resume: Annotated[Optional[Path], typer.Option(
+    resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue an interrupted run directory after its last completed update "
         "(all other options come from its config.json); results equal an uninterrupted run.")] = None,
     out: OutOpt = None,
@@ -437,18 +438,18 @@ def compare(
     run_dirs: Annotated[list[str], typer.Argument(
         help="Run directories, parent folders or globs; every summary.json below them is read.",
         metavar="RUN_DIR...", show_default=False)],
-    group_by: Annotated[Optional[list[str]], typer.Option(
+    group_by: Annotated[list[str] | None, typer.Option(
         "--group-by", help="Config keys to group by, comma-separated or repeated (any key of "
         "config.json or its options, e.g. method,tau). Default: dataset and method (train-vae), "
         "env and method (reinforce), problem then each result's method and tau (grad-bench), "
         "leaving out a key with one value in every run (method always stays).")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option(
+    metric: Annotated[list[str] | None, typer.Option(
         "--metric", help="summary.json metrics to report, comma-separated or repeated. Default: "
         "the command's key metrics (train-vae: test_neg_elbo, test_iw_nll, seconds_per_epoch; "
         "reinforce: episodes_to_solve, steps_to_solve, eval_return_greedy, wall_seconds; "
         "grad-bench: "
         "bias_norm, variance_trace, mse, snr, seconds_per_estimate).")] = None,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", help="Directory for comparison.csv, comparison.md, curves.png and summary.json "
         "(default runs/compare/<UTC time>). Must be new or empty unless --overwrite.")] = None,
     overwrite: OverwriteOpt = False,

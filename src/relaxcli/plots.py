@@ -11,7 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import matplotlib.pyplot as plt
 
 
 def close(fig) -> None:
@@ -259,8 +259,8 @@ def vae_samples(images, title: str = "decoder means of prior samples"):
     """Decodes of latents drawn from the prior, on a square grid."""
     import math
 
-    cols = max(1, int(math.ceil(math.sqrt(len(images)))))
-    rows = int(math.ceil(len(images) / cols))
+    cols = max(1, math.ceil(math.sqrt(len(images))))
+    rows = math.ceil(len(images) / cols)
     fig, ax = plt.subplots(figsize=(cols * 0.6, rows * 0.6 + 0.3))
     _image_grid(ax, images, rows, cols)
     ax.set_title(title, fontsize=9)

@@ -22,16 +22,16 @@ from relaxcli.distributions.simplex import InvertibleGaussian, LogisticNormalSof
 from relaxcli.distributions.subset import GumbelSoftmaxTopK
 
 __all__ = [
-    "RelaxedBernoulli",
+    "CorrelatedRelaxedBernoulli",
+    "DecoupledStraightThroughGumbelSoftmax",
     "GaussianRelaxedBernoulli",
+    "GeneralizedGumbelSoftmax",
+    "GumbelSoftmax",
+    "GumbelSoftmaxTopK",
     "HardConcrete",
+    "InvertibleGaussian",
+    "LogisticNormalSoftmax",
+    "RelaxedBernoulli",
     "StochasticTimesSmooth",
     "StraightThroughBernoulli",
-    "CorrelatedRelaxedBernoulli",
-    "GumbelSoftmax",
-    "DecoupledStraightThroughGumbelSoftmax",
-    "GumbelSoftmaxTopK",
-    "InvertibleGaussian",
-    "GeneralizedGumbelSoftmax",
-    "LogisticNormalSoftmax",
 ]
