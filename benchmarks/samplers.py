@@ -88,8 +88,7 @@ def run(repeats: int, names: list[str] | None = None) -> list[dict]:
         torch.manual_seed(0)
         raw = torch.randn(shape).requires_grad_(True)
         tau = method.default_tau if method.default_tau is not None else 1.0
-        extra = {"tau_backward": tau} if "tau_backward" in method.options else {}
-        options = {**opts, **extra}
+        options = dict(opts)
 
         def ours(r, t, _m=method, _o=options):
             return _m.build(r, t, **_o)

@@ -26,7 +26,8 @@ def raw_like(method, batch, fill=None, dtype=torch.float32, device=None):
 
 def build(name, raw, tau=None):
     m = METHODS[name]
-    opts = {"tau_backward": tau} if "tau_backward" in m.options else {}
+    # every temperature-like option follows tau, so the extremes are tested for all of them
+    opts = {k: tau for k in m.options if k.startswith("tau_")} if tau is not None else {}
     return m.build(raw, tau, **opts)
 
 

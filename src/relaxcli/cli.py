@@ -202,6 +202,10 @@ def sample(
     hard: Annotated[bool, typer.Option(
         "--hard", help="Hard (discrete) forward values for methods with a soft/hard switch "
         "(relaxed-bernoulli, gumbel-softmax, topk, generalized-gumbel).")] = False,
+    tau_forward: Annotated[float | None, typer.Option(
+        "--tau-forward", help="decoupled-st-gumbel-softmax's forward temperature (> 0; default 1): "
+        "the forward one-hot is drawn from Categorical(softmax(logits / tau_forward)); --tau is "
+        "the backward one.")] = None,
     seed: SeedOpt = 0,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
@@ -220,8 +224,8 @@ def sample(
 
     invoke(run_sample, json_out=json_out, quiet=quiet, method=method, tau=tau, probs=probs,
            logits=logits, k=k, correlation=correlation, scale=scale, loc=loc,
-           num_samples=num_samples, hard=hard, seed=seed, out=out, overwrite=overwrite,
-           device=device)
+           num_samples=num_samples, hard=hard, tau_forward=tau_forward, seed=seed, out=out,
+           overwrite=overwrite, device=device)
 
 
 @app.command("bridge")

@@ -79,6 +79,9 @@ class Method:
         discrete: ``discrete(raw, **options) -> Distribution`` of the underlying discrete law
             (None when the method has no discrete counterpart, e.g. IGR).
         options: extra keyword options ``builder`` accepts, with defaults (CLI and VAE use them).
+        rounds_to_discrete: rounding a sample (z > 1/2 per Bernoulli unit, argmax of a vector)
+            is an exact draw of ``discrete(raw, **options)`` at every temperature (binary
+            Concrete: sigmoid((l + L)/tau) > 1/2 iff l + L > 0; Gumbel-max for argmax).
         estimator: ``estimator(method, **options)`` returning the gradient estimator module
             (filled in by ``relaxcli.estimators``; pathwise for every distribution method).
         families: further latent families a score-function estimator also serves (REINFORCE,
@@ -100,6 +103,7 @@ class Method:
     discrete: Callable[..., Distribution] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     estimator: Callable[..., Any] | None = None
+    rounds_to_discrete: bool = False
     families: tuple[str, ...] = ()
 
     def supports(self, family: str) -> bool:
@@ -178,21 +182,21 @@ register(Method(
     "relaxed-bernoulli", "bernoulli", "relaxed", False, True, BERNOULLI_PAPER, 0.5,
     "Binary Concrete: z = sigmoid((logits + L)/tau), L ~ Logistic(0,1)",
     builder=lambda raw, tau, hard=False, **o: D.RelaxedBernoulli(tau, logits=raw, hard=hard),
-    param_size=lambda k: 1, discrete=bernoulli_law,
+    param_size=lambda k: 1, discrete=bernoulli_law, rounds_to_discrete=True,
 ))
 register(Method(
     "gaussian-bernoulli", "bernoulli", "relaxed", False, True,
     Paper("Yamada, Lindenbaum, Negahban, Kluger", 2020, "1810.04247", "Feature Selection using Stochastic Gates"),
     None, "Stochastic gate: z = clamp(loc + scale*eps, 0, 1), atoms at 0 and 1",
     builder=lambda raw, tau, scale=0.5, **o: D.GaussianRelaxedBernoulli(_gaussian_gate_loc(raw, scale), scale),
-    param_size=lambda k: 1, discrete=bernoulli_law, options={"scale": 0.5},
+    param_size=lambda k: 1, discrete=bernoulli_law, options={"scale": 0.5}, rounds_to_discrete=True,
 ))
 register(Method(
     "hard-concrete", "bernoulli", "relaxed", False, True,
     Paper("Louizos, Welling, Kingma", 2018, "1712.01312", "Learning Sparse Neural Networks through L0 Regularization"),
     2.0 / 3.0, "Stretched binary Concrete clamped to [0,1]: exact zeros and ones",
     builder=lambda raw, tau, **o: D.HardConcrete(raw, temperature=tau),
-    param_size=lambda k: 1, discrete=bernoulli_law,
+    param_size=lambda k: 1, discrete=bernoulli_law, rounds_to_discrete=True,
 ))
 register(Method(
     "stochastic-times-smooth", "bernoulli", "straight-through", False, True,
@@ -206,7 +210,7 @@ register(Method(
     Paper("Bengio, Leonard, Courville", 2013, "1308.3432", "Estimating or Propagating Gradients Through Stochastic Neurons"),
     None, "b ~ Bernoulli(p) forward, identity gradient of p backward",
     builder=lambda raw, tau, **o: D.StraightThroughBernoulli(logits=raw),
-    param_size=lambda k: 1, discrete=bernoulli_law,
+    param_size=lambda k: 1, discrete=bernoulli_law, rounds_to_discrete=True,
 ))
 register(Method(
     "correlated-bernoulli", "bernoulli", "relaxed", False, True,
@@ -221,21 +225,25 @@ register(Method(
     "gumbel-softmax", "categorical", "relaxed", False, True, GS_PAPER, 1.0,
     "y = softmax((logits + G)/tau), G ~ Gumbel(0,1)",
     builder=lambda raw, tau, hard=False, **o: D.GumbelSoftmax(tau, logits=raw, hard=hard),
-    discrete=categorical_law,
+    discrete=categorical_law, rounds_to_discrete=True,
 ))
 register(Method(
     "st-gumbel-softmax", "categorical", "straight-through", False, True, GS_PAPER, 1.0,
     "one_hot(argmax(logits + G)) forward, Gumbel-Softmax gradient backward",
     builder=lambda raw, tau, **o: D.GumbelSoftmax(tau, logits=raw, hard=True),
-    discrete=categorical_law,
+    discrete=categorical_law, rounds_to_discrete=True,
 ))
 register(Method(
     "decoupled-st-gumbel-softmax", "categorical", "straight-through", False, True,
     Paper("Shah, Yan, Mozer, Liu", 2024, "2410.13331", "Improving Discrete Optimisation Via Decoupled Straight-Through Estimator"),
-    1.0, "Straight-through Gumbel-Softmax with separate forward/backward temperatures",
-    builder=lambda raw, tau, tau_backward=None, **o: D.DecoupledStraightThroughGumbelSoftmax(
-        tau, tau if tau_backward is None else tau_backward, logits=raw),
-    discrete=categorical_law, options={"tau_backward": None},
+    1.0, "one_hot ~ Categorical(softmax(logits/tau_forward)) forward, softmax((logits + tau_forward*G)/tau) backward",
+    # tau (the temperature every runner sweeps and anneals) is the backward one, like ST-GS's;
+    # the forward temperature is an option, so the forward law is a fixed discrete law that the
+    # VAE's KL and the score functions see exactly (tau_forward = 1: ST Gumbel-Softmax's law).
+    builder=lambda raw, tau, tau_forward=1.0, **o: D.DecoupledStraightThroughGumbelSoftmax(
+        tau_forward, tau, logits=raw),
+    discrete=lambda raw, tau_forward=1.0, **o: OneHotCategorical(logits=raw / tau_forward),
+    options={"tau_forward": 1.0}, rounds_to_discrete=True,
 ))
 register(Method(
     "topk", "subset", "relaxed", False, False,  # soft k-hot: no density (exact only when hard)

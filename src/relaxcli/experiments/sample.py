@@ -24,11 +24,11 @@ sampler at the chosen temperature, not only in a limit:
 
 * whatever the distribution offers itself: ``mean``, ``variance``, ``prob_zero``, ``prob_one``,
   ``prob_nonzero``, ``marginal_probs()``, ``pairwise_joint_probs()`` (duck-typed);
-* Bernoulli methods whose gate thresholded at 1/2 is Bernoulli(sigmoid(raw)) (binary Concrete:
+* methods the registry marks ``rounds_to_discrete`` (binary Concrete:
   ``sigmoid((l + L)/tau) > 1/2`` iff ``l + L > 0``; hard concrete with symmetric stretch; the
-  Gaussian gate by the registry's construction; the copula: ``U_k > 1 - pi_k``):
-  ``P(z > 1/2) = sigmoid(raw)``;
-* Gumbel-softmax: ``P(argmax z = k) = softmax(raw)_k`` (the Gumbel-max trick);
+  Gaussian gate by the registry's construction; Gumbel-max for the argmax of the Gumbel-softmax
+  family): ``P(z > 1/2)`` or ``P(argmax z = k)`` are the discrete law's probabilities; the copula's
+  marginals come from its own ``marginal_probs()`` (``U_k > 1 - pi_k``);
 * top-k: inclusion probabilities by exact enumeration of ordered draws without replacement;
 * the copula's pairwise ``P(m_i > 1/2, m_j > 1/2) = Phi_2(Phi^-1(pi_i), Phi^-1(pi_j); R_ij)``.
 
@@ -70,18 +70,6 @@ DEFAULT_PROBS = {
 }
 DEFAULT_LOC_CATEGORIES = 3  # loc/scale methods: K = 3 by default (so the simplex plot is drawn)
 SOFTPLUS_OFFSET = 1e-4  # the registry's scale = softplus(raw_scale) + 1e-4 for loc/scale methods
-
-# Methods for which P(z > 1/2) = sigmoid(raw) exactly at every temperature (module docstring).
-THRESHOLD_IS_BERNOULLI = {"relaxed-bernoulli", "hard-concrete", "gaussian-bernoulli",
-                          "straight-through-bernoulli", "correlated-bernoulli"}
-# The law of argmax z (= the one-hot forward value of the straight-through variants), exact by
-# the Gumbel-max trick; the decoupled variant scales the noise by tau_f, i.e. it samples
-# Categorical(softmax(raw / tau_f)) (METHODS.md section 2 and its class docstring).
-ARGMAX_LAW = {
-    "gumbel-softmax": lambda raw, tau: torch.softmax(raw, -1),
-    "st-gumbel-softmax": lambda raw, tau: torch.softmax(raw, -1),
-    "decoupled-st-gumbel-softmax": lambda raw, tau: torch.softmax(raw / tau, -1),
-}
 
 # float64 parameters: the closed forms and JSON files then show the numbers the user typed.
 DTYPE = torch.float64
@@ -301,13 +289,17 @@ def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict
         put("std", None if var is None else var.clamp(min=0).sqrt())
     for key in ("prob_zero", "prob_one", "prob_nonzero"):
         put(key, _accessor(dist, key))
+    # Where the registry says rounding a sample is an exact draw of the discrete law, that law's
+    # probabilities are the exact P(z > 1/2) (Bernoulli units) or P(argmax z = k) (vectors).
+    rounded = (method.discrete(raw, **options).probs.detach()
+               if method.rounds_to_discrete and method.discrete is not None else None)
     marg = _accessor(dist, "marginal_probs")
     if marg is not None:
         put("p_gt_half", marg)
-    elif method.name in THRESHOLD_IS_BERNOULLI:
-        put("p_gt_half", torch.sigmoid(raw))
-    if vector_event and method.name in ARGMAX_LAW:
-        law = ARGMAX_LAW[method.name](raw, tau)
+    elif rounded is not None and not vector_event:
+        put("p_gt_half", rounded)
+    if vector_event and rounded is not None:
+        law = rounded
         put("p_argmax", law)
         if is_hard:  # one-hot values: P(z_k = 1) and E[z_k] are the same law
             put("prob_one", law)
@@ -516,8 +508,8 @@ def make_plots(run, method, samples: torch.Tensor, records: list[dict], exact: d
 def run_sample(method: str, *, tau: float | None = None, probs: str | None = None,
                logits: str | None = None, k: int | None = None, correlation: str | None = None,
                scale: str | None = None, loc: str | None = None, num_samples: int = 10_000,
-               hard: bool = False, seed: int = 0, out=None, overwrite: bool = False,
-               device: str = "auto", reporter: Reporter | None = None,
+               hard: bool = False, tau_forward: float | None = None, seed: int = 0, out=None,
+               overwrite: bool = False, device: str = "auto", reporter: Reporter | None = None,
                argv: list[str] | None = None) -> dict:
     """Draw ``num_samples`` samples of ``method`` and write samples.pt, stats.json, plots, summary.
 
@@ -529,6 +521,11 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
     if num_samples < 2:
         raise BadInput(f"--num-samples must be at least 2 (to estimate a std), got {num_samples}")
     params = resolve_parameters(m, probs, logits, loc, scale, correlation, k, tau, hard)
+    if tau_forward is not None:
+        if "tau_forward" not in builder_options(m):
+            raise BadInput(f"--tau-forward applies to decoupled-st-gumbel-softmax, not {m.name}")
+        params["options"]["tau_forward"] = check_positive(tau_forward, "--tau-forward",
+                                                          "a positive forward temperature")
     dev = resolve_device(device)
     raw = params["raw"].to(dev)
     opts = {key: (v.to(dev) if isinstance(v, torch.Tensor) else v)
