@@ -275,3 +275,21 @@ def test_real_train_vae_runs(tmp_path, capsys):
     assert s["mean"] == pytest.approx(statistics.mean(values))
     assert s["std"] == pytest.approx(statistics.stdev(values))
     assert (tmp_path / "c" / "curves.png").exists()
+
+
+def test_best_solve_metric_is_the_lowest_median_not_the_mean_of_the_few_that_solved(tmp_path, capsys):
+    """A group that solved once, fast, must not be bold over one that always solved."""
+    root = tmp_path / "rl"
+    for method, episodes in {"lucky": [100, None, None], "steady": [300, 320, 340]}.items():
+        for seed, ep in enumerate(episodes):
+            make_run(root / method / f"seed-{seed}", "reinforce", method,
+                     {"env": "Acrobot-v1", "episodes_to_solve": ep,
+                      "steps_to_solve": None if ep is None else ep * 200,
+                      "eval_return_greedy": -90.0}, options={"env": "Acrobot-v1"}, seed=seed)
+    out = tmp_path / "c"
+    code, _, err = relax(capsys, "compare", root, "--out", out, "--quiet")
+    assert code == 0, err
+    rows = {line.split(" | ")[0].strip("| "): line for line in (out / "comparison.md").read_text().splitlines()
+            if line.startswith(("| lucky", "| steady"))}
+    assert "**320 ± 20 (solved 3/3, median 320)**" in rows["steady"]
+    assert "**" not in rows["lucky"].split(" | ")[2]

@@ -634,8 +634,15 @@ def _table(keys, metric_names, group_list):
     best = set()
     if len(group_list) > 1:
         for j, m in enumerate(metric_names):
-            means = [(g["metrics"][m]["mean"], i) for i, g in enumerate(group_list)
-                     if g["metrics"][m]["mean"] is not None]
+            if m in SOLVE_METRICS:
+                # the mean over the runs that solved would crown a group where most runs never
+                # did: rank by the median with unsolved runs last (never-solved medians lose)
+                means = [(_median_score(g["metrics"][m]), i) for i, g in enumerate(group_list)
+                         if g["metrics"][m]["mean"] is not None]
+                means = [(x, i) for x, i in means if math.isfinite(x)]
+            else:
+                means = [(g["metrics"][m]["mean"], i) for i, g in enumerate(group_list)
+                         if g["metrics"][m]["mean"] is not None]
             if not means or m not in LOWER_IS_BETTER | HIGHER_IS_BETTER:
                 continue
             pick = min(means)[0] if m in LOWER_IS_BETTER else max(means)[0]
@@ -643,6 +650,11 @@ def _table(keys, metric_names, group_list):
             if len(winners) < len(group_list):  # a tie of everyone marks nobody
                 best.update((i, j) for i in winners)
     return headers, rows, best
+
+
+def _median_score(record: dict) -> float:
+    """A solve metric's median with never-solved runs ranked last (inf when that is the median)."""
+    return math.inf if record.get("median") is None else record["median"]
 
 
 def _csv(keys, metric_names, group_list) -> str:
@@ -681,7 +693,8 @@ def _markdown(command, headers, rows, best, summary) -> str:
                 cells[nkeys + j] = f"**{cells[nkeys + j]}**"
         lines.append("| " + " | ".join(cells) + " |")
     foot = (f"\n`relax {command}`: {summary['runs_used']} completed runs; mean ± sample std over "
-            "runs (n = runs per group); best mean in bold.")
+            "runs (n = runs per group); best in bold (for episodes/steps to solve: the lowest median, "
+            "unsolved runs ranked last).")
     if command == "grad-bench":
         foot += " ‖bias‖ is the Euclidean norm of the bias vector, tr variance the sum of " \
                 "per-coordinate variances."
