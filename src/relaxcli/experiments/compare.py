@@ -55,6 +55,7 @@ LABELS = {
     "eval_return_greedy": "greedy return", "eval_return_stochastic": "stochastic return",
     "bias_norm": "‖bias‖", "variance_trace": "tr variance", "mse": "MSE", "snr": "SNR",
     "seconds_per_estimate": "s/estimate", "wall_seconds": "wall s",
+    "train_cpu_seconds_per_epoch": "train CPU s/epoch",
 }
 # Direction of "better", used only to mark the best group in bold.
 LOWER_IS_BETTER = {"test_neg_elbo", "test_iw_nll", "seconds_per_epoch", "train_neg_elbo",
@@ -693,8 +694,9 @@ def _markdown(command, headers, rows, best, summary) -> str:
                 cells[nkeys + j] = f"**{cells[nkeys + j]}**"
         lines.append("| " + " | ".join(cells) + " |")
     foot = (f"\n`relax {command}`: {summary['runs_used']} completed runs; mean ± sample std over "
-            "runs (n = runs per group); best in bold (for episodes/steps to solve: the lowest median, "
-            "unsolved runs ranked last).")
+            "runs (n = runs per group); best in bold"
+            + (" (for episodes/steps to solve: the lowest median, unsolved runs ranked last)."
+               if SOLVE_METRICS & set(summary["metrics"]) else "."))
     if command == "grad-bench":
         foot += " ‖bias‖ is the Euclidean norm of the bias vector, tr variance the sum of " \
                 "per-coordinate variances."
