@@ -216,10 +216,13 @@ register(Method(
     "correlated-bernoulli", "bernoulli", "relaxed", False, True,
     Paper("Lee, Imrie, van der Schaar", 2022, "", "Self-Supervision Enhanced Feature Selection with Correlated Gates"),
     0.1, "Gaussian-copula relaxed Bernoulli gates with correlation matrix R",
-    builder=lambda raw, tau, correlation=None, **o: D.CorrelatedRelaxedBernoulli(
-        tau, torch.eye(raw.shape[-1], dtype=raw.dtype, device=raw.device) if correlation is None else correlation,
-        logits=raw),
-    param_size=lambda k: 1, discrete=bernoulli_law, options={"correlation": None},
+    builder=lambda raw, tau, correlation=None, scale_tril=None, **o: D.CorrelatedRelaxedBernoulli(
+        tau, None if scale_tril is not None else
+        torch.eye(raw.shape[-1], dtype=raw.dtype, device=raw.device) if correlation is None else correlation,
+        logits=raw, scale_tril=scale_tril),
+    # scale_tril: a Cholesky factor of R with unit-norm rows (a learned one needs no float32
+    # Cholesky of a 200 x 200 matrix, which fails once R is ill-conditioned)
+    param_size=lambda k: 1, discrete=bernoulli_law, options={"correlation": None, "scale_tril": None},
 ))
 register(Method(
     "gumbel-softmax", "categorical", "relaxed", False, True, GS_PAPER, 1.0,
