@@ -99,7 +99,7 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
 
 
 def test_unsuitable_and_unknown_methods_exit_2(tmp_path, capsys):
-    for name in ("generalized-gumbel", "correlated-bernoulli", "no-such-method"):
+    for name in ("generalized-gumbel", "no-such-method"):
         with pytest.raises(SystemExit) as e:
             main(["train-vae", "--method", name, "--dataset", "synthetic", "--out", str(tmp_path / name)])
         assert e.value.code == 2

@@ -332,14 +332,22 @@ class CorrelatedRelaxedBernoulli(Distribution):
         logits = self.logits
         eps = torch.randn(shape, dtype=logits.dtype, device=logits.device)
         v = _tril_matvec(self._tril, eps)  # ~ N(0, R), independent per row
-        return torch.sigmoid((logit_ndtr(v) + logits) / self.temperature)
+        x = (logit_ndtr(v) + logits) / self.temperature
+        m = torch.sigmoid(x)
+        # At small tau, m rounds to exactly 0 or 1 (|x| > ~17 in float32), and logit(m) is lost.
+        # Like torch's transform caches, keep the pre-sigmoid value on the sample, so that
+        # log_prob of this very tensor (under this or any other copula: a prior, a posterior)
+        # is the density at the point that was drawn, not at a clamped neighbour.
+        m._relax_logit = x
+        return m
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
             self._validate_sample(value)
         logits, tau = self.logits, self.temperature
+        cached = getattr(value, "_relax_logit", None)
         value = torch.as_tensor(value, dtype=logits.dtype, device=logits.device)
-        x = _clamped_logit(value)
+        x = cached if cached is not None and cached.shape == value.shape else _clamped_logit(value)
         w = tau * x - logits  # logit u
         z = _ndtri_sigmoid(w)
         y = _tril_solve(self._tril, z)

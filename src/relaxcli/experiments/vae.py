@@ -26,8 +26,7 @@ with the reconstruction term estimated by the method's estimator
   (uniform-ish over the simplex), and the KL is ``torch.distributions.kl_divergence`` when one
   is registered (IGR: closed-form Gaussian KL); otherwise an unbiased one-sample Monte-Carlo
   estimate log q(z) - log p(z) with exact densities.
-* correlated-bernoulli is refused for now (exit 2; see UNSUITABLE). The model below is kept for
-  when its densities move to logit space (learned correlation R = L L^T, L a learnable lower-triangular factor
+* correlated-bernoulli (learned correlation R = L L^T, L a learnable lower-triangular factor
   with rows normalised so diag R = 1, shared by all images): at tau -> 0 its discrete law is a
   Gaussian-copula Bernoulli vector whose log-mass is a 200-dimensional orthant probability, with
   no closed form, so its discrete KL/ELBO cannot be computed honestly. It is trained and
@@ -90,16 +89,6 @@ CHECKPOINT = "checkpoint.pt"
 UNSUITABLE = {
     "generalized-gumbel": "its sample is one number per variable (sum_k values_k w_k), a different "
                           "space from its one-hot discrete law, so it has no honest discrete evaluation",
-    # Measured on MNIST: after one epoch its test -ELBO came out as -1.8e24. At tau = 0.1 the
-    # gates sigmoid((logit U + logit pi)/tau) round to exactly 0 or 1, where the copula's
-    # density (needed for its Monte-Carlo KL and the IW bound, since its discrete law has no
-    # closed-form mass) is evaluated at the clamped point instead of the sample; under a learned,
-    # ill-conditioned R that is astronomically off. The fix is to carry the sample and both
-    # densities in logit space (the Jacobians cancel in log q - log p); until then it is refused.
-    "correlated-bernoulli": "its relaxed samples round to exactly 0 or 1 in floating point at the "
-                            "copula's temperatures, where its exact density (needed for the KL and the "
-                            "IW bound: its discrete law has no closed-form mass) cannot be evaluated; "
-                            "this needs densities in logit space and is not done yet",
 }
 # Default latent sizes per family: (number of variables, categories per variable).
 DEFAULT_LATENT = {"bernoulli": (200, 1), "categorical": (20, 10), "subset": (20, 10), "simplex": (20, 10)}
