@@ -49,6 +49,15 @@ def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
     return hard + (soft - soft.detach())
 
 
+def one_hot_argmax(scores: Tensor) -> Tensor:
+    """one_hot(argmax_k scores_k) over the last dimension, in the dtype/device of ``scores``.
+
+    The Gumbel-max forward value: take the argmax of the perturbed scores themselves, not of a
+    softmax of them (a softmax can tie at 0 or 1 after underflow).
+    """
+    return torch.zeros_like(scores).scatter_(-1, scores.argmax(dim=-1, keepdim=True), 1.0)
+
+
 def log_sigmoid(x: Tensor) -> Tensor:
     """log sigma(x), stable for large |x|."""
     return torch.nn.functional.logsigmoid(x)

@@ -119,6 +119,24 @@ class _BinaryMixin:
         if "logits" in self.__dict__:
             new.logits = self.logits.expand(batch_shape)
 
+    def _init_bernoulli_parameter(self, probs, logits, validate_args) -> None:
+        """__init__ of a law whose only parameter is a Bernoulli probability (or its logit)."""
+        (param,), is_probs = _binary_params(probs, logits)
+        if is_probs:
+            self.probs = param
+        else:
+            self.logits = param
+        Distribution.__init__(self, param.shape, validate_args=validate_args)
+
+    def _expand_bernoulli_parameter(self, cls, batch_shape, _instance):
+        """``expand`` of such a law (its only state is probs/logits)."""
+        new = self._get_checked_instance(cls, _instance)
+        batch_shape = torch.Size(batch_shape)
+        self._expand_binary(new, batch_shape)
+        Distribution.__init__(new, batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
     def _bernoulli_log_mass(self, value: Tensor) -> Tensor:
         """log Bernoulli(value; p) = value log p + (1 - value) log(1 - p), as torch's Bernoulli."""
         logits, value = broadcast_all(self.logits, value)
@@ -429,24 +447,14 @@ class StochasticTimesSmooth(_BinaryMixin, Distribution):
     has_rsample = True
 
     def __init__(self, logits=None, probs=None, validate_args=None):
-        (param,), is_probs = _binary_params(probs, logits)
-        if is_probs:
-            self.probs = param
-        else:
-            self.logits = param
-        super().__init__(param.shape, validate_args=validate_args)
+        self._init_bernoulli_parameter(probs, logits, validate_args)
 
     @constraints.dependent_property(is_discrete=True, event_dim=0)
     def support(self):
         return _ZeroOr(self.sqrt_probs)
 
     def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(StochasticTimesSmooth, _instance)
-        batch_shape = torch.Size(batch_shape)
-        self._expand_binary(new, batch_shape)
-        super(StochasticTimesSmooth, new).__init__(batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return self._expand_bernoulli_parameter(StochasticTimesSmooth, batch_shape, _instance)
 
     @property
     def log_sqrt_probs(self) -> Tensor:
@@ -509,20 +517,10 @@ class StraightThroughBernoulli(_BinaryMixin, Distribution):
     has_rsample = True
 
     def __init__(self, logits=None, probs=None, validate_args=None):
-        (param,), is_probs = _binary_params(probs, logits)
-        if is_probs:
-            self.probs = param
-        else:
-            self.logits = param
-        super().__init__(param.shape, validate_args=validate_args)
+        self._init_bernoulli_parameter(probs, logits, validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(StraightThroughBernoulli, _instance)
-        batch_shape = torch.Size(batch_shape)
-        self._expand_binary(new, batch_shape)
-        super(StraightThroughBernoulli, new).__init__(batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return self._expand_bernoulli_parameter(StraightThroughBernoulli, batch_shape, _instance)
 
     def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape)

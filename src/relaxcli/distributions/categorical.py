@@ -25,6 +25,7 @@ from relaxcli.distributions._numerics import (
     as_float_tensors,
     check_temperature,
     gumbel_noise,
+    one_hot_argmax,
     straight_through,
 )
 
@@ -212,10 +213,7 @@ class GumbelSoftmax(_CategoricalParams):
         y = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
         if not self.hard:
             return y
-        # argmax of the scores themselves (not of y): y can tie at 0/1 after underflow.
-        index = scores.argmax(dim=-1, keepdim=True)
-        one_hot = torch.zeros_like(y).scatter_(-1, index, 1.0)
-        return straight_through(one_hot, y)
+        return straight_through(one_hot_argmax(scores), y)
 
     def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         with torch.no_grad():
@@ -331,8 +329,7 @@ class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
         logits = self._shift_free_logits  # softmax and argmax ignore a shift per row
         s = logits + self.temperature_forward.unsqueeze(-1) * gumbel_noise(shape, logits)
         y_b = torch.softmax(s / self.temperature_backward.unsqueeze(-1), dim=-1)
-        one_hot = torch.zeros_like(y_b).scatter_(-1, s.argmax(dim=-1, keepdim=True), 1.0)
-        return straight_through(one_hot, y_b)
+        return straight_through(one_hot_argmax(s), y_b)
 
     def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         with torch.no_grad():
@@ -437,8 +434,7 @@ class GeneralizedGumbelSoftmax(_CategoricalParams):
         scores = logits + gumbel_noise(shape, logits)
         w = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
         if self.hard:
-            one_hot = torch.zeros_like(w).scatter_(-1, scores.argmax(dim=-1, keepdim=True), 1.0)
-            w = straight_through(one_hot, w)
+            w = straight_through(one_hot_argmax(scores), w)
         return (w * self.values).sum(-1)
 
     def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:

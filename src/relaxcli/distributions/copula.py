@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.distributions import constraints
 from torch.distributions.distribution import Distribution
-from torch.distributions.utils import lazy_property, logits_to_probs, probs_to_logits
+from torch.distributions.utils import lazy_property
 
 from relaxcli.distributions._numerics import (
     check_temperature,
@@ -26,6 +26,7 @@ from relaxcli.distributions._numerics import (
     log_sigmoid,
     logit_ndtr,
 )
+from relaxcli.distributions.bernoulli import _BinaryMixin  # lazy probs/logits, shared by the family
 
 _EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
 
@@ -211,7 +212,7 @@ def _common_dtype_device(*values):
 
 
 # ----------------------------------------------------------------------------- the distribution
-class CorrelatedRelaxedBernoulli(Distribution):
+class CorrelatedRelaxedBernoulli(_BinaryMixin, Distribution):
     r"""Gaussian-copula relaxed Bernoulli gates (Lee, Imrie, van der Schaar, ICLR 2022).
 
     With L the Cholesky factor of the D x D correlation matrix R::
@@ -292,14 +293,6 @@ class CorrelatedRelaxedBernoulli(Distribution):
         else:
             self.logits = param.expand(batch_shape + event)
         super().__init__(batch_shape, event, validate_args=validate_args)
-
-    @lazy_property
-    def logits(self) -> Tensor:
-        return probs_to_logits(self.probs, is_binary=True)
-
-    @lazy_property
-    def probs(self) -> Tensor:
-        return logits_to_probs(self.logits, is_binary=True)
 
     @lazy_property
     def scale_tril(self) -> Tensor:
