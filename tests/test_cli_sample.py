@@ -93,17 +93,6 @@ def _phi(x):
     return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 
 
-def test_topk_inclusion_enumeration():
-    p = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
-    assert torch.allclose(S.topk_inclusion_probs(p, 1), p)
-    assert torch.allclose(S.topk_inclusion_probs(p, 4), torch.ones(4, dtype=torch.float64))
-    incl = S.topk_inclusion_probs(p, 2)
-    assert float(incl.sum()) == pytest.approx(2.0)
-    # P(0 in a size-2 draw) = p0 + sum_{j != 0} p_j p0 / (1 - p_j)
-    expect = 0.1 + sum(pj * 0.1 / (1 - pj) for pj in (0.2, 0.3, 0.4))
-    assert float(incl[0]) == pytest.approx(expect)
-
-
 def test_topk_hard_frequencies_match_enumeration(tmp_path, capsys):
     code, stdout, _ = run_cli(["sample", "topk", "--hard", "--k", "3", "-n", "20000",
                                "--out", str(tmp_path / "t"), "--json"], capsys)

@@ -297,3 +297,14 @@ def test_hard_forward_is_exact_top_k_with_relaxed_gradient(relaxation):
     assert torch.equal(x.detach(), topk_indicator(kappa.detach(), 2))
     torch.testing.assert_close(torch.autograd.grad((x * w).sum(), logits)[0],
                                torch.autograd.grad((s.relax(kappa) * w).sum(), logits)[0])
+
+
+def test_inclusion_probs_by_enumeration():
+    p = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    law = lambda k: GumbelSoftmaxTopK(k, 1.0, probs=p, hard=True)
+    torch.testing.assert_close(law(1).inclusion_probs(), p)
+    incl = law(2).inclusion_probs()
+    assert float(incl.sum()) == pytest.approx(2.0)
+    # P(0 in a size-2 draw) = p0 + sum_{j != 0} p_j p0 / (1 - p_j)
+    assert float(incl[0]) == pytest.approx(0.1 + sum(pj * 0.1 / (1 - pj) for pj in (0.2, 0.3, 0.4)))
+    assert float(law(3).inclusion_probs().sum()) == pytest.approx(3.0)

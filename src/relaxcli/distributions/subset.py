@@ -242,6 +242,14 @@ class GumbelSoftmaxTopK(_CategoricalParams):
         log_p = self.logits.expand(*self.batch_shape, self.num_categories)
         return all_subsets_log_prob(log_p, self.k).movedim(-1, 0)
 
+    def inclusion_probs(self) -> Tensor:
+        """P(i is among the k draws without replacement) = sum_S q(S) 1[i in S], (*batch, K).
+
+        Exact, by enumeration of the C(K,k) subsets; the mean of the hard k-hot sample.
+        """
+        support = self.enumerate_support()  # (C, *batch, K)
+        return (self.enumerate_log_prob().exp().unsqueeze(-1) * support).sum(0)
+
 
 # ----------------------------------------------------------------------------- pure functions
 def topk_indicator(kappa: Tensor, k: int) -> Tensor:

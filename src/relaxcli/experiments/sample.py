@@ -29,7 +29,7 @@ sampler at the chosen temperature, not only in a limit:
   Gaussian gate by the registry's construction; Gumbel-max for the argmax of the Gumbel-softmax
   family): ``P(z > 1/2)`` or ``P(argmax z = k)`` are the discrete law's probabilities; the copula's
   marginals come from its own ``marginal_probs()`` (``U_k > 1 - pi_k``);
-* top-k: inclusion probabilities by exact enumeration of ordered draws without replacement;
+* top-k: inclusion probabilities of its discrete law (``inclusion_probs()``, exact enumeration);
 * the copula's pairwise ``P(m_i > 1/2, m_j > 1/2) = Phi_2(Phi^-1(pi_i), Phi^-1(pi_j); R_ij)``.
 
 Each empirical probability gets a z-score ``(p_hat - p) / sqrt(p (1 - p) / n)``; the summary
@@ -240,32 +240,6 @@ def _accessor(dist, name: str):
     return v if isinstance(v, torch.Tensor) else None
 
 
-def topk_inclusion_probs(p: torch.Tensor, k: int, max_orders: int = 2_000_000) -> torch.Tensor | None:
-    """P(i is among k draws without replacement from Categorical(p)), by exact enumeration.
-
-    Sums prod_j p_{i_j} / (1 - sum_{l<j} p_{i_l}) over ordered k-tuples; None when there are
-    more than ``max_orders`` tuples.
-    """
-    p = p.detach().double().cpu()
-    kcat = p.shape[-1]
-    if math.perm(kcat, k) > max_orders:
-        return None
-    flat = p.reshape(-1, kcat)
-    out = torch.zeros_like(flat)
-    for b in range(flat.shape[0]):
-        pb = flat[b].tolist()
-        incl = [0.0] * kcat
-        for order in itertools.permutations(range(kcat), k):
-            prob, used = 1.0, 0.0
-            for i in order:
-                prob *= pb[i] / (1.0 - used)
-                used += pb[i]
-            for i in order:
-                incl[i] += prob
-        out[b] = torch.tensor(incl, dtype=torch.float64)
-    return out.reshape(p.shape)
-
-
 def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict,
                  vector_event: bool, tau=None) -> dict[str, torch.Tensor]:
     """Exact values of the statistics the runner measures, shaped like one sample."""
@@ -315,8 +289,9 @@ def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict
         if lr_mean is not None:
             pad = torch.full(lr_mean.shape[:-1] + (1,), float("nan"), dtype=torch.float64)
             put("log_ratio", torch.cat([lr_mean, pad], -1))
-    if method.family == "subset" and "k" in options:
-        incl = topk_inclusion_probs(torch.softmax(raw, -1), options["k"])
+    incl = (_accessor(method.discrete(raw, **options), "inclusion_probs")
+            if method.family == "subset" and method.discrete is not None else None)
+    if incl is not None:
         put("p_included", incl)
         if is_hard:  # the exact top-k indicator: E[z_i] = P(i in top-k)
             put("mean", incl)
