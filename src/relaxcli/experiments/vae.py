@@ -63,7 +63,6 @@ uninterrupted run with the same seed. Ctrl-C keeps the checkpoint of the last fu
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import time
@@ -242,27 +241,18 @@ def prior_raw(method: registry.Method, latent: Latent, batch: int, device) -> Te
     return raw
 
 
-def subset_support(categories: int, k: int, device) -> Tensor:
-    """All C(K, k) k-hot vectors, shape (C(K,k), K)."""
-    combos = list(itertools.combinations(range(categories), k))
-    out = torch.zeros(len(combos), categories, device=device)
-    for row, idx in enumerate(combos):
-        out[row, list(idx)] = 1.0
-    return out
-
-
 def per_image(t: Tensor, lead: int) -> Tensor:
     """Sum every dimension after the first ``lead`` ones (latent variables of one image)."""
     return t.reshape(*t.shape[:lead], -1).sum(-1)
 
 
-def exact_kl(q, p, support: Tensor | None, p_log_mass: Tensor | None = None) -> Tensor | None:
+def exact_kl(q, p, p_log_mass: Tensor | None = None) -> Tensor | None:
     """KL(q || p) per image (B,): torch's registered KL; else, for a finite law that lists the
     log-masses of its whole support (``enumerate_log_prob``, (S, *batch)),
     sum_s q_s (log q_s - log p_s) with ``p_log_mass`` (the prior's, broadcastable; computed from
-    ``p`` when None); else enumeration over ``support`` with ``log_prob``.
+    ``p`` when None).
 
-    Returns None when none applies (the caller then uses a Monte-Carlo estimate)."""
+    Returns None when neither applies (the caller then uses a Monte-Carlo estimate)."""
     try:
         return per_image(kl_divergence(q, p), 1)
     except NotImplementedError:
@@ -271,11 +261,7 @@ def exact_kl(q, p, support: Tensor | None, p_log_mass: Tensor | None = None) -> 
         log_q = q.enumerate_log_prob()
         log_p = p.enumerate_log_prob() if p_log_mass is None else p_log_mass
         return per_image((log_q.exp() * (log_q - log_p)).sum(0), 1)
-    if support is None:
-        return None
-    values = support.view(support.shape[0], *([1] * len(q.batch_shape)), *support.shape[1:])
-    log_q, log_p = q.log_prob(values), p.log_prob(values)  # (S, B, N)
-    return per_image((log_q.exp() * (log_q - log_p)).sum(0), 1)
+    return None
 
 
 @dataclass
@@ -286,7 +272,6 @@ class Laws:
     latent: Latent
     options: dict
     eval_model: str
-    support: Tensor | None
 
     def prior_log_mass(self, device) -> Tensor | None:
         """Log-masses of the discrete prior over its enumerated support, (S, 1, *latent) for one
@@ -335,7 +320,7 @@ def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, 
         z = q.sample((n_samples,))
         log_px = model.log_px(x, z)  # (S, B)
         log_q, log_p = per_image(q.log_prob(z), 2), per_image(p.log_prob(z), 2)
-        kl = exact_kl(q, p, laws.support, laws.prior_log_mass(device) if discrete else None)
+        kl = exact_kl(q, p, laws.prior_log_mass(device) if discrete else None)
         if kl is None:
             kl = (log_q - log_p).mean(0)
         tot_elbo += float((-log_px.mean(0) + kl).sum())
@@ -454,8 +439,7 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
         train_x = data.train[: opts["train_limit"]]
         binarizer = Binarizer(opts["binarize"], data)
         test_x = binarizer.test[: opts["test_limit"]]
-        support = subset_support(latent.categories, method_options["k"], dev) if m.family == "subset" else None
-        laws = Laws(m, latent, method_options, eval_model_of(m), support)
+        laws = Laws(m, latent, method_options, eval_model_of(m))
         model = VAE(latent, hidden_sizes, learn_correlation=learns_correlation(m)).to(dev)
         est = make_estimator(m, n_samples=opts["n_samples"], **est_options).to(dev)
         optimizer = torch.optim.Adam(list(model.parameters()) + list(est.parameters()), lr=opts["lr"])
@@ -503,7 +487,7 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
                     if mc_kl is None:
                         q0 = laws.posterior(raw, tau_now, model, laws.eval_model == "discrete")
                         p0 = laws.prior(x.shape[0], tau_now, dev, laws.eval_model == "discrete")
-                        mc_kl = exact_kl(q0, p0, support) is None
+                        mc_kl = exact_kl(q0, p0) is None
                     if mc_kl:
                         # No exact KL: the cost carries the unbiased single-sample estimate
                         # log q(z|x) - log p(z) with the method's exact densities.
@@ -520,7 +504,7 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
 
                         discrete = laws.eval_model == "discrete"
                         kl = exact_kl(laws.posterior(raw, tau_now, model, discrete),
-                                      laws.prior(x.shape[0], tau_now, dev, discrete), support,
+                                      laws.prior(x.shape[0], tau_now, dev, discrete),
                                       laws.prior_log_mass(dev) if discrete else None).mean()
                     step_est = est
                     if model.corr_factor is not None:  # the learned correlation changes every step
