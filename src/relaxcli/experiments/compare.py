@@ -36,7 +36,7 @@ from relaxcli.errors import BadInput
 
 # ----------------------------------------------------------------------- what each command reports
 DEFAULT_METRICS: dict[str, list[str]] = {
-    "train-vae": ["test_neg_elbo", "test_iw_nll", "seconds_per_epoch"],
+    "train-vae": ["test_neg_elbo", "test_iw_nll", "test_kl", "test_active_vars", "seconds_per_epoch"],
     "reinforce": ["episodes_to_solve", "steps_to_solve", "eval_return_greedy", "wall_seconds"],
     "grad-bench": ["bias_norm", "variance_trace", "mse", "snr", "seconds_per_estimate"],
 }
@@ -56,6 +56,8 @@ LABELS = {
     "bias_norm": "‖bias‖", "variance_trace": "tr variance", "mse": "MSE", "snr": "SNR",
     "seconds_per_estimate": "s/estimate", "wall_seconds": "wall s",
     "train_cpu_seconds_per_epoch": "train CPU s/epoch",
+    "test_kl": "KL (nats)", "test_recon": "reconstruction", "test_active_vars": "active vars",
+    "test_mean_max_prob": "mean max q", "val_neg_elbo": "val -ELBO",
 }
 # Direction of "better", used only to mark the best group in bold.
 LOWER_IS_BETTER = {"test_neg_elbo", "test_iw_nll", "seconds_per_epoch", "train_neg_elbo",

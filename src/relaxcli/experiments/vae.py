@@ -494,6 +494,9 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
     except ValueError as e:
         raise BadInput(str(e)) from None
     data = load_dataset(opts["dataset"], opts["data_dir"])
+    n_images = data.train[: opts["train_limit"]].shape[0]
+    _check(opts["val_size"] < n_images, f"--val-size must be below the {n_images} training images, "
+           f"got {opts['val_size']}")
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
 
@@ -519,8 +522,6 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
         test_x = binarizer.test[: opts["test_limit"]]
         val_x = None
         if opts["val_size"]:  # the last val_size training images, held out, binarised once
-            _check(opts["val_size"] < train_x.shape[0], f"--val-size must be below the "
-                   f"{train_x.shape[0]} training images, got {opts['val_size']}")
             n_fit = train_x.shape[0] - opts["val_size"]
             val_x = binarizer.heldout(train_x[n_fit:], torch.arange(n_fit, train_x.shape[0]))
             train_x = train_x[:n_fit]
@@ -558,6 +559,7 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
         if start_epoch == 0:  # the untrained model, for reference (epoch 0)
             rec = {"epoch": 0, "step": 0, "tau": tau0,
                    **evaluate(model, laws, test_x, tau0, 1, False, dev)}
+            rec.pop("test_kl_per_variable")
             run.log_metrics(rec)
             history.append(rec)
 
