@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.distributions import constraints
 
+from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
     as_float_tensors,
     check_temperature,
@@ -73,7 +74,7 @@ class ScaledSimplex(constraints.Constraint):
         return f"ScaledSimplex(k={self.k}, upper={self.upper})"
 
 
-class GumbelSoftmaxTopK(_CategoricalParams):
+class GumbelSoftmaxTopK(HardSwitch, _CategoricalParams):
     r"""Relaxed k-subset sampling with one Gumbel perturbation (Kool et al. 2019, arXiv 1903.06059;
     relaxations: Xie & Ermon 2019, arXiv 1901.10517; Amos, Koltun, Kolter 2019, arXiv 1905.13328).
 
