@@ -47,6 +47,7 @@ import torch
 
 from relaxcli import methods as registry
 from relaxcli.console import Reporter
+from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
 from relaxcli.experiments._parse import (
     check_positive,
@@ -509,6 +510,12 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
     seed_everything(seed)
     dist = build_distribution(m, raw, tau_used, opts)
     vector_event = len(dist.event_shape) > 0 and m.family != "bernoulli"
+    warnings = []
+    if m.family == "subset" and not hard and opts.get("relaxation", "sequential") == "sequential":
+        line = sequential_relaxation_warning(float(tau_used), int(opts["k"]))
+        if line:  # soft samples of a relaxation that over-counts here: say so, keep the run
+            warnings.append(line)
+            reporter.note(line)
     if m.builder is None:
         reporter.note(f"{m.name} is a score-function estimator: these are samples of its "
                       "discrete law")
@@ -518,7 +525,7 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
         "hard": hard, "raw": params["raw"], "probs": params.get("probs"),
         "logits": params.get("logits"), "loc": params.get("loc"), "scale": params.get("scale"),
         "builder_options": params["options"], "seed": seed, "device_requested": device,
-        "device": str(dev),
+        "device": str(dev), "warnings": warnings,
     }
     run = create_run("sample", m.name, config, out=out, overwrite=overwrite, seed=seed,
                      device=str(dev), argv=argv)
@@ -549,7 +556,7 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
             "num_samples": num_samples, "seed": seed,
             "batch_shape": list(dist.batch_shape), "event_shape": list(dist.event_shape),
             "all_finite": finite, "coordinates": records, "pairwise": pairs,
-            "max_abs_z": max_z, "num_checks": n_checks,
+            "max_abs_z": max_z, "num_checks": n_checks, "warnings": warnings,
         }
         run.write_json("stats.json", stats)
         # ---- save pictures and report

@@ -78,6 +78,7 @@ from torch.nn import functional as F
 from relaxcli import methods as registry
 from relaxcli import plots
 from relaxcli.data import BINARIZATIONS, DATASETS, Binarizer, load_dataset
+from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
 from relaxcli.runs import create_run, open_for_resume, resolve_device, run_context, seed_everything
 
@@ -507,6 +508,12 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
         make_estimator(m, n_samples=opts["n_samples"], **est_options)
     except (TypeError, ValueError) as e:
         raise BadInput(f"method {m.name!r}: {e}") from None
+    warnings = []  # topk's sequential relaxation where it over-counts: one line, also in the summary
+    if m.family == "subset" and method_options.get("relaxation", "sequential") == "sequential":
+        line = sequential_relaxation_warning(tau0, method_options["k"])
+        if line:
+            warnings.append(line)
+            reporter.note(line)
     # Score-function estimators get no relaxation temperature unless --tau is given
     # (REBAR/RELAX then learn theirs, as in their papers).
     pass_tau = m.kind != "score-function" or opts["tau"] is not None
@@ -707,7 +714,7 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
             "train_neg_elbo": trained[-1]["train_neg_elbo"], "untrained_test_neg_elbo": history[0]["test_neg_elbo"],
             "eval_samples": opts["eval_samples"], "tau_final": tau_now, "dataset": opts["dataset"],
             "binarize": opts["binarize"], "latent_shape": list(latent.shape), "seed": opts["seed"],
-            "run_dir": str(run.path),
+            "run_dir": str(run.path), "warnings": warnings,
         }
         summary = run.finish(summary)
         reporter.print(f"done: test -ELBO {summary['test_neg_elbo']:.2f}, IW bound "
