@@ -16,9 +16,11 @@
 #   SEEDS    space-separated seeds (each script has its own default)
 #   METHODS  space- or comma-separated registry methods (scripts that sweep methods)
 #   EPOCHS   training epochs (train-vae scripts)
-#   JOBS     how many commands run at once (xargs -P; default 1). With JOBS > 1 and no
-#            OMP_NUM_THREADS set, each run gets nproc/JOBS torch threads, so N runs do not fight
-#            over the cores
+#   JOBS     how many commands run at once (xargs -P; default 1). With JOBS > 1 every run gets
+#            `--threads 1` (and OMP_NUM_THREADS=1 unless set), so N runs do not fight over the
+#            cores: on a busy 2-core machine torch's default threads made VAE training 6-23x
+#            slower than one thread per run. With JOBS = 1 a run uses relax's default,
+#            min(4, cores) threads
 #   DRY_RUN  1: print the commands, one per line, and run nothing (hand them to GNU parallel,
 #            or to a cluster: see slurm_array.sh); the compare command is printed on stderr
 #   SMOKE    1: a tiny budget that finishes in a few minutes (what the tests run)
@@ -94,10 +96,13 @@ run_sweep() {
   mkdir -p "$OUT/logs"
   rm -f "$OUT"/logs/*.failed
   printf '%s\n' "${cmds[@]}" > "$OUT/commands.txt"
-  if [[ "$JOBS" -gt 1 && -z "${OMP_NUM_THREADS:-}" ]]; then
-    local cores
-    cores="$(nproc 2>/dev/null || echo 1)"
-    export OMP_NUM_THREADS=$(( cores / JOBS > 0 ? cores / JOBS : 1 ))
+  if [[ "$JOBS" -gt 1 ]]; then
+    # one thread per run: JOBS runs side by side already use the cores
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+    local j
+    for j in "${!cmds[@]}"; do
+      [[ "${cmds[$j]}" == *" --threads "* ]] || cmds[$j]="${cmds[$j]} --threads 1"
+    done
   fi
   echo "sweep ${SWEEP_NAME:-}: ${#cmds[@]} runs, $JOBS at a time, into $OUT" >&2
 

@@ -116,8 +116,9 @@ def test_run_sweep_parallel_counts_failures_and_still_compares(tmp_path):
     assert r.returncode == 1, r.stderr  # one run failed
     assert "1 of 4 runs failed" in r.stderr
     made = calls.read_text().splitlines()
-    assert sorted(made[:4]) == sorted([f"ok --n {i} --out {out}/r{i}" for i in (1, 2, 3)]
-                                      + [f"fail --out {out}/bad"])
+    # JOBS > 1: one torch thread per run, so the parallel runs do not fight over the cores
+    assert sorted(made[:4]) == sorted([f"ok --n {i} --out {out}/r{i} --threads 1" for i in (1, 2, 3)]
+                                      + [f"fail --out {out}/bad --threads 1"])
     assert made[4] == f"compare {out} --out {out}/compare --overwrite --group-by method"
     assert (out / "commands.txt").read_text().count("\n") == 4
     assert sorted(p.name for p in (out / "logs").glob("*.failed")) == ["4.failed"]

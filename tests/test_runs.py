@@ -85,6 +85,15 @@ def test_non_empty_out_is_refused_unless_overwrite(tmp_path):
     with pytest.raises(RunDirError, match="--overwrite"):
         _make(tmp_path)
     assert (out / "old.png").exists()  # nothing touched
+    # a folder that is not a relax run directory is never emptied, even with --overwrite
+    with pytest.raises(RunDirError, match="not a relax run directory"):
+        _make(tmp_path, overwrite=True)
+    assert (out / "old.png").read_text() == "stale"
+    # a run directory is replaced, its stale files removed
+    (out / "old.png").unlink()
+    first = _make(tmp_path)
+    first.release()
+    (out / "old.png").write_text("stale")
     run = _make(tmp_path, overwrite=True)
     assert not (out / "old.png").exists()  # stale files of the old run are gone
     assert read_status(run.path) == "running"
@@ -152,7 +161,8 @@ def test_resume_opening(tmp_path):
     with pytest.raises(KeyboardInterrupt), run_context(run):
         raise KeyboardInterrupt
     again = open_for_resume(run.path, "sample")
-    assert read_status(again.path) == "running"
+    # the status changes only when the continuation starts (run_context)
+    assert read_status(again.path) == "interrupted"
     assert again.config["options"] == {"tau": 0.5, "n": 3}
     assert again.read_metrics() == [{"epoch": 1}]
     again.truncate_metrics(lambda r: r["epoch"] < 1)
@@ -162,6 +172,7 @@ def test_resume_opening(tmp_path):
     with pytest.raises(RunDirError, match="not a run directory"):
         open_for_resume(tmp_path / "nothing", "sample")
     again.finish({})
+    again.release()
     with pytest.raises(RunDirError, match="already completed"):
         open_for_resume(run.path, "sample")
 

@@ -1,8 +1,10 @@
 """The ``relax`` command line: parses options, validates, calls a runner, maps errors to exit codes.
 
 Exit codes (stable, for shell sweeps): 0 success; 1 the run failed; 2 bad input (one line on
-stderr saying what was wrong and what is allowed); 130 interrupted with Ctrl-C (the run directory
-keeps everything written so far and is marked ``interrupted``).
+stderr saying what was wrong and what is allowed; also a bare ``relax``, which prints the help);
+130 interrupted with Ctrl-C and 143 stopped by SIGTERM (the run directory keeps everything
+written so far and is marked ``interrupted``; ``train-vae`` and ``reinforce`` runs can be
+continued with ``--resume``).
 
 This module holds no science: every command is one function that hands its options to a runner
 in :mod:`relaxcli.experiments`.
@@ -11,6 +13,7 @@ in :mod:`relaxcli.experiments`.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +25,7 @@ import relaxcli
 from relaxcli import methods as registry
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
+from relaxcli.runs import RunFailed, Terminated
 
 app = typer.Typer(
     name="relax",
@@ -39,10 +43,17 @@ OutOpt = Annotated[Path | None, typer.Option(
     "Must be new or empty unless --overwrite.")]
 OverwriteOpt = Annotated[bool, typer.Option(
     "--overwrite", help="Replace the contents of an existing, non-empty --out directory.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same numbers on the same machine.")]
+SeedOpt = Annotated[int, typer.Option(
+    "--seed", min=0, max=2**63 - 1,
+    help="Random seed (0 to 2^63 - 1): the same seed gives the same numbers on the same machine.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print summary.json to stdout and nothing else.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No tables or progress on stderr.")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="Nothing on stderr but errors (no tables, progress or result lines).")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    "--threads", help="CPU threads torch may use (>= 1). Default: OMP_NUM_THREADS when set, else "
+    "min(4, cores). Give 1 per run when several runs share a machine (the sweeps in "
+    "experiments/ do). Recorded in config.json.", show_default=False)]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -54,20 +65,28 @@ def fail(message: str, code: int = 2) -> None:
 def invoke(runner: Callable[..., dict], *, json_out: bool, quiet: bool, **kwargs: Any) -> None:
     """Call ``runner(reporter=..., **kwargs)``; print its summary as JSON when ``--json``.
 
-    BadInput -> exit 2, KeyboardInterrupt -> exit 130, any other error -> exit 1, each with one
-    line on stderr (the run directory's ``status`` file records the same).
+    BadInput -> exit 2, KeyboardInterrupt -> exit 130, SIGTERM -> exit 143, any other error ->
+    exit 1, each with one line on stderr (the run directory's ``status`` file records the same).
     """
+    for name, value in kwargs.items():  # --tau inf, --lr nan...: never a silent nonsense run
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
     reporter = Reporter(quiet=quiet or json_out and not sys.stderr.isatty(), json_mode=json_out)
     try:
         summary = runner(reporter=reporter, **kwargs)
     except BadInput as e:
         fail(str(e), 2)
+    except Terminated:
+        raise typer.Exit(143) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except typer.Exit:
         raise
+    except RunFailed as e:
+        fail(str(e), 1)
     except Exception as e:  # noqa: BLE001 - one clear line, never a traceback
-        fail(f"{type(e).__name__}: {e}", 1)
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        fail(f"{type(e).__name__}: {text}".rstrip(": "), 1)
     if json_out:
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()
@@ -210,6 +229,7 @@ def sample(
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -225,7 +245,7 @@ def sample(
     invoke(run_sample, json_out=json_out, quiet=quiet, method=method, tau=tau, probs=probs,
            logits=logits, k=k, correlation=correlation, scale=scale, loc=loc,
            num_samples=num_samples, hard=hard, tau_forward=tau_forward, seed=seed, out=out,
-           overwrite=overwrite, device=device)
+           overwrite=overwrite, device=device, threads=threads)
 
 
 @app.command("bridge")
@@ -236,13 +256,16 @@ def bridge(
     random: Annotated[bool, typer.Option(
         "--random", help="Draw alpha at random from --seed instead (log-uniform in [0.5, 20]), "
         "with --dim categories.")] = False,
-    dim: Annotated[int, typer.Option("--dim", help="Number of categories K for --random.")] = 3,
+    dim: Annotated[int | None, typer.Option(
+        "--dim", help="Number of categories K for --random (default 3); refused without --random "
+        "(--alpha fixes K then).", show_default=False)] = None,
     num_samples: Annotated[int, typer.Option(
         "--num-samples", "-n", help="Monte Carlo samples for the moments and KL estimates.")] = 100_000,
     seed: SeedOpt = 0,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -255,7 +278,8 @@ def bridge(
     from relaxcli.experiments.bridge import run_bridge
 
     invoke(run_bridge, json_out=json_out, quiet=quiet, alpha=alpha, random=random, dim=dim,
-           num_samples=num_samples, seed=seed, out=out, overwrite=overwrite, device=device)
+           num_samples=num_samples, seed=seed, out=out, overwrite=overwrite, device=device,
+           threads=threads)
 
 
 @app.command("grad-bench")
@@ -292,6 +316,7 @@ def grad_bench(
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -303,7 +328,8 @@ def grad_bench(
 
     invoke(run_grad_bench, json_out=json_out, quiet=quiet, problem=problem, methods=methods,
            tau=tau, draws=draws, target=target, categories=categories, tune_steps=tune_steps,
-           tune_lr=tune_lr, train=train, steps=steps, lr=lr, seed=seed, out=out, overwrite=overwrite, device=device)
+           tune_lr=tune_lr, train=train, steps=steps, lr=lr, seed=seed, out=out, overwrite=overwrite, device=device,
+           threads=threads)
 
 
 @app.command("train-vae")
@@ -374,6 +400,7 @@ def train_vae(
         "(Glorot-uniform weights, zero biases: TensorFlow's, Jang et al.'s).")] = "torch",
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue a run directory after its last completed epoch (options come "
         "from its config.json, except --epochs); results equal an uninterrupted run.")] = None,
@@ -385,7 +412,7 @@ def train_vae(
     """Train a VAE on binarised MNIST with the method's latent; report test -ELBO and an IW bound."""
     from relaxcli.experiments.vae import run_train_vae
 
-    refuse_options_beside_resume(ctx, resume, may_change=("epochs",))
+    refuse_options_beside_resume(ctx, resume, may_change=("epochs", "threads"))
 
     invoke(run_train_vae, json_out=json_out, quiet=quiet, method=method, epochs=epochs,
            latent_dim=latent_dim, categories=categories, k=k, hidden=hidden, lr=lr,
@@ -394,7 +421,7 @@ def train_vae(
            eval_samples=eval_samples, latent_family=latent_family, train_limit=train_limit,
            test_limit=test_limit, val_size=val_size, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
            anneal_every=anneal_every, input_coding=input_coding, init=init, seed=seed,
-           device=device, resume=resume, out=out, overwrite=overwrite)
+           device=device, threads=threads, resume=resume, out=out, overwrite=overwrite)
 
 
 @app.command("reinforce")
@@ -428,6 +455,7 @@ def reinforce(
         "and RELAX's control variate.")] = 128,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     stop_when_solved: Annotated[bool, typer.Option(
         "--stop-when-solved", help="Stop once the 100-episode average return reaches the "
         "environment's reward threshold.")] = False,
@@ -448,13 +476,13 @@ def reinforce(
     """Train a softmax policy with REINFORCE (baselines) or RELAX on a gymnasium environment."""
     from relaxcli.experiments.reinforce import reinforce as run_reinforce
 
-    refuse_options_beside_resume(ctx, resume)
+    refuse_options_beside_resume(ctx, resume, may_change=("threads",))
 
     invoke(run_reinforce, json_out=json_out, quiet=quiet, resume=resume, out=out,
            overwrite=overwrite, env=env, estimator=estimator, baseline=baseline, gamma=gamma,
            num_envs=num_envs, episodes=episodes, steps=steps, lr=lr, entropy_coef=entropy_coef,
            hidden=hidden, seed=seed, device=device, stop_when_solved=stop_when_solved,
-           eval_episodes=eval_episodes, video=video)
+           eval_episodes=eval_episodes, video=video, threads=threads)
 
 
 @app.command("compare")
@@ -513,8 +541,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv = ["relax", *argv]
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="relax")
-    except no_args_help:
-        sys.exit(0)  # help was printed
+    except no_args_help as e:
+        # A bare `relax` (or a group without its command): print the help, exit 2 (usage error).
+        ctx = getattr(e, "ctx", None)
+        help_text = ctx.get_help() if ctx is not None else app.info.help or ""
+        sys.stdout.write(help_text.rstrip("\n") + "\n")
+        sys.stdout.flush()
+        sys.exit(2)
     except usage_errors as e:
         ctx = getattr(e, "ctx", None)
         name = ctx.command_path if ctx is not None else "relax"

@@ -1,15 +1,24 @@
-"""Terminal output shared by every command: rich on stderr, silent when not a terminal.
+"""Terminal output shared by every command: rich on stderr, plain lines when not a terminal.
 
-stdout is reserved for ``--json`` (sweep scripts parse it), so tables, progress bars and
-messages all go to stderr. Progress bars and tables (:meth:`Reporter.print`,
-:meth:`Reporter.table`, :meth:`Reporter.progress`) are shown only when stderr is a terminal and
-the user did not pass ``--quiet``, so logs and pipes stay clean; :meth:`Reporter.note` (one plain
-line a user must not miss, e.g. "plots are drawn only for K = 3") is shown unless ``--quiet``.
+stdout is reserved for ``--json`` (sweep scripts parse it), so tables, progress and messages all
+go to stderr, and nothing but errors with ``--quiet``.
+
+* On a terminal: rich progress bars, tables and messages.
+* Without one (a log file, a pipe, a cluster job): the same messages and tables as plain text
+  (no colours, 160 columns), and instead of bars one plain progress line
+  ``description: n/total (info) [elapsed, ~remaining left]`` at most every
+  :data:`PLAIN_EVERY_SECONDS` seconds and only after another tenth of the work, or at least every
+  :data:`PLAIN_MAX_SILENCE` seconds; so an hour-long run leaves a log that shows it is alive,
+  each epoch's or update's result, and the final result with the run directory.
+
+:meth:`Reporter.note` is one plain line a user must not miss (e.g. "plots are drawn only for
+K = 3"), shown unless ``--quiet``.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -46,10 +55,12 @@ class Reporter:
         return self.interactive
 
     def print(self, *objects, **kwargs) -> None:
-        if self.interactive:
+        """A message (rich markup); plain text off a terminal; nothing with --quiet."""
+        if not self.quiet:
             self.console.print(*objects, **kwargs)
 
     def table(self, table) -> None:
+        """A rich table: drawn on a terminal, plain text in a log; nothing with --quiet."""
         self.print(table)
 
     def note(self, message: str) -> None:
@@ -59,8 +70,11 @@ class Reporter:
 
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[ProgressTask]:
-        if not self.show_progress:
+        if self.quiet:
             yield ProgressTask(None, None)
+            return
+        if not self.show_progress:  # a log or a pipe: a plain line now and then
+            yield PlainProgress(description, total)
             return
         progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -82,3 +96,47 @@ class ProgressTask:
         if self._progress is not None:
             kw = {"info": info} if info is not None else {}
             self._progress.update(self._task, advance=n, **kw)
+
+
+PLAIN_EVERY_SECONDS = 10.0   # plain progress: at most one line per this many seconds...
+PLAIN_MAX_SILENCE = 60.0     # ...and at least one per this many, whatever the fraction done
+
+
+class PlainProgress(ProgressTask):
+    """Progress for logs and pipes: a plain line after each further tenth of the work (at most
+    every PLAIN_EVERY_SECONDS seconds), or after PLAIN_MAX_SILENCE seconds without one."""
+
+    def __init__(self, description: str, total: int | None, stream=None):
+        super().__init__(None, None)
+        self.description, self.total, self.done, self.info = description, total, 0, ""
+        self.stream = stream
+        self.start = self.last = time.monotonic()
+        self.last_done = 0
+
+    def advance(self, n: int = 1, info: str | None = None) -> None:
+        self.done += n
+        if info is not None:
+            self.info = info
+        now = time.monotonic()
+        step = (self.total or 0) / 10
+        if (now - self.last >= PLAIN_EVERY_SECONDS and (not step or self.done - self.last_done >= step)
+                or now - self.last >= PLAIN_MAX_SILENCE):
+            self.line(now)
+
+    def line(self, now: float) -> None:
+        elapsed = now - self.start
+        count = f"{self.done}/{self.total}" if self.total else str(self.done)
+        left = ""
+        if self.total and 0 < self.done < self.total:
+            left = f", ~{_clock(elapsed * (self.total - self.done) / self.done)} left"
+        info = f" ({self.info.strip()})" if self.info.strip() else ""
+        print(f"{self.description}: {count}{info} [{_clock(elapsed)}{left}]",
+              file=self.stream or sys.stderr, flush=True)
+        self.last, self.last_done = now, self.done
+
+
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,8 +83,12 @@ def user_cache_dir() -> Path:
 def read_idx(path: Path) -> np.ndarray:
     """Parse an idx file (plain or gzip): magic 0x0000 08 <ndim>, big-endian int32 dims, uint8 data."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, gzip.BadGzipFile, OSError, zlib.error) as e:  # a cut or damaged download
+        why = "truncated" if isinstance(e, EOFError) else f"unreadable ({e})"
+        raise BadInput(f"{path} is {why}; delete it and download or copy it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise BadInput(f"{path} is not an idx file of unsigned bytes (bad magic number)")
     ndim = raw[3]
@@ -139,6 +144,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool |
         raise BadInput(f"unknown --dataset {name!r}; choose from: {', '.join(DATASETS)}")
     if name == "synthetic":
         return synthetic_dataset()
+    if data_dir is not None and not str(data_dir).strip():
+        raise BadInput("--data-dir is empty; give a folder, or leave the option out to use "
+                       "RELAX_DATA_DIR or the user cache")
     roots = candidate_roots(data_dir)
     if data_dir is not None and not Path(data_dir).is_dir():
         raise BadInput(f"--data-dir {str(data_dir)!r} is not a directory")

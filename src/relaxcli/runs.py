@@ -4,7 +4,19 @@ A run's life: :func:`create_run` makes the directory (refusing a non-empty one u
 ``overwrite`` or ``resume``), writes ``config.json`` and ``status`` = running; the runner appends
 lines to ``metrics.jsonl`` (flushed at once), writes images and checkpoints atomically, then
 ``summary.json``; :meth:`Run.finish` sets ``status`` = completed. :func:`run_context` marks a run
-``interrupted`` on Ctrl-C (keeping everything) and ``failed`` on an error.
+``interrupted`` on Ctrl-C or SIGTERM (keeping everything) and ``failed`` on an error.
+
+Nothing is lost:
+
+* ``--overwrite`` replaces only a folder that is a relax run directory (its ``config.json`` was
+  written by relaxcli, see :func:`is_run_dir`) or an empty one; any other folder (a project, a
+  home directory, a sweep holding many runs) is refused with exit 2 and left untouched, and so is
+  a folder that holds one of the command's own inputs (``inputs=``).
+* A process that writes a run directory holds an OS lock on its ``.relax.lock`` file
+  (``fcntl.flock``: released by the kernel when the process ends, even on a crash or
+  ``kill -9``, so no stale lock is ever left). A second writer (a second run on the same
+  ``--out``, a ``--resume`` of a run that is still going, an ``--overwrite`` of it) exits 2
+  naming the process and host that hold it.
 
 Every file is written atomically (temporary file in the same directory + ``os.replace``), so a
 killed process never leaves a half-written JSON or checkpoint behind.
@@ -25,8 +37,11 @@ import math
 import os
 import platform
 import random
+import signal
+import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +53,8 @@ import relaxcli
 from relaxcli.errors import BadInput
 
 STATUSES = ("running", "completed", "failed", "interrupted")
+COMMANDS = ("sample", "bridge", "grad-bench", "train-vae", "reinforce", "compare")
+LOCK_FILE = ".relax.lock"
 
 # Files made by mkstemp are 0600; give run files the permissions a plain open() would (umask).
 _UMASK = os.umask(0)
@@ -46,6 +63,21 @@ os.umask(_UMASK)
 
 class RunDirError(BadInput):
     """The output directory cannot be used (exists and non-empty, unwritable, not a run...)."""
+
+
+class RunLocked(RunDirError):
+    """Another process is writing this run directory (it holds the lock)."""
+
+
+class RunFailed(RuntimeError):
+    """The run cannot go on (e.g. its loss became NaN); the message is the one line to show.
+
+    The CLI prints it without a Python type name and exits 1; the run is marked ``failed``.
+    """
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a cluster scheduler sends): handled like Ctrl-C, but exit 143."""
 
 
 def utc_timestamp() -> str:
@@ -149,6 +181,14 @@ class Run:
 
     path: Path
     config: dict
+    lock: RunLock | None = None
+    started: bool = False  # run_context has begun: from then on it alone sets the status
+
+    def release(self) -> None:
+        """Give up the run directory's lock (idempotent; the OS drops it at exit anyway)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     # ------------------------------------------------------------------ files
     def file(self, name: str) -> Path:
@@ -231,34 +271,175 @@ def _check_writable(path: Path) -> None:
         raise RunDirError(f"cannot write to --out {str(path)!r}: {e.strerror or e}") from None
 
 
+# ------------------------------------------------------------------------------ locking
+class RunLock:
+    """An exclusive ``fcntl.flock`` on ``<run>/.relax.lock``, holding ``pid host time`` for messages.
+
+    The kernel drops the lock when the file is closed or the process dies (crash, ``kill -9``),
+    so a lock never outlives its holder; the file itself stays (removing lock files races).
+    """
+
+    def __init__(self, fd: int, path: Path):
+        self.fd, self.path = fd, path
+
+    @classmethod
+    def acquire(cls, run_dir: Path) -> RunLock:
+        path = Path(run_dir) / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        except OSError as e:
+            raise RunDirError(f"cannot lock {str(run_dir)!r}: {e.strerror or e}") from None
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no fcntl (Windows): no lock, as before
+            pass
+        except OSError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise RunLocked(f"{str(run_dir)!r} is in use by another relax process ({holder}); "
+                            "wait for it to finish or stop it first") from None
+        info = f"pid {os.getpid()} on {socket.gethostname()} since {utc_now_iso()}\n"
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info.encode(), 0)
+        return cls(fd, path)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+    def __del__(self):  # a Run dropped without release(): do not keep the directory locked
+        self.release()
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text or "pid unknown"
+
+
+def is_locked(path: Path | str) -> str | None:
+    """Who holds the lock of run directory ``path`` ("pid N on HOST since ..."), or None."""
+    lock = Path(path) / LOCK_FILE
+    if not lock.exists():
+        return None
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return _lock_holder(fd)
+    finally:
+        os.close(fd)
+    return None
+
+
+# ------------------------------------------------------------------------------ what may be replaced
+def _own_entry(name: str) -> bool:
+    """Files relaxcli itself leaves in a run directory besides its outputs (lock, temporaries)."""
+    return name in (LOCK_FILE, ".relax-write-probe") or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def is_run_dir(path: Path | str) -> bool:
+    """Whether ``path`` is a folder that a relax command created: its config.json is a JSON object
+    with relaxcli's ``command`` and ``relaxcli_version``, its ``status`` (when present) is a
+    known status, and it holds only plain files (a run never makes sub-folders or links)."""
+    path = Path(path)
+    try:
+        if not path.is_dir() or path.is_symlink():
+            return False
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if not (isinstance(config, dict) and config.get("command") in COMMANDS
+                and "relaxcli_version" in config):
+            return False
+        status = read_status(path)
+        if (path / "status").exists() and status not in STATUSES:
+            return False
+        return all(child.is_file() and not child.is_symlink() for child in path.iterdir())
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _is_within(inner: Path, outer: Path) -> bool:
+    """``inner`` is ``outer`` or lies below it (paths resolved, links followed)."""
+    try:
+        inner, outer = inner.resolve(), outer.resolve()
+    except OSError:
+        return False
+    return inner == outer or outer in inner.parents
+
+
+def _replaceable(path: Path, command: str, inputs: list[Path]) -> None:
+    """Refuse (exit 2, nothing touched) to empty ``path`` unless it is a relax run directory that
+    holds none of the command's inputs and no other process is writing."""
+    for item in inputs:
+        if _is_within(Path(item), path):
+            raise RunDirError(f"--out {str(path)!r} holds this command's own input {str(item)!r}; "
+                              "--overwrite would delete it: choose another --out")
+    if not is_run_dir(path):
+        raise RunDirError(
+            f"--out {str(path)!r} exists, is not empty and is not a relax run directory (no "
+            "relaxcli config.json, or it holds sub-folders/links); --overwrite only replaces a "
+            "run directory, so nothing was touched: choose a new or empty --out")
+
+
 def create_run(command: str, method: str | None, options: dict, out: Path | str | None = None,
                overwrite: bool = False, seed: int | None = None, device: str | None = None,
-               argv: list[str] | None = None) -> Run:
-    """Create a fresh run directory and write its config.json (status = running).
+               argv: list[str] | None = None, inputs: list[Path | str] | None = None) -> Run:
+    """Create a fresh run directory, lock it and write its config.json (status = running).
 
-    An existing non-empty ``out`` is refused unless ``overwrite`` (then its files are removed,
-    since keeping stale images beside new ones would mix two runs).
+    An existing non-empty ``out`` is refused unless ``overwrite`` and it is a relax run directory
+    (:func:`is_run_dir`) holding none of ``inputs`` (files or folders the command reads) and not
+    locked by another process; its files are then removed, since keeping stale images beside new
+    ones would mix two runs. Anything else is refused with :class:`RunDirError` (exit 2) and left
+    untouched.
     """
     path = Path(out) if out is not None else default_out(command, method)
+    inputs = [Path(i) for i in inputs or []]
+    lock = None
     try:
         if path.exists() and not path.is_dir():
             raise RunDirError(f"--out {str(path)!r} exists and is not a directory")
-        if path.is_dir() and any(path.iterdir()):
+        if path.is_dir() and any(not _own_entry(c.name) for c in path.iterdir()):
             if not overwrite:
                 raise RunDirError(
                     f"--out {str(path)!r} exists and is not empty; pass --overwrite to replace it"
                     + (" or --resume to continue it" if command in ("train-vae", "reinforce") else "")
                 )
+            _replaceable(path, command, inputs)
+            lock = RunLock.acquire(path)
+            _replaceable(path, command, inputs)  # checked again under the lock
             _clear_dir(path)
     except OSError as e:  # e.g. a directory we may not list or clear
+        if lock is not None:
+            lock.release()
         raise RunDirError(f"cannot use --out {str(path)!r}: {e.strerror or e}") from None
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     _check_writable(path)
+    if lock is None:
+        lock = RunLock.acquire(path)
     config = {
         "command": command,
         "method": method,
         "options": to_jsonable(options),
         "seed": seed,
         "device": device,
+        "threads": torch.get_num_threads(),
         "relaxcli_version": relaxcli.__version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
@@ -266,24 +447,32 @@ def create_run(command: str, method: str | None, options: dict, out: Path | str 
         "start_time": utc_now_iso(),
         "argv": list(sys.argv if argv is None else argv),
     }
-    run = Run(path, config)
-    run.write_json("config.json", config)
-    run.set_status("running")
+    run = Run(path, config, lock)
+    try:
+        run.write_json("config.json", config)
+        run.set_status("running")
+    except BaseException:
+        run.release()
+        raise
     return run
 
 
 def _clear_dir(path: Path) -> None:
-    import shutil
-
+    """Remove the plain files of a run directory (never its lock file, never a sub-folder)."""
     for child in path.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+        if child.name == LOCK_FILE:
+            continue
+        child.unlink()
 
 
-def open_for_resume(path: Path | str, command: str) -> Run:
-    """Reopen an existing run directory of ``command`` to continue it (status back to running)."""
+def open_for_resume(path: Path | str, command: str, allow_completed: bool = False) -> Run:
+    """Reopen an existing run directory of ``command`` to continue it, and lock it.
+
+    The status is left as it is until :func:`run_context` starts the continuation (then
+    ``running``): a resume refused before that (bad options, another process holding the lock)
+    leaves the run as it was. Between the two, wrap the preparation in :func:`preparing` so that a
+    resume that cannot start (unreadable checkpoint, missing data) marks the run ``failed``.
+    """
     path = Path(path)
     cfg_path = path / "config.json"
     if not cfg_path.exists():
@@ -292,32 +481,130 @@ def open_for_resume(path: Path | str, command: str) -> Run:
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise RunDirError(f"--resume {str(path)!r}: config.json is unreadable ({e})") from None
+    if not isinstance(config, dict):
+        raise RunDirError(f"--resume {str(path)!r}: config.json is not a relax run's config")
     if config.get("command") != command:
         raise RunDirError(
             f"--resume {str(path)!r} is a {config.get('command')!r} run, not {command!r}")
-    if read_status(path) == "completed":
+    if read_status(path) == "completed" and not allow_completed:
         raise RunDirError(f"--resume {str(path)!r} is already completed; nothing to resume")
-    run = Run(path, config)
-    run.set_status("running")
-    return run
+    lock = RunLock.acquire(path)
+    return Run(path, config, lock)
+
+
+class Refused(BadInput):
+    """A request that a run directory refuses as asked (e.g. ``--resume --epochs`` not beyond the
+    last saved epoch): exit 2, and the run's status stays what it was."""
+
+
+@contextlib.contextmanager
+def preparing(run: Run) -> Iterator[Run]:
+    """Between :func:`open_for_resume` and :func:`run_context`: an error marks the run ``failed``
+    (its continuation could not start: an unreadable checkpoint, missing data...) and releases
+    its lock; a :class:`Refused` request only releases the lock."""
+    try:
+        yield run
+    except Refused:
+        run.release()
+        raise
+    except BaseException as e:
+        if run.started:  # the run itself failed or was interrupted: run_context said so
+            raise
+        with contextlib.suppress(OSError):
+            run.set_status("failed", f"resume could not start: {_one_line(e)}")
+        run.release()
+        raise
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, (BadInput, RunFailed)):
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def load_checkpoint(path: Path | str, map_location=None) -> Any:
+    """``torch.load`` of a run's checkpoint; an unreadable or corrupted file is bad input (exit 2)
+    naming the file, never a bare ``OSError``/``UnpicklingError``."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise BadInput(f"checkpoint {str(path)!r} does not exist") from None
+    except Exception as e:  # noqa: BLE001 - zip/pickle/OS errors of a damaged file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BadInput(f"checkpoint {str(path)!r} is corrupted or unreadable ({reason[:200]}); "
+                       "it cannot be resumed (start a new run)") from None
+    if not isinstance(obj, dict):
+        raise BadInput(f"checkpoint {str(path)!r} is not a relax checkpoint (a {type(obj).__name__})")
+    return obj
+
+
+# ------------------------------------------------------------------------------ threads
+def default_threads() -> int:
+    """torch threads when ``--threads`` is not given: OMP_NUM_THREADS when set, else
+    min(4, cores). Beyond a few threads the small matrices here gain nothing, and on a busy
+    machine every extra thread waits for a core."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def set_threads(threads: int | None) -> int:
+    """Validate ``--threads`` (>= 1; None = :func:`default_threads`) and give torch that many
+    intra-op threads; returns the number, which :func:`create_run` records in config.json."""
+    if threads is None:
+        threads = default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise BadInput(f"--threads must be a whole number >= 1, got {threads!r}")
+    if threads > 1024:
+        raise BadInput(f"--threads {threads} is more than any machine here has; give at most the "
+                       "number of cores")
+    torch.set_num_threads(threads)
+    return threads
 
 
 @contextlib.contextmanager
 def run_context(run: Run, resume_hint: str | None = None) -> Iterator[Run]:
-    """Mark the run interrupted (and re-raise KeyboardInterrupt) or failed on the way out.
+    """Mark the run running, then interrupted (Ctrl-C, SIGTERM: re-raised) or failed on the way out.
 
-    The CLI turns KeyboardInterrupt into exit 130 and other errors into exit 1; this context
-    only makes sure the status file tells the truth and prints how to resume.
+    The CLI turns KeyboardInterrupt into exit 130, :class:`Terminated` (SIGTERM) into 143 and
+    other errors into exit 1; this context makes sure the status file tells the truth, prints how
+    to resume, and releases the run directory's lock. SIGTERM is turned into
+    :class:`Terminated` inside it (main thread only), so a cluster job that is cancelled leaves
+    an ``interrupted``, resumable run like Ctrl-C does.
     """
+    run.started = True
+    if read_status(run.path) != "running":
+        run.set_status("running")
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield run
-    except KeyboardInterrupt:
-        run.set_status("interrupted")
-        msg = f"interrupted: everything written so far is kept in {run.path}"
+    except KeyboardInterrupt as e:
+        what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        run.set_status("interrupted", what if isinstance(e, Terminated) else None)
+        msg = f"{what}: everything written so far is kept in {run.path}"
         if resume_hint:
             msg += f"; resume with: {resume_hint}"
-        print(msg, file=sys.stderr)
+        print(msg, file=sys.stderr, flush=True)
         raise
     except BaseException as e:
-        run.set_status("failed", f"{type(e).__name__}: {e}")
+        run.set_status("failed", _one_line(e))
         raise
+    finally:
+        if previous is not None:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGTERM, previous)
+        run.release()
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()

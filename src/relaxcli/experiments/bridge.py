@@ -26,19 +26,25 @@ from relaxcli import bridge as lb
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
 from relaxcli.experiments._parse import parse_rows
-from relaxcli.runs import create_run, resolve_device, run_context, seed_everything
+from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
 DEFAULT_ALPHA = [2.0, 5.0, 9.0]
 RANDOM_RANGE = (0.5, 20.0)  # --random: alpha_k log-uniform in this range
 DTYPE = torch.float64
 CHUNK = 200_000
+DEFAULT_RANDOM_DIM = 3
 
 
-def parse_alpha(alpha: str | None, random: bool, dim: int) -> list[float] | None:
+def parse_alpha(alpha: str | None, random: bool, dim: int | None) -> list[float] | None:
     """The user's alpha (validated), the default, or None when it is to be drawn at random."""
     if alpha is not None and random:
         raise BadInput("give either --alpha or --random, not both")
+    if dim is not None and not random:
+        raise BadInput("--dim sets the number of categories of --random; without --random the "
+                       "categories are those of --alpha (default 2,5,9): add --random, or give "
+                       "--alpha with as many numbers as categories")
     if random:
+        dim = DEFAULT_RANDOM_DIM if dim is None else dim
         if dim < 2:
             raise BadInput(f"--dim must be at least 2 categories, got {dim}")
         return None
@@ -79,8 +85,34 @@ def monte_carlo_moments(dist, n: int) -> dict:
 
 
 def _kl(p, q, n: int) -> dict:
+    """A Monte-Carlo KL with its standard error and, when it is not a clean positive number, a
+    note saying what it means (a KL is never negative: a negative estimate is noise)."""
     est, se = lb.kl_monte_carlo(p, q, num_samples=n)
-    return {"estimate": float(est), "se": float(se), "num_samples": n}
+    est, se = float(est), float(se)
+    rec = {"estimate": est, "se": se, "num_samples": n, "note": None}
+    if not (math.isfinite(est) and math.isfinite(se)):
+        rec["note"] = ("not estimable: the log-density ratio is not finite at some samples "
+                       "(extreme alpha); no KL is reported")
+    elif est < 0:
+        rec["note"] = (f"the estimate {est:.3g} +/- {se:.2g} is negative, which a KL never is: it "
+                       "is Monte-Carlo noise around a KL close to 0" if est > -3 * se else
+                       f"the estimate {est:.3g} +/- {se:.2g} is negative beyond 3 standard errors, "
+                       "which a KL never is: the log-density ratio is too heavy-tailed here "
+                       "(extreme alpha) for this estimate to mean anything; try a larger -n")
+    return rec
+
+
+def kl_text(name: str, rec: dict) -> str:
+    """``KL(..) = 0.0123 +/- 0.0004``, or what a non-finite / negative estimate means."""
+    if not (math.isfinite(rec["estimate"]) and math.isfinite(rec["se"])):
+        return f"{name}: not estimable by Monte Carlo here (non-finite log-density ratio)"
+    if rec["estimate"] < 0:
+        return (f"{name}: indistinguishable from 0 (Monte-Carlo estimate {rec['estimate']:.3g} "
+                f"+/- {rec['se']:.2g} is noise; a KL is never negative)"
+                if rec["estimate"] > -3 * rec["se"] else
+                f"{name}: unreliable (Monte-Carlo estimate {rec['estimate']:.3g} +/- "
+                f"{rec['se']:.2g} is negative; the log-ratio is too heavy-tailed, try a larger -n)")
+    return f"{name} = {rec['estimate']:.4f} +/- {rec['se']:.4f} (Monte Carlo)"
 
 
 def bridge_plots(run, dirichlet, logistic_normal, back, title: str) -> list[str]:
@@ -110,10 +142,10 @@ def bridge_plots(run, dirichlet, logistic_normal, back, title: str) -> list[str]
     return files
 
 
-def run_bridge(*, alpha: str | None = None, random: bool = False, dim: int = 3,
+def run_bridge(*, alpha: str | None = None, random: bool = False, dim: int | None = None,
                num_samples: int = 100_000, seed: int = 0, out=None, overwrite: bool = False,
                device: str = "auto", reporter: Reporter | None = None,
-               argv: list[str] | None = None) -> dict:
+               argv: list[str] | None = None, threads: int | None = None) -> dict:
     """Laplace bridge Dir(alpha) -> LN(mu, Sigma) -> Dir(alpha'); returns the summary dict."""
     reporter = reporter or Reporter(quiet=True)
     # ---- setup: validate, then draw alpha (if random) from the seed
@@ -121,10 +153,12 @@ def run_bridge(*, alpha: str | None = None, random: bool = False, dim: int = 3,
     if num_samples < 2:
         raise BadInput(f"--num-samples must be at least 2 (for standard errors), got {num_samples}")
     dev = resolve_device(device)
+    threads = set_threads(threads)
     seed_everything(seed)
     if values is None:
         lo, hi = math.log(RANDOM_RANGE[0]), math.log(RANDOM_RANGE[1])
-        values = [round(math.exp(lo + (hi - lo) * u), 3) for u in torch.rand(dim).tolist()]
+        n_cat = DEFAULT_RANDOM_DIM if dim is None else dim
+        values = [round(math.exp(lo + (hi - lo) * u), 3) for u in torch.rand(n_cat).tolist()]
     a = torch.tensor(values, dtype=DTYPE, device=dev)
     k = a.shape[-1]
     dirichlet = Dirichlet(a)
@@ -133,7 +167,7 @@ def run_bridge(*, alpha: str | None = None, random: bool = False, dim: int = 3,
     mu, scale, alpha_back = logistic_normal.loc, logistic_normal.scale, back.concentration
 
     config = {"alpha": values, "random": random, "dim": k, "num_samples": num_samples,
-              "seed": seed, "device_requested": device, "device": str(dev)}
+              "seed": seed, "device_requested": device, "device": str(dev), "threads": threads}
     run = create_run("bridge", None, config, out=out, overwrite=overwrite, seed=seed,
                      device=str(dev), argv=argv)
     with run_context(run):
@@ -165,10 +199,10 @@ def run_bridge(*, alpha: str | None = None, random: bool = False, dim: int = 3,
             summary["plots_skipped"] = note
             reporter.note(note)
         reporter.table(_table(summary))
-        d_kl = kl["dirichlet_to_logistic_normal"]
-        reporter.print(f"KL(Dir || LN) = {d_kl['estimate']:.4f} +/- {d_kl['se']:.4f} (Monte Carlo, "
-                       f"{num_samples} samples); round trip alpha -> (mu, Sigma) -> alpha' max error "
-                       f"{summary['round_trip_max_abs_error']:.2e}", highlight=False)
+        reporter.print(kl_text("KL(Dir || LN)", kl["dirichlet_to_logistic_normal"]) + "; "
+                       + kl_text("KL(LN || Dir)", kl["logistic_normal_to_dirichlet"])
+                       + f"; {num_samples} samples; round trip alpha -> (mu, Sigma) -> alpha' max "
+                       f"error {summary['round_trip_max_abs_error']:.2e}", highlight=False)
         summary = run.finish(summary)
         reporter.print(f"wrote {run.path}", highlight=False)
     return summary

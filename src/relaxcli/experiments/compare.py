@@ -74,6 +74,13 @@ _GB_REDUCE = {"bias": "norm", "mean": "norm", "exact_gradient": "norm", "varianc
 # config.json keys that describe the machine, not the experiment (not offered for --group-by).
 _META_KEYS = {"options", "argv", "platform", "python_version", "relaxcli_version", "torch_version",
               "start_time"}
+# Settings that may differ between runs of one group: they change the draw or the machine, not the
+# experiment (seed, device, threads, where the data or the output live), or they are the rows of
+# a grad-bench summary (its methods and temperatures) or derived from the seed (problem_info).
+# Every other option that differs between runs splits them into groups (see differing_keys).
+AVERAGED_OVER = {"seed", "device", "device_requested", "threads", "out", "data_dir", "video",
+                 "run_dirs"}
+AVERAGED_OVER_BY_COMMAND = {"grad-bench": {"methods", "tau", "problem_info", "n_samples"}}
 REINFORCE_WINDOW = 100  # episodes in the moving average (the Acrobot/Gym "solved" convention)
 
 
@@ -278,7 +285,8 @@ def stats(values: list[float]) -> dict:
     if n == 0:
         return {"mean": None, "std": None, "min": None, "max": None}
     mean = sum(values) / n
-    std = math.sqrt(sum((x - mean) ** 2 for x in values) / (n - 1)) if n >= 2 else None
+    # (x - m) * (x - m), not ** 2: a huge value then gives inf instead of an OverflowError
+    std = math.sqrt(sum((x - mean) * (x - mean) for x in values) / (n - 1)) if n >= 2 else None
     return {"mean": mean, "std": std, "min": min(values), "max": max(values)}
 
 
@@ -318,8 +326,10 @@ def fmt_mean_std(mean: float, std: float | None) -> str:
     """``mean ± std`` with both to the same decimals: two significant digits of the std."""
     if std is None:
         return fmt_number(mean)
-    if std == 0 or not math.isfinite(std):
+    if std == 0:
         return f"{fmt_number(mean)} ± 0"
+    if not (math.isfinite(std) and math.isfinite(mean)):
+        return f"{fmt_number(mean)} ± {fmt_number(std)}"
     if abs(mean) >= 1e6 or max(abs(mean), std) < 1e-3:
         return f"{mean:.3g} ± {std:.2g}"
     decimals = max(0, 1 - math.floor(math.log10(std)))
@@ -395,6 +405,49 @@ def mean_band(curves: list[tuple[list[float], list[float]]]) -> dict:
         out["std"].append(s["std"] if s["std"] is not None else 0.0)
         out["n"].append(len(by_x[x]))
     return out
+
+
+def differing_keys(command: str, runs_ok: list[RunRecord], keys: list[str]) -> list[str]:
+    """Options (config.json "options") whose values differ between the runs, other than those
+    in :data:`AVERAGED_OVER` and the group keys already chosen: averaging runs with different
+    budgets or settings (a 1-epoch and a 5-epoch run) would be a silent lie, so they group too."""
+    skip = AVERAGED_OVER | AVERAGED_OVER_BY_COMMAND.get(command, set()) | set(keys)
+    names: list[str] = []
+    for r in runs_ok:
+        for k in (r.config.get("options") or {}):
+            if k not in skip and k not in names:
+                names.append(k)
+    missing = "<not set>"
+    out: list[str] = []
+    for k in names:
+        # Differs inside some group of the keys chosen so far (a key that the group keys already
+        # determine, like reinforce's estimator inside its method, adds nothing).
+        seen: dict[tuple, set] = {}
+        for r in runs_ok:
+            group = tuple(_hashable(_lookup(r, g)[1]) for g in keys if g not in GRADBENCH_ROW_KEYS
+                          or command != "grad-bench") + tuple(
+                _hashable((r.config.get("options") or {}).get(g, missing)) for g in out)
+            seen.setdefault(group, set()).add(_hashable((r.config.get("options") or {}).get(k, missing)))
+        if any(len(v) > 1 for v in seen.values()):
+            out.append(k)
+    return out
+
+
+def _refuse_out_over_inputs(out: Path | None, run_paths: list[Path], args: list[str]) -> None:
+    """--out may not be, contain, or lie inside a compared run, nor be or contain an argument:
+    --overwrite would delete what is compared, or write into a run."""
+    if out is None:
+        return
+    for d in run_paths:
+        if runs._is_within(out, d) or runs._is_within(d, out):
+            where = "is" if out.resolve() == d.resolve() else (
+                "lies inside" if runs._is_within(out, d) else "contains")
+            raise BadInput(f"--out {str(out)!r} {where} the compared run {str(d)!r}; choose an "
+                           "--out outside the runs you compare (e.g. SWEEP/compare)")
+    for a in args:
+        if not any(ch in a for ch in "*?[") and runs._is_within(Path(a), out):
+            raise BadInput(f"--out {str(out)!r} contains the compared folder {a!r}; choose an "
+                           "--out outside the runs you compare (e.g. SWEEP/compare)")
 
 
 # ---------------------------------------------------------------------------------- runner
@@ -481,6 +534,10 @@ def run_compare(reporter, run_dirs: list[str], group_by: list[str] | None = None
         # column; "method" is kept as the name of each row.
         keys = [k for k in keys if k == "method" and command != "grad-bench"
                 or len({_hashable(_lookup(r, k)[1]) for r in runs_ok}) > 1]
+    # Settings that differ between runs are never averaged together: they group too.
+    split_by = differing_keys(command, runs_ok, keys + (list(GRADBENCH_ROW_KEYS)
+                                                        if command == "grad-bench" else []))
+    keys = keys + split_by
     row_keys = list(GRADBENCH_ROW_KEYS) if command == "grad-bench" else []
 
     # Metrics.
@@ -545,6 +602,9 @@ def run_compare(reporter, run_dirs: list[str], group_by: list[str] | None = None
                            "n": len(g["runs"]), "runs": g["runs"], "metrics": mstats})
 
     notes = []
+    if split_by:
+        notes.append(f"also grouped by {', '.join(split_by)}: these settings differ between the "
+                     "runs, and runs with different settings are not averaged together")
     if skipped:
         notes.append(_skip_line(skipped, found))
     missing_total = {m: sum(g["metrics"][m]["missing"] for g in group_list) for m in metric_names}
@@ -555,9 +615,13 @@ def run_compare(reporter, run_dirs: list[str], group_by: list[str] | None = None
     # Curves (per group, mean with a +/- std band over runs).
     curves = _group_curves(command, runs_ok, keys, groups, group_list)
 
+    _refuse_out_over_inputs(None if out is None else Path(out),
+                            [Path(r.path) for r in runs_ok] + [Path(s["path"]) for s in skipped],
+                            run_dirs)
     run = runs.create_run("compare", None, {
         "run_dirs": list(run_dirs), "group_by": all_keys, "metrics": metric_names},
-        out=out, overwrite=overwrite)
+        out=out, overwrite=overwrite,
+        inputs=[Path(r.path) for r in runs_ok] + [Path(s["path"]) for s in skipped])
     with runs.run_context(run):
         summary = {
             "command": command, "group_by": all_keys, "metrics": metric_names,

@@ -41,7 +41,7 @@ from relaxcli import methods as registry
 from relaxcli import plots
 from relaxcli.errors import BadInput
 from relaxcli.estimators import make_estimator
-from relaxcli.runs import create_run, resolve_device, run_context, seed_everything
+from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
 PROBLEMS = ("bernoulli-quadratic", "categorical-quadratic", "bernoulli-multi")
 MULTI_TARGETS = (0.6, 0.51, 0.48)
@@ -237,7 +237,7 @@ def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: s
                    categories: int = 5, seed: int = 0, train: bool = False, steps: int = 1000,
                    tune_steps: int = 2000, tune_lr: float = 0.1, lr: float = 0.01,
                    out: Path | None = None,
-                   overwrite: bool = False, device: str = "auto") -> dict:
+                   overwrite: bool = False, device: str = "auto", threads: int | None = None) -> dict:
     # ---- validate everything before the run directory exists
     if problem not in PROBLEMS:
         raise BadInput(f"unknown problem {problem!r}; choose from {', '.join(PROBLEMS)}")
@@ -260,6 +260,7 @@ def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: s
         dev = resolve_device(device)
     except ValueError as e:
         raise BadInput(str(e)) from None
+    threads = set_threads(threads)
     seed_everything(seed)
     prob = make_problem(problem, target, categories, seed, dev)
     chosen = _select_methods(methods, prob)
@@ -267,7 +268,7 @@ def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: s
     options = {"problem": problem, "methods": [m.name for m in chosen], "tau": taus, "draws": draws,
                "target": target, "categories": categories, "train": train, "steps": steps,
                "tune_steps": tune_steps, "tune_lr": tune_lr, "lr": lr, "problem_info": prob.info,
-               "n_samples": {m.name: _n_samples(m) for m in chosen}}
+               "n_samples": {m.name: _n_samples(m) for m in chosen}, "threads": threads}
     run = create_run("grad-bench", problem, options, out=out, overwrite=overwrite, seed=seed,
                      device=str(dev))
     with run_context(run):

@@ -79,6 +79,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import math
@@ -96,13 +97,17 @@ from relaxcli import plots
 from relaxcli.errors import BadInput
 from relaxcli.estimators.conditional import categorical_conditional, categorical_relaxed_pair
 from relaxcli.runs import (
+    RunFailed,
     atomic_write_bytes,
     atomic_write_text,
     create_run,
+    load_checkpoint,
     open_for_resume,
+    preparing,
     resolve_device,
     run_context,
     seed_everything,
+    set_threads,
 )
 
 ESTIMATORS = ("reinforce", "relax")
@@ -116,7 +121,7 @@ POLICY_OUT_GAIN = 1.0       # init scale of the policy's output layer (see mlp)
 DEFAULTS: dict[str, Any] = {
     "env": "Acrobot-v1", "estimator": "reinforce", "baseline": "value", "gamma": 0.99, "num_envs": 4,
     "episodes": None, "steps": None, "lr": 3e-3, "entropy_coef": 0.0, "hidden": 128, "seed": 0, "device": "auto",
-    "stop_when_solved": False, "eval_episodes": 100, "video": False,
+    "stop_when_solved": False, "eval_episodes": 100, "video": False, "threads": None,
 }
 DEFAULT_EPISODES = 1000     # when neither --episodes nor --steps is given
 
@@ -189,7 +194,14 @@ def env_info(env_id: str) -> dict:
 
     try:
         env = gym.make(env_id)
-    except (gym.error.Error, ModuleNotFoundError, ImportError, TypeError, ValueError) as e:
+    except (gym.error.DependencyNotInstalled, ModuleNotFoundError, ImportError) as e:
+        if env_id in gym.registry:  # a known environment whose optional package is missing
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise BadInput(f"--env {env_id} needs an optional package that is not installed: "
+                           f"{why}") from None
+        raise BadInput(f"--env: cannot make environment {env_id!r} ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    except (gym.error.Error, TypeError, ValueError) as e:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         what = "unknown environment" if isinstance(e, gym.error.Error) else "cannot make environment"
@@ -522,23 +534,27 @@ def reinforce(reporter, resume: Path | None = None, out: Path | None = None, ove
     """
     t_start = time.perf_counter()
     # ------------------------------------------------------------------------------ setup
+    run = None
     if resume is not None:
         run = open_for_resume(resume, "reinforce")
         o = {**DEFAULTS, **run.config["options"]}
-        ckpt_path = run.file("checkpoint.pt")
-        if not ckpt_path.exists():
-            ckpt = None  # interrupted before the first update finished: start the batches over
-        else:
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if options.get("threads") is not None:  # the one option a resume may change
+            o["threads"] = options["threads"]
     else:
         o = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS}}
         unknown = set(options) - set(DEFAULTS)
         if unknown:
             raise TypeError(f"unknown options {sorted(unknown)}")
+    # a resume that cannot start (corrupted checkpoint, environment gone) marks the run failed
+    with preparing(run) if run is not None else contextlib.nullcontext():
         ckpt = None
-    validate(o)
-    info = env_info(o["env"])
-    device = resolve_device(o["device"])
+        if run is not None and run.file("checkpoint.pt").exists():
+            ckpt = load_checkpoint(run.file("checkpoint.pt"), map_location="cpu")
+        # (no checkpoint: interrupted before the first update finished; start the batches over)
+        validate(o)
+        info = env_info(o["env"])
+        device = resolve_device(o["device"])
+        o["threads"] = set_threads(o["threads"])
     if o["episodes"] is None and o["steps"] is None:
         o["episodes"] = DEFAULT_EPISODES
     if resume is None:
@@ -593,6 +609,18 @@ def reinforce(reporter, resume: Path | None = None, out: Path | None = None, ove
                     torch.manual_seed(torch_seed)
                     batch = collect_batch(envs, nets["policy"], env_seeds, device, mode)
                     m = policy_update(batch, nets, opts, state, o)
+                    bad = [k.replace("_", " ") for k in ("policy_loss", "grad_norm", "value_loss",
+                                                          "cv_loss")
+                           if m.get(k) is not None and not math.isfinite(m[k])]
+                    bad += [f"the {k} network's weights" for k, net in nets.items()
+                            if not all(bool(torch.isfinite(q).all()) for q in net.parameters())]
+                    if bad:  # stop before the checkpoint: the last good one stays
+                        raise RunFailed(
+                            f"{bad[0]} became non-finite (NaN or inf) at update {u} (episode "
+                            f"{len(state['episodes']) + 1}): the learning rate (--lr {o['lr']:g}) is "
+                            "probably too large; " + (f"the checkpoint of update {u - 1} is kept in "
+                                                      f"{run.path}" if u > 1 else
+                                                      "no update finished, nothing to resume"))
                     for ret, length in zip(batch["returns"], batch["lengths"]):
                         state["env_steps"] += int(length)
                         ep = {"kind": "episode", "update": u, "episode": len(state["episodes"]) + 1,

@@ -41,6 +41,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,7 +57,7 @@ from relaxcli.experiments._parse import (
     parse_number,
     parse_rows,
 )
-from relaxcli.runs import create_run, resolve_device, run_context, seed_everything
+from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
 # METHODS.md section 1, the copula's worked example (batch 2, event 3).
 EXAMPLE_PI = [[0.2, 0.4, 0.4], [0.3, 0.5, 0.2]]
@@ -486,7 +487,7 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
                scale: str | None = None, loc: str | None = None, num_samples: int = 10_000,
                hard: bool = False, tau_forward: float | None = None, seed: int = 0, out=None,
                overwrite: bool = False, device: str = "auto", reporter: Reporter | None = None,
-               argv: list[str] | None = None) -> dict:
+               argv: list[str] | None = None, threads: int | None = None) -> dict:
     """Draw ``num_samples`` samples of ``method`` and write samples.pt, stats.json, plots, summary.
 
     Returns the summary dict (also written to summary.json).
@@ -503,6 +504,7 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
         params["options"]["tau_forward"] = check_positive(tau_forward, "--tau-forward",
                                                           "a positive forward temperature")
     dev = resolve_device(device)
+    threads = set_threads(threads)
     raw = params["raw"].to(dev)
     opts = {key: (v.to(dev) if isinstance(v, torch.Tensor) else v)
             for key, v in params["options"].items()}
@@ -525,10 +527,11 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
         "hard": hard, "raw": params["raw"], "probs": params.get("probs"),
         "logits": params.get("logits"), "loc": params.get("loc"), "scale": params.get("scale"),
         "builder_options": params["options"], "seed": seed, "device_requested": device,
-        "device": str(dev), "warnings": warnings,
+        "device": str(dev), "warnings": warnings, "threads": threads,
     }
+    inputs = [v for v in (correlation, probs, logits) if v is not None and Path(v).exists()]
     run = create_run("sample", m.name, config, out=out, overwrite=overwrite, seed=seed,
-                     device=str(dev), argv=argv)
+                     device=str(dev), argv=argv, inputs=inputs)
     with run_context(run):
         # ---- sample
         chunks = []

@@ -63,8 +63,8 @@ uninterrupted run with the same seed. Ctrl-C keeps the checkpoint of the last fu
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +80,19 @@ from relaxcli import plots
 from relaxcli.data import BINARIZATIONS, DATASETS, Binarizer, load_dataset
 from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
-from relaxcli.runs import create_run, open_for_resume, resolve_device, run_context, seed_everything
+from relaxcli.runs import (
+    Refused,
+    RunFailed,
+    create_run,
+    load_checkpoint,
+    open_for_resume,
+    preparing,
+    read_status,
+    resolve_device,
+    run_context,
+    seed_everything,
+    set_threads,
+)
 
 COMMAND = "train-vae"
 CHECKPOINT = "checkpoint.pt"
@@ -173,13 +185,15 @@ class Latent:
 
 def latent_for(method: registry.Method, family: str, latent_dim: int | None, categories: int | None) -> Latent:
     n, k = DEFAULT_LATENT[family]
-    n = latent_dim or n
+    n = n if latent_dim is None else latent_dim
+    if n < 1:
+        raise BadInput(f"--latent-dim must be >= 1, got {n}")
     if family == "bernoulli":
         if categories not in (None, 1):
             raise BadInput(f"--categories does not apply to the Bernoulli method {method.name!r} (one unit = 2 states)")
         p = method.param_size(1)
         return Latent(n, 1, (n,) if p == 1 else (n, p), (n,))
-    k = categories or k
+    k = k if categories is None else categories
     if k < 2:
         raise BadInput(f"--categories must be >= 2 for {method.name!r}, got {k}")
     return Latent(n, k, (n, method.param_size(k)), (n, k))
@@ -360,11 +374,12 @@ class Laws:
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, iw: bool,
-             device, rows: int = 20000, prefix: str = "test") -> dict:
+             device, rows: int = 20000, prefix: str = "test", advance=None) -> dict:
     """-ELBO (and the IW bound when ``iw``) in nats per image of ``x_all``, latents from the eval
     model, with the collapse diagnostics: the KL and reconstruction terms, the mean KL of each
     latent variable, how many are active (mean KL > ``ACTIVE_KL``) and the mean largest posterior
-    probability. Keys are prefixed with ``prefix`` ("test", "val")."""
+    probability. Keys are prefixed with ``prefix`` ("test", "val"). ``advance(n)`` is called
+    after each batch of n images (progress of a long final evaluation)."""
     discrete = laws.eval_model == "discrete"
     batch = max(1, min(1000, rows // n_samples))
     tot_elbo, tot_iw, tot_kl, n = 0.0, 0.0, 0.0, 0
@@ -391,6 +406,8 @@ def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, 
             log_w = log_px + log_p - log_q
             tot_iw += float(-(torch.logsumexp(log_w, 0) - math.log(n_samples)).sum())
         n += x.shape[0]
+        if advance is not None:  # progress of a long (final) evaluation, in images
+            advance(x.shape[0])
     kl_vars = kl_vars / n
     return {f"{prefix}_neg_elbo": tot_elbo / n, f"{prefix}_iw_nll": tot_iw / n if iw else None,
             f"{prefix}_kl": tot_kl / n, f"{prefix}_recon": (tot_elbo - tot_kl) / n,
@@ -424,14 +441,18 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
                   latent_family: str | None = None, input_coding: str = "x", init: str = "torch",
                   lr_decay: float = 1.0, lr_decay_every: int = 1000, anneal_every: int = 1,
                   val_size: int = 0, seed: int = 0, device: str = "auto", resume: Path | None = None,
-                  out: Path | None = None, overwrite: bool = False) -> dict:
+                  out: Path | None = None, overwrite: bool = False, threads: int | None = None) -> dict:
     """Train the VAE (see the module docstring) and return the summary dict."""
     # ---------------------------------------------------------------- options (or a resumed run's)
     if resume is not None:
-        run = open_for_resume(resume, COMMAND)
+        run = open_for_resume(resume, COMMAND, allow_completed=True)
         opts = {**RESUME_DEFAULTS, **run.config["options"]}
+        with preparing(run):
+            _check_resume_epochs(run, epochs)
         if epochs is not None:
             opts["epochs"] = epochs  # the only option a resume may change: train for longer
+        if threads is not None:
+            opts["threads"] = threads  # nor does the thread count change the model
     else:
         _check(method is not None, "--method is required (or --resume RUN_DIR)")
         opts = {"epochs": 10 if epochs is None else epochs, "latent_dim": latent_dim,
@@ -441,9 +462,47 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
                 "eval_samples": eval_samples, "train_limit": train_limit, "test_limit": test_limit,
                 "seed": seed, "device": device, "method": method, "latent_family": latent_family,
                 "input_coding": input_coding, "init": init, "lr_decay": lr_decay,
-                "lr_decay_every": lr_decay_every, "anneal_every": anneal_every, "val_size": val_size}
+                "lr_decay_every": lr_decay_every, "anneal_every": anneal_every, "val_size": val_size,
+                "threads": threads}
 
     # ---------------------------------------------------------------- validate before the run starts
+    # (a resume that cannot start, e.g. its data folder is gone, marks the run failed)
+    with preparing(run) if resume is not None else contextlib.nullcontext():
+        return _train_vae(opts, resume, run if resume is not None else None, reporter, out, overwrite)
+
+
+def _check_resume_epochs(run, epochs: int | None) -> None:
+    """--resume --epochs N: more epochs than saved continue; fewer or as many are refused (exit 2),
+    except a run whose last epoch (final evaluation included) is saved and only needs finishing."""
+    ckpt_path = run.file(CHECKPOINT)
+    ckpt = load_checkpoint(ckpt_path, map_location="cpu") if ckpt_path.exists() else None
+    saved = int(ckpt["epoch"]) if ckpt is not None else 0
+    last = (ckpt.get("history") or [{}])[-1] if ckpt is not None else {}
+    status = read_status(run.path)
+    if epochs is None:
+        if status == "completed":
+            raise Refused(f"--resume {run.path} is already completed ({saved} epochs); pass "
+                          f"--epochs N with N > {saved} to train it for longer")
+        return
+    # a validation run's final evaluation comes after its last epoch (of the selected model)
+    selects = bool(run.config.get("options", {}).get("val_size"))
+    if epochs < saved or (epochs == saved and (status == "completed"
+                                               or (last.get("test_iw_nll") is None and not selects))):
+        raise Refused(f"--epochs {epochs}: {run.path} has already trained {saved} epochs "
+                      f"(status {status}); give --epochs greater than {saved} to train it for "
+                      "longer, or a new --out for a shorter run")
+
+
+def _diverged(what: str, value: float, epoch: int, step: int, batch: int, n_batches: int,
+              lr: float, path) -> str:
+    """The one line a diverging run stops with: where, the likely cause, what is kept."""
+    return (f"{what} became {value} at epoch {epoch}, step {step + 1} (batch {batch + 1}/"
+            f"{n_batches}): the learning rate (--lr {lr:g}) is probably too large; "
+            + (f"the checkpoint of epoch {epoch - 1} is kept in {path}" if epoch > 1
+               else f"no epoch finished, so there is nothing to resume in {path}"))
+
+
+def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
     m = registry.get_method(opts["method"]) if opts["method"] in registry.METHODS else None
     if m is None or unsuitable_reason(m) is not None:
         why = f"unknown method {opts['method']!r}" if m is None else \
@@ -480,7 +539,7 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
     if getattr(m, "families", ()):
         method_options["family"] = family  # estimators serving several families (REINFORCE, REBAR...)
     if "k" in m.options:
-        kk = opts["k"] or m.options["k"]
+        kk = m.options["k"] if opts["k"] is None else opts["k"]
         _check(1 <= kk < latent.categories, f"--k must be in 1..{latent.categories - 1} for {m.name!r}, got {kk}")
         method_options["k"] = kk
     elif opts["k"] is not None:
@@ -498,8 +557,7 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
     n_images = data.train[: opts["train_limit"]].shape[0]
     _check(opts["val_size"] < n_images, f"--val-size must be below the {n_images} training images, "
            f"got {opts['val_size']}")
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    opts["threads"] = set_threads(opts.get("threads"))
 
     est_options = {key: v for key, v in method_options.items() if key not in ("correlation", "scale_tril")}
     if "network" in m.options:  # RELAX's surrogate network: its input size, not a lazy layer
@@ -543,7 +601,7 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
 
         ckpt_path = run.file(CHECKPOINT)
         if resume is not None and ckpt_path.exists():
-            ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
+            ckpt = load_checkpoint(ckpt_path, map_location=dev)
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             if "schedule" in ckpt:
@@ -585,6 +643,9 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
                     x = binarizer.train_batch(train_x[idx], idx).to(dev)
                     tau_now = temperature(step)
                     raw = model.encode(x)
+                    if not bool(torch.isfinite(raw).all()):  # the last update blew the weights up
+                        raise RunFailed(_diverged("the encoder's output", float("nan"), epoch, step,
+                                                  b, n_batches, opts["lr"], run.path))
                     if mc_kl is None:
                         q0 = laws.posterior(raw, tau_now, model, laws.eval_model == "discrete")
                         p0 = laws.prior(x.shape[0], tau_now, dev, laws.eval_model == "discrete")
@@ -613,6 +674,9 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
                                                   **est_options, scale_tril=model.correlation_factor())
                     out = step_est(raw, cost, tau=tau_now if pass_tau else None)
                     loss = out.loss + kl
+                    if not torch.isfinite(loss):  # stop before the update: the last checkpoint is good
+                        raise RunFailed(_diverged("the loss", float(loss), epoch, step, b, n_batches,
+                                                  opts["lr"], run.path))
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -629,11 +693,21 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
             last = epoch == opts["epochs"]
             tau_now = temperature(step)
             full = last and val_x is None  # with a validation split the selected model gets it
-            metrics = evaluate(model, laws, test_x, tau_now, opts["eval_samples"] if full else 1, full, dev)
+            with (reporter.progress(f"final evaluation, {opts['eval_samples']} samples per image",
+                                    total=test_x.shape[0]) if full else contextlib.nullcontext()) as ebar:
+                metrics = evaluate(model, laws, test_x, tau_now, opts["eval_samples"] if full else 1,
+                                   full, dev, advance=None if ebar is None else ebar.advance)
             if val_x is not None:
                 metrics.update(evaluate(model, laws, val_x, tau_now, 1, False, dev, prefix="val"))
                 metrics.pop("val_kl_per_variable")
             kl_per_variable = metrics.pop("test_kl_per_variable")
+            bad = [key for key in ("test_neg_elbo", "test_iw_nll")
+                   if metrics.get(key) is not None and not math.isfinite(metrics[key])]
+            if bad:
+                raise RunFailed(f"the {bad[0].replace('_', ' ')} became {metrics[bad[0]]} after "
+                                f"epoch {epoch}: the learning rate (--lr {opts['lr']:g}) is "
+                                "probably too large" + (f"; the checkpoint of epoch {epoch - 1} is "
+                                                        f"kept in {run.path}" if epoch > 1 else ""))
             rec = {"epoch": epoch, "step": step, "tau": tau_now, "lr": optimizer.param_groups[0]["lr"],
                    "train_neg_elbo": sum_obj / seen,
                    **metrics, "eval_samples": opts["eval_samples"] if full else 1,
@@ -666,7 +740,10 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
             selected = min(trained, key=lambda r: r["val_neg_elbo"])
             model.load_state_dict(torch.load(run.file(BEST), map_location=dev, weights_only=True)["model"])
             model.eval()
-            final = evaluate(model, laws, test_x, selected["tau"], opts["eval_samples"], True, dev)
+            with reporter.progress(f"final evaluation of epoch {selected['epoch']}, "
+                                   f"{opts['eval_samples']} samples per image", total=test_x.shape[0]) as ebar:
+                final = evaluate(model, laws, test_x, selected["tau"], opts["eval_samples"], True, dev,
+                                 advance=ebar.advance)
             kl_per_variable = final.pop("test_kl_per_variable")
             tau_now = selected["tau"]
         else:
