@@ -919,7 +919,9 @@ def gradbench_training(curves: dict, optimum: float | None = None, title: str = 
         if (v == 0).any():  # exact estimator: a line on the floor
             steps = np.asarray(c["step"], float)
             (ln,) = axes[1].plot(steps[v == 0], np.full(int((v == 0).sum()), floor),
-                                 color=st.color, linestyle=st.linestyle, lw=2.5, clip_on=False)
+                                 color=st.color, linestyle=st.linestyle, lw=2.5, clip_on=False,
+                                 marker=st.marker, ms=6, markerfacecolor="white",
+                                 markevery=_markevery(int((v == 0).sum()), i), zorder=5)
             ln.set_gid(f"zero:{lab}")
             zeros = True
     if optimum is not None:
