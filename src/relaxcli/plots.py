@@ -355,6 +355,14 @@ def compare_curves(lines: dict, xlabel: str, ylabel: str, title: str,
             ax.set_xlabel(xlabel)
     for row in axes:
         row[0].set_ylabel(ylabel)
+    if not logy:  # y-limits from the lines, not the bands (mean ± std can leave the range
+        # a return or a loss can take); a band past them is cut off
+        ys = [v for d in data.values() for v in d[1]] + list((references or {}).values())
+        ys += [v for runs in singles.values() for _, ry in runs for v in ry]
+        ys = [v for v in ys if math.isfinite(v)]
+        if ys and max(ys) > min(ys):
+            pad = 0.06 * (max(ys) - min(ys))
+            flat[0].set_ylim(min(ys) - pad, max(ys) + pad)  # shared y: every panel
     if logy and zeros_drawn:
         mark_zero_floor(flat[0], floor)  # shared y axis: one call sets every panel
 
@@ -911,7 +919,9 @@ def gradbench_training(curves: dict, optimum: float | None = None, title: str = 
         if (v == 0).any():  # exact estimator: a line on the floor
             steps = np.asarray(c["step"], float)
             (ln,) = axes[1].plot(steps[v == 0], np.full(int((v == 0).sum()), floor),
-                                 color=st.color, linestyle=st.linestyle, lw=2.5, clip_on=False)
+                                 color=st.color, linestyle=st.linestyle, lw=2.5, clip_on=False,
+                                 marker=st.marker, ms=6, markerfacecolor="white",
+                                 markevery=_markevery(int((v == 0).sum()), i), zorder=5)
             ln.set_gid(f"zero:{lab}")
             zeros = True
     if optimum is not None:
