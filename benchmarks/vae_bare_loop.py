@@ -69,7 +69,7 @@ def bare_loop(args, data) -> dict:
             opt.step()
             step += 1
             if step > (args.epochs - 1) * steps_per_epoch:  # the last epoch's objective
-                last.append(float(loss.mean()))
+                last.append(float(loss.detach().mean()))
     seconds = time.perf_counter() - t0
     g = torch.Generator().manual_seed(1)
     test = torch.bernoulli(data.test.float() / 255, generator=g)

@@ -26,12 +26,15 @@ from relaxcli.data import Binarizer, load_dataset
 def encoder_report(run: Path, data) -> dict:
     cfg = json.loads((run / "config.json").read_text())["options"]
     coding = cfg.get("input_coding", "centered")  # runs before the option existed used 2x - 1
-    state = torch.load(run / "model.pt", map_location="cpu", weights_only=False)["model"]
+    # the final model, else the last epoch's checkpoint (a run stopped early)
+    path = run / "model.pt" if (run / "model.pt").exists() else run / "checkpoint.pt"
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    state = saved["model"]
     weights = [(state[k], state[k.replace("weight", "bias")]) for k in sorted(state)
                if k.startswith("encoder.") and k.endswith("weight")]
     x = Binarizer("static", data).test
     h = 2 * x - 1 if coding == "centered" else x
-    report = {"run": str(run), "input_coding": coding}
+    report = {"run": str(run), "input_coding": coding, "epoch": saved.get("epoch", cfg.get("epochs"))}
     for i, (w, b) in enumerate(weights[:-1]):  # hidden layers only (the last one outputs logits)
         pre = h @ w.T + b
         report[f"layer{i + 1}_dead"] = float(((pre > 0).sum(0) == 0).float().mean())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # train-vae ablation (issue #12): why the latent went unused. Gumbel-Softmax on Jang et al.'s
 # categorical 20x10 model, ~10k steps, ONE change at a time against relaxcli 0.1's settings
-# (--input-coding centered, nn.Linear's init, constant learning rate, tau updated every step with
+# (--input-coding centered --init torch, constant learning rate, tau updated every step with
 # r = 3e-5, dynamic binarisation, 20x10, batch 100). Each run reports the test -ELBO, its KL and
 # reconstruction terms, the active latent variables (KL > 0.01 nats) and the mean largest
 # posterior probability (relax compare shows them; summary.json has the per-variable KL).
@@ -20,7 +20,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/common.sh"
 sweep_init vae-ablation
 
-base=(--method gumbel-softmax --tau 1 --anneal-rate 3e-5 --tau-min 0.5 --input-coding centered)
+base=(--method gumbel-softmax --tau 1 --anneal-rate 3e-5 --tau-min 0.5 --input-coding centered --init torch)
 declare -A change=(
   [centered]=""                                        # relaxcli 0.1 (the reference)
   [x]="--input-coding x"                               # encoder sees x in {0,1}
@@ -30,9 +30,10 @@ declare -A change=(
   [anneal-1e-4-every-1000]="--anneal-rate 1e-4 --anneal-every 1000"  # Jang's tuned schedule
   [latent-30x10]="--latent-dim 30"                     # the notebook's 30x10
   [batch-50]="--batch-size 50"                         # twice the steps per epoch
+  [x+xavier]="--input-coding x --init xavier"
   [x+lr-decay+xavier]="--input-coding x --lr-decay 0.9 --lr-decay-every 1000 --init xavier"
 )
-order="centered x xavier lr-decay static anneal-1e-4-every-1000 latent-30x10 batch-50 x+lr-decay+xavier"
+order="centered x xavier lr-decay static anneal-1e-4-every-1000 latent-30x10 batch-50 x+xavier x+lr-decay+xavier"
 
 if [[ "$SMOKE" == 1 ]]; then
   : "${SEEDS:=0}" "${EPOCHS:=1}" "${DATASET:=synthetic}"

@@ -396,8 +396,9 @@ def train_vae(
         "Jang et al.) or centered (2x-1; relaxcli 0.1's default, which starves the latent with "
         "Adam: see experiments/README.md).")] = "x",
     init: Annotated[str, typer.Option(
-        "--init", help="Weight initialisation: torch (nn.Linear's default) or xavier "
-        "(Glorot-uniform weights, zero biases: TensorFlow's, Jang et al.'s).")] = "torch",
+        "--init", help="Weight initialisation: xavier (Glorot-uniform weights, zero biases: "
+        "TensorFlow's, Jang et al.'s; fewer dead encoder units) or torch (nn.Linear's "
+        "default, relaxcli 0.1's).")] = "xavier",
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,

@@ -208,19 +208,22 @@ class VAE(nn.Module):
 
     ``input_coding``: what the encoder sees of the binary image x: ``"x"`` (x itself, in {0, 1},
     as Jang et al.'s code) or ``"centered"`` (2x - 1, relaxcli <= 0.1's default). Centring is
-    harmful with Adam: about 600 of MNIST's 784 pixels are background in every image, so with
-    2x - 1 their ~600 first-layer weights per unit all receive the same-signed gradient at every
-    step and Adam (which moves each weight by ~lr whatever its gradient's size) shifts each unit's
-    pre-activation by up to ~600 lr per step, an effective bias learning rate hundreds of times the
-    intended one. With x, background weights get no gradient. See experiments/README.md for the
+    harmful with Adam: most of MNIST's pixels are background (-1 under 2x - 1) in most images, so
+    hundreds of first-layer weights per unit receive the same-signed gradient at every step and
+    Adam (which moves each weight by ~lr whatever its gradient's size) drifts each unit's
+    image-independent offset far more than its image-dependent part; after training 98.6% of the
+    first-layer units are negative on every image (dead) and the latent carries ~11 nats. With x,
+    background weights get no gradient. See experiments/README.md for the
     ablation (``relax train-vae --input-coding centered``).
 
-    ``init``: ``"torch"`` (nn.Linear's default, U(+-1/sqrt(fan_in)) weights and biases) or
-    ``"xavier"`` (Glorot-uniform weights, zero biases: TensorFlow-slim's default, Jang et al.'s).
+    ``init``: ``"xavier"`` (Glorot-uniform weights, zero biases: TensorFlow-slim's default, Jang
+    et al.'s; the default) or ``"torch"`` (nn.Linear's default, U(+-1/sqrt(fan_in)) weights and
+    biases). With x and torch's init, 2/3 of the first-layer units still die on MNIST; with
+    Xavier about 1/4 (experiments/README.md).
     """
 
     def __init__(self, latent: Latent, hidden: tuple[int, ...], learn_correlation: bool = False,
-                 input_coding: str = "x", init: str = "torch"):
+                 input_coding: str = "x", init: str = "xavier"):
         super().__init__()
         self.latent = latent
         self.input_coding = input_coding
@@ -438,7 +441,7 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
                   anneal_rate: float = 3e-5, tau_min: float | None = None, n_samples: int | None = None,
                   dataset: str = "mnist", data_dir: str | None = None, binarize: str = "dynamic",
                   eval_samples: int = 100, train_limit: int | None = None, test_limit: int | None = None,
-                  latent_family: str | None = None, input_coding: str = "x", init: str = "torch",
+                  latent_family: str | None = None, input_coding: str = "x", init: str = "xavier",
                   lr_decay: float = 1.0, lr_decay_every: int = 1000, anneal_every: int = 1,
                   val_size: int = 0, seed: int = 0, device: str = "auto", resume: Path | None = None,
                   out: Path | None = None, overwrite: bool = False, threads: int | None = None) -> dict:
