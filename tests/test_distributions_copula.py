@@ -11,7 +11,7 @@ import torch
 from scipy.stats import multivariate_normal, norm
 from torch.distributions import RelaxedBernoulli as TorchRelaxedBernoulli
 
-from relaxcli.distributions import CorrelatedRelaxedBernoulli
+from relaxcli.distributions import CorrelatedRelaxedBernoulli, LogitCorrelatedRelaxedBernoulli
 from relaxcli.distributions.copula import bivariate_normal_cdf
 from relaxcli.methods import get_method
 
@@ -240,21 +240,58 @@ def test_registry_builder_default_and_given_correlation():
     assert z.shape == (2, 4, 3) and torch.isfinite(raw.grad).all()
 
 
-def test_log_prob_of_saturated_samples_is_taken_at_the_drawn_point():
-    """At tau = 0.05 half the gates round to exactly 0 or 1 in float32; log_prob of such a sample
-    (under its own law and under another copula, e.g. a prior) must be the density at the point
-    drawn, not at a clamped neighbour (that was 300+ nats off and broke the VAE's Monte-Carlo KL)."""
+def test_exact_densities_of_saturated_samples_come_from_logit_space():
+    """At tau = 0.05 half the gates round to exactly 0 or 1 in float32. The logit-space law keeps
+    the point drawn, and its density (under its own law and under another copula, e.g. a prior)
+    is exact in float32; the relaxed law's log_prob is a function of the value alone."""
     torch.manual_seed(0)
     r = torch.tensor([[1.0, 0.6], [0.6, 1.0]])
     q = CorrelatedRelaxedBernoulli(0.05, r, logits=torch.tensor([3.0, -2.0]))
     prior = CorrelatedRelaxedBernoulli(0.05, torch.eye(2), logits=torch.zeros(2))
-    m = q.rsample((2000,))
+    qx = q.logit_space()
+    assert isinstance(qx, LogitCorrelatedRelaxedBernoulli) and qx.batch_shape == q.batch_shape
+    x = qx.rsample((2000,))
+    m = torch.sigmoid(x)
     assert ((m == 0) | (m == 1)).float().mean() > 0.3  # the case this guards
-    x64 = m._relax_logit.double()
-    m64 = torch.sigmoid(x64)
-    m64._relax_logit = x64
     for law, law64 in ((q, CorrelatedRelaxedBernoulli(0.05, r.double(), logits=torch.tensor([3.0, -2.0]).double())),
                        (prior, CorrelatedRelaxedBernoulli(0.05, torch.eye(2).double(), logits=torch.zeros(2).double()))):
-        lp = law.log_prob(m)
+        lp = law.logit_space().log_prob(x)
         assert torch.isfinite(lp).all()
-        torch.testing.assert_close(lp.double(), law64.log_prob(m64), rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(lp.double(), law64.logit_space().log_prob(x.double()), rtol=1e-4, atol=1e-3)
+    # the relaxed law's density is the logit-space one minus log |dm/dx| where float32 m still
+    # holds logit m to a few digits (|x| < 7); closer to 0 or 1 that is the float32 limit
+    inner = (x.abs() < 7).all(-1)
+    jac = (torch.nn.functional.logsigmoid(x) + torch.nn.functional.logsigmoid(-x)).sum(-1)
+    torch.testing.assert_close(q.log_prob(m)[inner], (qx.log_prob(x) - jac)[inner], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::FutureWarning")
+def test_log_prob_is_a_function_of_the_value_alone():
+    # It used to read a pre-sigmoid value cached on the sample: log_prob(m) and log_prob(m.clone())
+    # differed, an in-place edit was ignored, and torch.jit.trace baked the first sample's density in.
+    torch.manual_seed(1)
+    d = CorrelatedRelaxedBernoulli(0.1, torch.tensor(R), probs=torch.tensor([0.2, 0.4, 0.4]))
+    m = d.rsample((500,))
+    torch.testing.assert_close(d.log_prob(m), d.log_prob(m.clone()), rtol=0, atol=0)
+    edited = m.clone()
+    m.mul_(0.5).add_(0.25)
+    torch.testing.assert_close(d.log_prob(m), d.log_prob(m.detach().clone()), rtol=0, atol=0)
+    assert not torch.allclose(d.log_prob(m), d.log_prob(edited))
+    m1, m2 = d.rsample(), d.rsample()
+    traced = torch.jit.trace(lambda v: d.log_prob(v), (m1,), check_trace=False)
+    torch.testing.assert_close(traced(m2), d.log_prob(m2))
+
+
+def test_logit_space_with_identity_correlation_is_independent_logit_concrete():
+    torch.manual_seed(2)
+    logits = torch.tensor([[1.0, -0.5, 2.0], [0.0, 0.3, -3.0]], dtype=torch.float64)
+    d = LogitCorrelatedRelaxedBernoulli(0.3, torch.eye(3, dtype=torch.float64), logits=logits)
+    x = d.rsample((100,))
+    ref = torch.distributions.relaxed_bernoulli.LogitRelaxedBernoulli(torch.tensor(0.3, dtype=torch.float64), logits=logits)
+    torch.testing.assert_close(d.log_prob(x), ref.log_prob(x).sum(-1))
+    assert isinstance(d.relaxed(), CorrelatedRelaxedBernoulli)
+    torch.testing.assert_close(d.relaxed().log_prob(torch.sigmoid(x)),
+                               d.log_prob(x) - (torch.nn.functional.logsigmoid(x)
+                                                + torch.nn.functional.logsigmoid(-x)).sum(-1))
+    e = d.expand((4, 2))
+    assert type(e) is LogitCorrelatedRelaxedBernoulli and e.rsample().shape == (4, 2, 3)

@@ -69,3 +69,41 @@ def test_copula_temperature_constraint_is_elementwise():
     assert c.event_dim == 0
     d = D.CorrelatedRelaxedBernoulli(0.3, torch.eye(3), probs=torch.full((3,), 0.4), validate_args=True)
     assert bool(c.check(torch.tensor(0.3))) and d.log_prob(d.rsample()).shape == ()
+
+
+# ----------------------------------------------------------------------------- logit / log space
+def test_logit_relaxed_bernoulli_density_is_exact_in_float32():
+    # At tau = 0.1, ~19% of RelaxedBernoulli samples round to exactly 0 or 1 in float32 and their
+    # log_prob is taken at a clamped neighbour (up to ~18 nats off); in logit space it is exact.
+    torch.manual_seed(3)
+    logits = torch.tensor([0.0, 2.0, -3.0])
+    d = D.RelaxedBernoulli(0.1, logits=logits)
+    x = d.logit_space().rsample((4000,))
+    assert isinstance(d.logit_space(), D.LogitRelaxedBernoulli)
+    rounded = ((torch.sigmoid(x) == 0) | (torch.sigmoid(x) == 1)).float().mean()
+    assert rounded > 0.1
+    ref = torch.distributions.relaxed_bernoulli.LogitRelaxedBernoulli(
+        torch.tensor(0.1, dtype=torch.float64), logits=logits.double())
+    torch.testing.assert_close(d.logit_space().log_prob(x).double(), ref.log_prob(x.double()),
+                               rtol=1e-5, atol=1e-4)
+    # the law: x is logistic with location logits/tau and scale 1/tau
+    torch.testing.assert_close(x.double().mean(0), logits.double() / 0.1, atol=4 * 18.2 / 63, rtol=0)
+    assert isinstance(D.LogitRelaxedBernoulli(0.1, probs=torch.tensor(0.3)).relaxed(), D.RelaxedBernoulli)
+
+
+def test_log_gumbel_softmax_density_is_exact_in_float32():
+    torch.manual_seed(4)
+    logits = torch.tensor([1.0, 0.0, -2.0, 0.5])
+    d = D.GumbelSoftmax(0.05, logits=logits)
+    ld = d.log_space()
+    assert isinstance(ld, D.LogGumbelSoftmax) and ld.event_shape == (4,)
+    x = ld.rsample((2000,))
+    assert float((x.exp() == 0).float().mean()) > 0.05  # entries that underflow in the simplex
+    ref = torch.distributions.relaxed_categorical.ExpRelaxedCategorical(
+        torch.tensor(0.05, dtype=torch.float64), logits=logits.double())
+    torch.testing.assert_close(ld.log_prob(x).double(), ref.log_prob(x.double()), rtol=1e-5, atol=1e-3)
+    # argmax of exp(x) is the Gumbel-max draw: frequencies are softmax(logits)
+    freq = torch.nn.functional.one_hot(x.argmax(-1), 4).double().mean(0)
+    p = torch.softmax(logits.double(), -1)
+    assert bool(((freq - p).abs() <= 4 * (p * (1 - p) / 2000).sqrt()).all())
+    assert isinstance(ld.relaxed(), D.GumbelSoftmax) and ld.expand((3,)).rsample().shape == (3, 4)

@@ -34,6 +34,9 @@ CASES = {
     "InvertibleGaussian": (torch.zeros(3), lambda C, p: C(p, torch.ones(3), 0.5)),
     "GeneralizedGumbelSoftmax": (torch.zeros(4), lambda C, p: C(torch.arange(4.0), 0.5, logits=p, hard=True)),
     "LogisticNormalSoftmax": (torch.zeros(4), lambda C, p: C(p, torch.ones(4))),
+    "LogitRelaxedBernoulli": (torch.zeros(3), lambda C, p: C(0.5, logits=p)),
+    "LogGumbelSoftmax": (torch.zeros(4), lambda C, p: C(0.5, logits=p)),
+    "LogitCorrelatedRelaxedBernoulli": (torch.zeros(3), lambda C, p: C(0.5, R, logits=p)),
 }
 
 

@@ -8,6 +8,7 @@ element, follows its parameters' dtype and device, and has an exact ``log_prob``
 from relaxcli.distributions.bernoulli import (
     GaussianRelaxedBernoulli,
     HardConcrete,
+    LogitRelaxedBernoulli,
     RelaxedBernoulli,
     StochasticTimesSmooth,
     StraightThroughBernoulli,
@@ -16,8 +17,12 @@ from relaxcli.distributions.categorical import (
     DecoupledStraightThroughGumbelSoftmax,
     GeneralizedGumbelSoftmax,
     GumbelSoftmax,
+    LogGumbelSoftmax,
 )
-from relaxcli.distributions.copula import CorrelatedRelaxedBernoulli
+from relaxcli.distributions.copula import (
+    CorrelatedRelaxedBernoulli,
+    LogitCorrelatedRelaxedBernoulli,
+)
 from relaxcli.distributions.simplex import InvertibleGaussian, LogisticNormalSoftmax
 from relaxcli.distributions.subset import GumbelSoftmaxTopK
 
@@ -30,7 +35,10 @@ __all__ = [
     "GumbelSoftmaxTopK",
     "HardConcrete",
     "InvertibleGaussian",
+    "LogGumbelSoftmax",
     "LogisticNormalSoftmax",
+    "LogitCorrelatedRelaxedBernoulli",
+    "LogitRelaxedBernoulli",
     "RelaxedBernoulli",
     "StochasticTimesSmooth",
     "StraightThroughBernoulli",

@@ -31,7 +31,8 @@ from relaxcli.distributions._numerics import (
     straight_through,
 )
 
-__all__ = ["DecoupledStraightThroughGumbelSoftmax", "GeneralizedGumbelSoftmax", "GumbelSoftmax"]
+__all__ = ["DecoupledStraightThroughGumbelSoftmax", "GeneralizedGumbelSoftmax", "GumbelSoftmax",
+           "LogGumbelSoftmax"]
 
 _EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
 
@@ -153,8 +154,10 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
       * soft values (``hard=False``): the exact Concrete density w.r.t. Lebesgue measure on the
         first K-1 coordinates of the simplex, computed in log space,
         ``log p(y) = log (K-1)! + (K-1) log tau + sum_k (l_k - (tau+1) log y_k)
-        - K logsumexp_k (l_k - tau log y_k)``. Entries of ``y`` that underflowed to 0 (tiny tau
-        in float32) are floored at the dtype's smallest normal number so the result stays finite.
+        - K logsumexp_k (l_k - tau log y_k)``. It is a function of the value alone: entries of
+        ``y`` that underflowed to 0 (tiny tau in float32) are floored at the dtype's smallest
+        normal number, so the result is finite but is not the density at the point drawn. For
+        exact densities of samples use :meth:`log_space` (:class:`LogGumbelSoftmax`).
       * hard values: the categorical log-mass ``sum_k y_k log p_k`` of the one-hot value.
 
     Implemented directly (not as a TransformedDistribution), so ``rsample`` + backward costs one
@@ -231,6 +234,77 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
     def entropy(self):
         raise NotImplementedError("GumbelSoftmax.entropy: the Concrete distribution's entropy has no "
                                   "closed form (estimate it by Monte Carlo with log_prob).")
+
+    def log_space(self) -> LogGumbelSoftmax:
+        """The law of log y = log_softmax((logits + G)/tau), same parameters (exact float32 densities)."""
+        given = {"probs": self.probs} if "probs" in self.__dict__ else {"logits": self._shift_free_logits}
+        return LogGumbelSoftmax(self.temperature, validate_args=False, **given)
+
+
+class LogGumbelSoftmax(_CategoricalParams):
+    r"""The Concrete distribution in log space (Maddison et al. 2017's ExpConcrete; torch's
+    ``ExpRelaxedCategorical``): x = log_softmax((logits + G)/tau), so exp(x) ~ :class:`GumbelSoftmax`.
+
+    Density w.r.t. Lebesgue measure on the first K-1 coordinates::
+
+        log p(x) = log (K-1)! + (K-1) log tau + sum_k (l_k - tau x_k) - K logsumexp_k (l_k - tau x_k)
+
+    Exact at every float32 sample, also where exp(x) has entries that underflow to 0 (tiny tau),
+    so use it for Monte-Carlo KLs and importance weights of the Concrete law (the Jacobian of exp
+    cancels in log q - log p). ``support`` is ``real_vector`` (as torch's), although x also
+    satisfies logsumexp(x) = 0.
+
+    Example:
+        >>> import torch
+        >>> d = LogGumbelSoftmax(0.1, logits=torch.zeros(4))
+        >>> x = d.rsample((2,))
+        >>> x.shape, bool(torch.allclose(x.logsumexp(-1), torch.zeros(2), atol=1e-6))
+        (torch.Size([2, 4]), True)
+    """
+
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
+        "temperature": constraints.positive,
+        "probs": constraints.simplex,
+        "logits": constraints.real_vector,
+    }
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, temperature, probs=None, logits=None, validate_args=None):
+        param = _categorical_params(probs, logits)
+        temperature, param = as_float_tensors(temperature, param)
+        self.temperature = temperature
+        self._set_params(param if probs is not None else None, param if probs is None else None)
+        batch_shape = torch.broadcast_shapes(param.shape[:-1], temperature.shape)
+        super().__init__(batch_shape, param.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(LogGumbelSoftmax, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.temperature = self.temperature
+        self._expand_params(new, batch_shape)
+        super(LogGumbelSoftmax, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        logits = self._shift_free_logits
+        scores = (logits + gumbel_noise(shape, logits)) / self.temperature.unsqueeze(-1)
+        return torch.log_softmax(scores, dim=-1)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        k = value.shape[-1]
+        score = self._shift_free_logits - self.temperature.unsqueeze(-1) * value
+        log_norm = math.lgamma(k) + (k - 1) * self.temperature.log()
+        return log_norm + score.sum(-1) - k * score.logsumexp(-1)
+
+    def relaxed(self) -> GumbelSoftmax:
+        """The law of exp(x)."""
+        given = {"probs": self.probs} if "probs" in self.__dict__ else {"logits": self._shift_free_logits}
+        return GumbelSoftmax(self.temperature, validate_args=False, **given)
 
 
 def concrete_log_density(value: Tensor, logits: Tensor, temperature: Tensor) -> Tensor:

@@ -32,7 +32,8 @@ with the reconstruction term estimated by the method's estimator
   no closed form, so its discrete KL/ELBO cannot be computed honestly. It is trained and
   evaluated as the relaxed model it samples: prior = the same copula with R = I and logits 0 at
   the same temperature, KL by the unbiased Monte-Carlo estimate log q(z) - log p(z) with the
-  copula's exact density. eval_model = "relaxed".
+  copula's exact density, sampled and evaluated in logit space (LogitCorrelatedRelaxedBernoulli:
+  exact in float32 where the gates round to 0 or 1; the Jacobian cancels). eval_model = "relaxed".
 
 Evaluation (honest comparison): for every method with a discrete law (eval_model "discrete"),
 test latents are drawn from ``method.discrete`` (never the relaxation), giving
@@ -318,9 +319,14 @@ def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, 
         raw = model.encode(x)
         q = laws.posterior(raw, tau, model, discrete)
         p = laws.prior(x.shape[0], tau, device, discrete)
-        z = q.sample((n_samples,))
+        if not discrete and learns_correlation(laws.method):  # the copula: float32 densities are exact
+            qx, px = q.logit_space(), p.logit_space()    # in logit space (the Jacobian cancels)
+            w = qx.sample((n_samples,))
+            z, log_q, log_p = torch.sigmoid(w), per_image(qx.log_prob(w), 2), per_image(px.log_prob(w), 2)
+        else:
+            z = q.sample((n_samples,))
+            log_q, log_p = per_image(q.log_prob(z), 2), per_image(p.log_prob(z), 2)
         log_px = model.log_px(x, z)  # (S, B)
-        log_q, log_p = per_image(q.log_prob(z), 2), per_image(p.log_prob(z), 2)
         kl = exact_kl(q, p, laws.prior_log_mass(device) if discrete else None)
         if kl is None:
             kl = (log_q - log_p).mean(0)
@@ -513,11 +519,14 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
                         kl = exact_kl(laws.posterior(raw, tau_now, model, discrete),
                                       laws.prior(x.shape[0], tau_now, dev, discrete),
                                       laws.prior_log_mass(dev) if discrete else None).mean()
-                    step_est = est
-                    if model.corr_factor is not None:  # the learned correlation changes every step
-                        step_est = make_estimator(m, n_samples=opts["n_samples"],
-                                                  **est_options, scale_tril=model.correlation_factor())
-                    out = step_est(raw, cost, tau=tau_now if pass_tau else None)
+                    if model.corr_factor is not None:  # the copula, with its learned correlation:
+                        # pathwise in logit space, where its float32 densities are exact
+                        qx, px = q.logit_space(), p.logit_space()
+                        w = qx.rsample((opts["n_samples"],))
+                        f = -model.log_px(x, torch.sigmoid(w)) + per_image(qx.log_prob(w) - px.log_prob(w), 2)
+                        out = SimpleNamespace(loss=f.mean(), cost=f.detach())
+                    else:
+                        out = est(raw, cost, tau=tau_now if pass_tau else None)
                     loss = out.loss + kl
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
