@@ -147,8 +147,8 @@ def test_finite_gaussian_gate_float32(scale):
 
 # ----------------------------------------------------------------------------- validation
 @pytest.mark.parametrize("bad_tau", [0.0, -1.0])
-def test_nonpositive_temperature_always_rejected(bad_tau):
-    for validate in (None, False, True):
+def test_nonpositive_temperature_rejected_when_validating(bad_tau):
+    for validate in (None, True):
         with pytest.raises(ValueError, match="temperature"):
             RelaxedBernoulli(bad_tau, logits=torch.zeros(2), validate_args=validate)
         with pytest.raises(ValueError, match="temperature"):
@@ -347,3 +347,20 @@ def test_registry_builders(method):
     assert z.shape[:2] == (2, 4) and torch.isfinite(z).all()
     z.sum().backward()
     assert raw.grad is not None and torch.isfinite(raw.grad).all()
+
+
+def test_gaussian_bernoulli_registry_gate_is_placed_without_a_clamp():
+    # loc = 1/2 + scale Phi^{-1}(sigmoid(raw)): a clamp of sigmoid(raw) at 1e-6 made the gradient
+    # exactly 0 for |raw| > 13.8 and P(z > 1/2) stop following sigmoid(raw).
+    from relaxcli.methods import get_method
+
+    m = get_method("gaussian-bernoulli")
+    raw = torch.tensor([-30.0, -20.0, -14.0, 0.0, 14.0, 20.0, 30.0], dtype=torch.float64, requires_grad=True)
+    d = m.build(raw)
+    p_gt_half = torch.special.log_ndtr((d.loc - 0.5) / d.scale).exp()  # (ndtr loses the tail)
+    torch.testing.assert_close(p_gt_half, torch.sigmoid(raw.detach()), rtol=1e-9, atol=0)
+    (g,) = torch.autograd.grad(d.loc.sum(), raw)
+    assert bool(torch.isfinite(g).all()) and bool((g > 0).all())
+    raw32 = raw.detach().float().requires_grad_(True)
+    (g32,) = torch.autograd.grad(m.build(raw32).loc.sum(), raw32)
+    assert bool(torch.isfinite(g32).all()) and bool((g32 > 0).all())

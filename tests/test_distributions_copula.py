@@ -140,7 +140,7 @@ def test_other_bad_parameters_rejected():
     with pytest.raises(ValueError, match="temperature"):
         CorrelatedRelaxedBernoulli(0.0, eye, logits=torch.zeros(2))
     with pytest.raises(ValueError, match="temperature"):
-        CorrelatedRelaxedBernoulli(-1.0, eye, logits=torch.zeros(2), validate_args=False)
+        CorrelatedRelaxedBernoulli(-1.0, eye, logits=torch.zeros(2), validate_args=True)
     with pytest.raises(ValueError, match="probs"):
         CorrelatedRelaxedBernoulli(0.5, eye, probs=torch.tensor([0.2, 1.2]), validate_args=True)
     with pytest.raises(ValueError, match="logits"):

@@ -107,3 +107,28 @@ def test_log_gumbel_softmax_density_is_exact_in_float32():
     p = torch.softmax(logits.double(), -1)
     assert bool(((freq - p).abs() <= 4 * (p * (1 - p) / 2000).sqrt()).all())
     assert isinstance(ld.relaxed(), D.GumbelSoftmax) and ld.expand((3,)).rsample().shape == (3, 4)
+
+
+# ----------------------------------------------------------------------------- validation like torch
+TEMPERED = [
+    ("RelaxedBernoulli", lambda t, v: D.RelaxedBernoulli(t, logits=torch.zeros(3), validate_args=v)),
+    ("LogitRelaxedBernoulli", lambda t, v: D.LogitRelaxedBernoulli(t, logits=torch.zeros(3), validate_args=v)),
+    ("HardConcrete", lambda t, v: D.HardConcrete(torch.zeros(3), temperature=t, validate_args=v)),
+    ("CorrelatedRelaxedBernoulli", lambda t, v: D.CorrelatedRelaxedBernoulli(t, torch.eye(2), logits=torch.zeros(2), validate_args=v)),
+    ("GumbelSoftmax", lambda t, v: D.GumbelSoftmax(t, logits=torch.zeros(3), validate_args=v)),
+    ("LogGumbelSoftmax", lambda t, v: D.LogGumbelSoftmax(t, logits=torch.zeros(3), validate_args=v)),
+    ("DecoupledST", lambda t, v: D.DecoupledStraightThroughGumbelSoftmax(t, 1.0, logits=torch.zeros(3), validate_args=v)),
+    ("GeneralizedGumbelSoftmax", lambda t, v: D.GeneralizedGumbelSoftmax(torch.arange(3.0), t, logits=torch.zeros(3), validate_args=v)),
+    ("GumbelSoftmaxTopK", lambda t, v: D.GumbelSoftmaxTopK(2, t, logits=torch.zeros(4), validate_args=v)),
+    ("InvertibleGaussian", lambda t, v: D.InvertibleGaussian(torch.zeros(2), torch.ones(2), t, validate_args=v)),
+    ("GaussianRelaxedBernoulli.scale", lambda t, v: D.GaussianRelaxedBernoulli(torch.zeros(2), t, validate_args=v)),
+]
+
+
+@pytest.mark.parametrize("name, make", TEMPERED, ids=[n for n, _ in TEMPERED])
+def test_nonpositive_temperature_or_scale_is_checked_only_when_validating(name, make):
+    # as torch does: validate_args=False skips the check (and its device sync); True raises
+    for bad in (0.0, -1.0):
+        make(bad, False)
+        with pytest.raises(ValueError, match="temperature|scale"):
+            make(bad, True)

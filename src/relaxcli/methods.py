@@ -33,6 +33,7 @@ from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 
 from relaxcli import distributions as D
 from relaxcli import estimators as E
+from relaxcli.distributions._numerics import ndtri_sigmoid
 from relaxcli.errors import BadInput
 
 FAMILIES = ("bernoulli", "categorical", "subset", "simplex")
@@ -169,8 +170,9 @@ def _gaussian_gate_loc(raw: Tensor, scale: float) -> Tensor:
     # loc = 1/2 + scale * Phi^{-1}(sigmoid(raw)), so that P(z > 1/2) = sigmoid(raw): the gate
     # thresholded at 1/2 is exactly Bernoulli(sigmoid(raw)), which makes raw comparable to the
     # logits of every other Bernoulli-family method.
-    p = torch.sigmoid(raw).clamp(1e-6, 1 - 1e-6)
-    return 0.5 + scale * torch.special.ndtri(p)
+    # Phi^{-1}(sigmoid(raw)) without a clamp (a clamp at 1e-6 made the gradient exactly 0 for
+    # |raw| > 13.8): stable for every finite raw, see ndtri_sigmoid.
+    return 0.5 + scale * ndtri_sigmoid(raw)
 
 
 # ----------------------------------------------------------------------------- the records

@@ -29,7 +29,6 @@ from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
-    check_temperature,
     log1m_sigmoid,
     log_ndtr,
     log_sigmoid,
@@ -185,7 +184,6 @@ class RelaxedBernoulli(HardSwitch, _BinaryMixin, Distribution):
     has_rsample = True
 
     def __init__(self, temperature, probs=None, logits=None, hard: bool = False, validate_args=None):
-        check_temperature(torch.as_tensor(temperature))  # the given values, before broadcasting
         (self.temperature, param), is_probs = _binary_params(probs, logits, extra=(temperature,))
         if is_probs:
             self.probs = param
@@ -328,10 +326,7 @@ class GaussianRelaxedBernoulli(Distribution):
     has_rsample = True
 
     def __init__(self, loc, scale=0.5, validate_args=None):
-        bad = not bool(torch.all(torch.as_tensor(scale) > 0))  # before broadcasting: the given values
-        self.loc, self.scale = broadcast_all(loc, scale)
-        if bad:
-            raise ValueError(f"Expected parameter scale to be positive, but found {torch.as_tensor(scale).tolist()}")
+        self.loc, self.scale = broadcast_all(loc, scale)  # scale > 0: checked when validating
         super().__init__(self.loc.shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
@@ -416,7 +411,6 @@ class HardConcrete(Distribution):
     has_rsample = True
 
     def __init__(self, logits, temperature=2.0 / 3.0, limits=(-0.1, 1.1), validate_args=None):
-        check_temperature(torch.as_tensor(temperature))  # the given values, before broadcasting
         self.logits, self.temperature = broadcast_all(logits, temperature)
         gamma, zeta = (float(v) for v in limits)
         if not (gamma < 0.0 and zeta > 1.0):

@@ -24,7 +24,6 @@ from torch.distributions.utils import lazy_property, logits_to_probs, probs_to_l
 from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
     as_float_tensors,
-    check_temperature,
     gumbel_noise,
     one_hot_argmax,
     renormalise,
@@ -186,7 +185,6 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
     def __init__(self, temperature, probs=None, logits=None, hard: bool = False, validate_args=None):
         param = _categorical_params(probs, logits)
         temperature, param = as_float_tensors(temperature, param)
-        check_temperature(temperature)
         self.temperature = temperature
         self.hard = bool(hard)
         self._set_params(param if probs is not None else None, param if probs is None else None)
@@ -377,8 +375,6 @@ class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
                  validate_args=None):
         param = _categorical_params(probs, logits)
         tau_f, tau_b, param = as_float_tensors(temperature_forward, temperature_backward, param)
-        check_temperature(tau_f, "temperature_forward")
-        check_temperature(tau_b, "temperature_backward")
         self.temperature_forward, self.temperature_backward = tau_f, tau_b
         self._set_params(param if probs is not None else None, param if probs is None else None)
         batch_shape = torch.broadcast_shapes(param.shape[:-1], tau_f.shape, tau_b.shape)
@@ -459,7 +455,6 @@ class GeneralizedGumbelSoftmax(HardSwitch, _CategoricalParams):
                  validate_args=None):
         param = _categorical_params(probs, logits)
         values, temperature, param = as_float_tensors(values, temperature, param)
-        check_temperature(temperature)
         if values.dim() < 1 or values.shape[-1] != param.shape[-1]:
             raise ValueError(f"Expected parameter values to have K = {param.shape[-1]} entries in its "
                              f"last dimension (one per category), but found shape {tuple(values.shape)}")

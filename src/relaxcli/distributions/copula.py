@@ -21,10 +21,10 @@ from torch.distributions.distribution import Distribution
 from torch.distributions.utils import lazy_property
 
 from relaxcli.distributions._numerics import (
-    check_temperature,
     log1m_sigmoid,
     log_sigmoid,
     logit_ndtr,
+    ndtri_sigmoid,
 )
 from relaxcli.distributions.bernoulli import _BinaryMixin  # lazy probs/logits, shared by the family
 
@@ -40,29 +40,6 @@ def _clamped_logit(value: Tensor) -> Tensor:
     fi = torch.finfo(value.dtype)
     v = value.clamp(min=fi.tiny, max=1.0 - fi.eps)
     return torch.log(v) - torch.log1p(-v)
-
-
-def _ndtri_sigmoid(w: Tensor) -> Tensor:
-    """Phi^{-1}(sigma(w)), stable for every finite w.
-
-    Uses the symmetry Phi^{-1}(sigma(w)) = -Phi^{-1}(sigma(-w)) so ndtri only sees the lower half
-    (where sigma(-|w|) is accurate), and, where sigma(-|w|) would underflow, solves
-    log Phi(z) = log sigma(-|w|) from the asymptotic start z^2 = -2l - log(-2l) - log(2 pi)
-    with two Newton steps in log space. The branches see safe inputs only, so torch.where
-    leaks no NaN into gradients.
-    """
-    ell = log_sigmoid(-w.abs())  # log sigma(-|w|) <= log 1/2
-    cut = -60.0  # e^-60 ~ 1e-26: a normal float32, ndtri is accurate there
-    tail = ell < cut
-    z_mid = torch.special.ndtri(torch.exp(torch.where(tail, torch.full_like(ell, cut), ell)))
-    lt = torch.where(tail, ell, torch.full_like(ell, cut))
-    z = -torch.sqrt(-2.0 * lt - torch.log(-2.0 * lt) - math.log(2.0 * math.pi))
-    for _ in range(2):
-        log_phi = -0.5 * z * z - 0.5 * math.log(2.0 * math.pi)
-        lnd = torch.special.log_ndtr(z)
-        z = z - (lnd - lt) * torch.exp(lnd - log_phi)
-    z_low = torch.where(tail, z, z_mid)
-    return torch.where(w >= 0, -z_low, z_low)
 
 
 _GL_CACHE: dict[int, tuple[Tensor, Tensor]] = {}
@@ -240,7 +217,6 @@ class _CopulaGates(_BinaryMixin, Distribution):
         if param.dim() < 1:
             raise ValueError("Expected parameter probs/logits to have a last dimension D (the "
                              "number of gates), but found a scalar")
-        check_temperature(tau)
         try:
             tau, param = torch.broadcast_tensors(tau, param)
         except RuntimeError:
@@ -306,7 +282,7 @@ class _CopulaGates(_BinaryMixin, Distribution):
         """
         logits, tau = self.logits, self.temperature
         w = tau * x - logits  # logit u
-        z = _ndtri_sigmoid(w)
+        z = ndtri_sigmoid(w)
         y = _tril_solve(self._tril, z)
         half_log_det = torch.log(torch.diagonal(self._tril, dim1=-2, dim2=-1)).sum(-1)
         log_copula = -half_log_det - 0.5 * (y.pow(2).sum(-1) - z.pow(2).sum(-1))

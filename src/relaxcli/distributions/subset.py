@@ -19,7 +19,6 @@ from torch.distributions import constraints
 from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
     as_float_tensors,
-    check_temperature,
     gumbel_noise,
     straight_through,
 )
@@ -168,7 +167,6 @@ class GumbelSoftmaxTopK(HardSwitch, _CategoricalParams):
                  relaxation: str = "sequential", validate_args=None):
         param = _categorical_params(probs, logits)
         temperature, param = as_float_tensors(temperature, param)
-        check_temperature(temperature)
         num = param.shape[-1]
         if isinstance(k, bool) or not isinstance(k, int) and not (
                 isinstance(k, float) and k.is_integer()):
