@@ -67,7 +67,7 @@ def test_pyro_hard_variants_are_pyro_and_discrete():
 def test_copula_temperature_constraint_is_elementwise():
     c = D.CorrelatedRelaxedBernoulli.arg_constraints["temperature"]
     assert c.event_dim == 0
-    d = D.CorrelatedRelaxedBernoulli(0.3, torch.eye(3), probs=torch.full((3,), 0.4), validate_args=True)
+    d = D.CorrelatedRelaxedBernoulli(0.3, correlation=torch.eye(3), probs=torch.full((3,), 0.4), validate_args=True)
     assert bool(c.check(torch.tensor(0.3))) and d.log_prob(d.rsample()).shape == ()
 
 
@@ -113,8 +113,8 @@ def test_log_gumbel_softmax_density_is_exact_in_float32():
 TEMPERED = [
     ("RelaxedBernoulli", lambda t, v: D.RelaxedBernoulli(t, logits=torch.zeros(3), validate_args=v)),
     ("LogitRelaxedBernoulli", lambda t, v: D.LogitRelaxedBernoulli(t, logits=torch.zeros(3), validate_args=v)),
-    ("HardConcrete", lambda t, v: D.HardConcrete(torch.zeros(3), temperature=t, validate_args=v)),
-    ("CorrelatedRelaxedBernoulli", lambda t, v: D.CorrelatedRelaxedBernoulli(t, torch.eye(2), logits=torch.zeros(2), validate_args=v)),
+    ("HardConcrete", lambda t, v: D.HardConcrete(logits=torch.zeros(3), temperature=t, validate_args=v)),
+    ("CorrelatedRelaxedBernoulli", lambda t, v: D.CorrelatedRelaxedBernoulli(t, correlation=torch.eye(2), logits=torch.zeros(2), validate_args=v)),
     ("GumbelSoftmax", lambda t, v: D.GumbelSoftmax(t, logits=torch.zeros(3), validate_args=v)),
     ("LogGumbelSoftmax", lambda t, v: D.LogGumbelSoftmax(t, logits=torch.zeros(3), validate_args=v)),
     ("DecoupledST", lambda t, v: D.DecoupledStraightThroughGumbelSoftmax(t, 1.0, logits=torch.zeros(3), validate_args=v)),
@@ -132,3 +132,38 @@ def test_nonpositive_temperature_or_scale_is_checked_only_when_validating(name, 
         make(bad, False)
         with pytest.raises(ValueError, match="temperature|scale"):
             make(bad, True)
+
+
+# ----------------------------------------------------------------------------- generator=
+GENERATED = [
+    lambda: D.RelaxedBernoulli(0.5, logits=torch.zeros(3)),
+    lambda: D.RelaxedBernoulli(0.5, logits=torch.zeros(3), hard=True),
+    lambda: D.LogitRelaxedBernoulli(0.5, logits=torch.zeros(3)),
+    lambda: D.GaussianRelaxedBernoulli(torch.full((3,), 0.5), 0.5),
+    lambda: D.HardConcrete(logits=torch.zeros(3)),
+    lambda: D.StochasticTimesSmooth(logits=torch.zeros(3)),
+    lambda: D.StraightThroughBernoulli(logits=torch.zeros(3)),
+    lambda: D.CorrelatedRelaxedBernoulli(0.3, logits=torch.zeros(3), correlation=torch.eye(3)),
+    lambda: D.LogitCorrelatedRelaxedBernoulli(0.3, logits=torch.zeros(3), correlation=torch.eye(3)),
+    lambda: D.GumbelSoftmax(0.5, logits=torch.zeros(4)),
+    lambda: D.GumbelSoftmax(0.5, logits=torch.zeros(4), hard=True),
+    lambda: D.LogGumbelSoftmax(0.5, logits=torch.zeros(4)),
+    lambda: D.DecoupledStraightThroughGumbelSoftmax(0.5, 1.0, logits=torch.zeros(4)),
+    lambda: D.GeneralizedGumbelSoftmax(torch.arange(4.0), 0.5, logits=torch.zeros(4)),
+    lambda: D.GumbelSoftmaxTopK(2, 0.5, logits=torch.zeros(5)),
+    lambda: D.GumbelSoftmaxTopK(2, 0.5, logits=torch.zeros(5), hard=True),
+    lambda: D.InvertibleGaussian(torch.zeros(3), torch.ones(3), 0.5),
+    lambda: D.LogisticNormalSoftmax(torch.zeros(3), torch.ones(3)),
+]
+
+
+@pytest.mark.parametrize("make", GENERATED, ids=lambda m: type(m()).__name__)
+def test_generator_makes_noise_reproducible_without_the_global_seed(make):
+    d = make()
+    for method in (d.rsample, d.sample):
+        a = method((50,), generator=torch.Generator().manual_seed(7))
+        torch.rand(3)  # the global stream moves on; the generator's does not depend on it
+        b = method((50,), generator=torch.Generator().manual_seed(7))
+        c = method((50,), generator=torch.Generator().manual_seed(8))
+        assert torch.equal(a, b) and not torch.equal(a, c)
+    assert d.sample((2,)).shape == (2,) + d.batch_shape + d.event_shape  # default: global RNG

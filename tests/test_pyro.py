@@ -24,10 +24,10 @@ R = torch.tensor([[1.0, 0.5, 0.3], [0.5, 1.0, 0.7], [0.3, 0.7, 1.0]])
 CASES = {
     "RelaxedBernoulli": (torch.zeros(3), lambda C, p: C(0.5, logits=p)),
     "GaussianRelaxedBernoulli": (torch.full((3,), 0.5), lambda C, p: C(p, 0.5)),
-    "HardConcrete": (torch.zeros(3), lambda C, p: C(p, temperature=2 / 3)),
+    "HardConcrete": (torch.zeros(3), lambda C, p: C(2 / 3, logits=p)),
     "StochasticTimesSmooth": (torch.zeros(3), lambda C, p: C(logits=p)),
     "StraightThroughBernoulli": (torch.zeros(3), lambda C, p: C(logits=p)),
-    "CorrelatedRelaxedBernoulli": (torch.zeros(3), lambda C, p: C(0.5, R, logits=p)),
+    "CorrelatedRelaxedBernoulli": (torch.zeros(3), lambda C, p: C(0.5, logits=p, correlation=R)),
     "GumbelSoftmax": (torch.zeros(4), lambda C, p: C(0.5, logits=p)),
     "DecoupledStraightThroughGumbelSoftmax": (torch.zeros(4), lambda C, p: C(1.0, 0.5, logits=p)),
     "GumbelSoftmaxTopK": (torch.zeros(5), lambda C, p: C(2, 0.5, logits=p, hard=True)),
@@ -36,7 +36,7 @@ CASES = {
     "LogisticNormalSoftmax": (torch.zeros(4), lambda C, p: C(p, torch.ones(4))),
     "LogitRelaxedBernoulli": (torch.zeros(3), lambda C, p: C(0.5, logits=p)),
     "LogGumbelSoftmax": (torch.zeros(4), lambda C, p: C(0.5, logits=p)),
-    "LogitCorrelatedRelaxedBernoulli": (torch.zeros(3), lambda C, p: C(0.5, R, logits=p)),
+    "LogitCorrelatedRelaxedBernoulli": (torch.zeros(3), lambda C, p: C(0.5, logits=p, correlation=R)),
 }
 
 

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import Tensor
 
+_EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
+
 
 def tiny(x: Tensor) -> float:
     """Smallest positive normal number of ``x``'s dtype (keeps uniforms away from 0)."""
@@ -23,21 +25,38 @@ def eps(x: Tensor) -> float:
     return torch.finfo(x.dtype).eps
 
 
-def uniform_open(shape: torch.Size, like: Tensor) -> Tensor:
-    """U ~ Uniform(0, 1) strictly inside (0, 1), shape ``shape``, dtype/device of ``like``."""
-    u = torch.rand(shape, dtype=like.dtype, device=like.device)
+def uniform_open(shape: torch.Size, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """U ~ Uniform(0, 1) strictly inside (0, 1), shape ``shape``, dtype/device of ``like``.
+
+    ``generator``: an optional ``torch.Generator`` (on ``like``'s device) for reproducible noise.
+    """
+    u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
     return u.clamp(min=tiny(like), max=1.0 - eps(like))
 
 
-def gumbel_noise(shape: torch.Size, like: Tensor) -> Tensor:
+def gumbel_noise(shape: torch.Size, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """G ~ Gumbel(0, 1) = -log(-log U), one independent draw per element."""
-    return -torch.log(-torch.log(uniform_open(shape, like)))
+    return -torch.log(-torch.log(uniform_open(shape, like, generator)))
 
 
-def logistic_noise(shape: torch.Size, like: Tensor) -> Tensor:
+def logistic_noise(shape: torch.Size, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """L ~ Logistic(0, 1) = logit(U) = log U - log(1 - U), the difference of two Gumbels."""
-    u = uniform_open(shape, like)
+    u = uniform_open(shape, like, generator)
     return torch.log(u) - torch.log1p(-u)
+
+
+def normal_noise(shape: torch.Size, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """eps ~ N(0, 1), one independent draw per element, dtype/device of ``like``."""
+    return torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)
+
+
+class SampleWithGenerator:
+    """``sample(sample_shape, generator=None)`` = ``rsample`` without gradient, passing the
+    generator on (torch's own ``Distribution.sample`` takes no generator)."""
+
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape, generator=generator)
 
 
 def straight_through(hard: Tensor, soft: Tensor) -> Tensor:

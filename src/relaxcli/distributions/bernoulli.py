@@ -29,6 +29,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
+    SampleWithGenerator,
     log1m_sigmoid,
     log_ndtr,
     log_sigmoid,
@@ -102,7 +103,7 @@ def _concrete_logit_log_density(x: Tensor, logits: Tensor, temperature: Tensor) 
     return torch.log(temperature) + d - 2.0 * softplus(d)
 
 
-class _BinaryMixin:
+class _BinaryMixin(SampleWithGenerator):
     """``probs`` and ``logits`` of a Bernoulli parameter, whichever was not given, computed lazily."""
 
     @lazy_property
@@ -183,7 +184,7 @@ class RelaxedBernoulli(HardSwitch, _BinaryMixin, Distribution):
     }
     has_rsample = True
 
-    def __init__(self, temperature, probs=None, logits=None, hard: bool = False, validate_args=None):
+    def __init__(self, temperature, probs=None, logits=None, *, hard: bool = False, validate_args=None):
         (self.temperature, param), is_probs = _binary_params(probs, logits, extra=(temperature,))
         if is_probs:
             self.probs = param
@@ -206,10 +207,10 @@ class RelaxedBernoulli(HardSwitch, _BinaryMixin, Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         logits = self.logits
-        y = logits + logistic_noise(shape, logits)
+        y = logits + logistic_noise(shape, logits, generator)
         z = torch.sigmoid(y / self.temperature)
         if not self.hard:
             return z
@@ -266,7 +267,7 @@ class LogitRelaxedBernoulli(_BinaryMixin, Distribution):
     support = constraints.real
     has_rsample = True
 
-    def __init__(self, temperature, probs=None, logits=None, validate_args=None):
+    def __init__(self, temperature, probs=None, logits=None, *, validate_args=None):
         (self.temperature, param), is_probs = _binary_params(probs, logits, extra=(temperature,))
         if is_probs:
             self.probs = param
@@ -283,10 +284,10 @@ class LogitRelaxedBernoulli(_BinaryMixin, Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         logits = self.logits
-        return (logits + logistic_noise(shape, logits)) / self.temperature
+        return (logits + logistic_noise(shape, logits, generator)) / self.temperature
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
@@ -302,7 +303,7 @@ class LogitRelaxedBernoulli(_BinaryMixin, Distribution):
 
 
 # ----------------------------------------------------------------------------- Gaussian gate
-class GaussianRelaxedBernoulli(Distribution):
+class GaussianRelaxedBernoulli(SampleWithGenerator, Distribution):
     r"""Gaussian stochastic gate (Yamada, Lindenbaum, Negahban, Kluger 2020, arXiv 1810.04247).
 
     z = clamp(loc + scale * eps, 0, 1),  eps ~ N(0, 1).
@@ -325,7 +326,7 @@ class GaussianRelaxedBernoulli(Distribution):
     support = constraints.unit_interval
     has_rsample = True
 
-    def __init__(self, loc, scale=0.5, validate_args=None):
+    def __init__(self, loc, scale=0.5, *, validate_args=None):
         self.loc, self.scale = broadcast_all(loc, scale)  # scale > 0: checked when validating
         super().__init__(self.loc.shape, validate_args=validate_args)
 
@@ -338,9 +339,9 @@ class GaussianRelaxedBernoulli(Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
         return (self.loc + self.scale * eps).clamp(0.0, 1.0)
 
     @property
@@ -381,11 +382,16 @@ class GaussianRelaxedBernoulli(Distribution):
 
 
 # ----------------------------------------------------------------------------- Hard Concrete
-class HardConcrete(Distribution):
+class HardConcrete(SampleWithGenerator, Distribution):
     r"""Hard Concrete gate (Louizos, Welling, Kingma 2018, arXiv 1712.01312).
 
     s = sigma((L + logits)/tau),  L ~ Logistic(0, 1);  s_bar = s (zeta - gamma) + gamma;
     z = clamp(s_bar, 0, 1), with ``limits = (gamma, zeta)``, gamma < 0 < 1 < zeta.
+
+    ``HardConcrete(temperature=2/3, probs=None, logits=None, *, limits=(-0.1, 1.1))``: logits is
+    log alpha (relaxit's first argument is alpha itself, so the parameter is keyword-only and a
+    positional relaxit call fails instead of meaning something else); probs = sigma(log alpha)
+    = P(s > 1/2) is accepted too.
 
     Erratum (the relaxit blog): it writes g ~ Gumbel(0, 1) in the formula for s; the binary
     Concrete uses logistic noise L (the difference of two Gumbels), as here.
@@ -398,7 +404,7 @@ class HardConcrete(Distribution):
 
     Example:
         >>> import torch
-        >>> d = HardConcrete(torch.tensor([0.0, 2.0]))
+        >>> d = HardConcrete(logits=torch.tensor([0.0, 2.0]))
         >>> z = d.rsample((1000,))
         >>> bool(((z >= 0) & (z <= 1)).all()), bool((z == 0).any())
         (True, True)
@@ -410,7 +416,13 @@ class HardConcrete(Distribution):
     support = constraints.unit_interval
     has_rsample = True
 
-    def __init__(self, logits, temperature=2.0 / 3.0, limits=(-0.1, 1.1), validate_args=None):
+    def __init__(self, temperature=2.0 / 3.0, probs=None, logits=None, *, limits=(-0.1, 1.1),
+                 validate_args=None):
+        if (probs is None) == (logits is None):
+            raise ValueError("Either `probs` or `logits` (log alpha) must be specified, but not both.")
+        if probs is not None:  # P(s > 1/2) = sigma(log alpha): probs = alpha / (1 + alpha)
+            probs = torch.as_tensor(probs)
+            logits = probs_to_logits(probs if probs.is_floating_point() else probs.float(), is_binary=True)
         self.logits, self.temperature = broadcast_all(logits, temperature)
         gamma, zeta = (float(v) for v in limits)
         if not (gamma < 0.0 and zeta > 1.0):
@@ -429,10 +441,10 @@ class HardConcrete(Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         gamma, zeta = self.limits
-        s = torch.sigmoid((self.logits + logistic_noise(shape, self.logits)) / self.temperature)
+        s = torch.sigmoid((self.logits + logistic_noise(shape, self.logits, generator)) / self.temperature)
         return (s * (zeta - gamma) + gamma).clamp(0.0, 1.0)
 
     def _zero_threshold(self) -> Tensor:
@@ -515,7 +527,7 @@ class StochasticTimesSmooth(_BinaryMixin, Distribution):
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"probs": constraints.unit_interval, "logits": constraints.real}
     has_rsample = True
 
-    def __init__(self, logits=None, probs=None, validate_args=None):
+    def __init__(self, *, probs=None, logits=None, validate_args=None):
         self._init_bernoulli_parameter(probs, logits, validate_args)
 
     @constraints.dependent_property(is_discrete=True, event_dim=0)
@@ -539,10 +551,10 @@ class StochasticTimesSmooth(_BinaryMixin, Distribution):
             return torch.sqrt(self.probs)
         return torch.exp(0.5 * log_sigmoid(self.logits))
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         r = self.sqrt_probs
-        b = (uniform_open(shape, r) < r.detach()).to(r.dtype)  # sg(b): no gradient through b
+        b = (uniform_open(shape, r, generator) < r.detach()).to(r.dtype)  # sg(b): no gradient through b
         return b * r
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -585,16 +597,16 @@ class StraightThroughBernoulli(_BinaryMixin, Distribution):
     support = constraints.boolean
     has_rsample = True
 
-    def __init__(self, logits=None, probs=None, validate_args=None):
+    def __init__(self, *, probs=None, logits=None, validate_args=None):
         self._init_bernoulli_parameter(probs, logits, validate_args)
 
     def expand(self, batch_shape, _instance=None):
         return self._expand_bernoulli_parameter(StraightThroughBernoulli, batch_shape, _instance)
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         p = self.probs
-        b = (uniform_open(shape, p) < p.detach()).to(p.dtype)
+        b = (uniform_open(shape, p, generator) < p.detach()).to(p.dtype)
         return straight_through(b, p)
 
     def log_prob(self, value: Tensor) -> Tensor:

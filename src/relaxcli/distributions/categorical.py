@@ -23,6 +23,7 @@ from torch.distributions.utils import lazy_property, logits_to_probs, probs_to_l
 
 from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
+    SampleWithGenerator,
     as_float_tensors,
     gumbel_noise,
     one_hot_argmax,
@@ -77,7 +78,7 @@ def _categorical_params(probs, logits, like: Tensor | None = None):
     return param
 
 
-class _CategoricalParams(Distribution):
+class _CategoricalParams(SampleWithGenerator, Distribution):
     """Shared bookkeeping: probs/logits as lazy properties (as in torch's Categorical).
 
     Subclasses call :meth:`_set_params` before ``Distribution.__init__`` (which resolves to
@@ -182,7 +183,7 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
     }
     has_rsample = True
 
-    def __init__(self, temperature, probs=None, logits=None, hard: bool = False, validate_args=None):
+    def __init__(self, temperature, probs=None, logits=None, *, hard: bool = False, validate_args=None):
         param = _categorical_params(probs, logits)
         temperature, param = as_float_tensors(temperature, param)
         self.temperature = temperature
@@ -205,22 +206,22 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
         new._validate_args = self._validate_args
         return new
 
-    def _scores(self, sample_shape) -> Tensor:
+    def _scores(self, sample_shape, generator=None) -> Tensor:
         """logits + G with one Gumbel draw per element of sample_shape + batch_shape + (K,)."""
         shape = self._extended_shape(sample_shape)
         logits = self._shift_free_logits  # softmax and argmax ignore a shift per row
-        return logits + gumbel_noise(shape, logits)
+        return logits + gumbel_noise(shape, logits, generator)
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
-        scores = self._scores(sample_shape)
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        scores = self._scores(sample_shape, generator)
         y = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
         if not self.hard:
             return renormalise(y)
         return straight_through(one_hot_argmax(scores), y)
 
-    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self.rsample(sample_shape, generator=generator)
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
@@ -268,7 +269,7 @@ class LogGumbelSoftmax(_CategoricalParams):
     support = constraints.real_vector
     has_rsample = True
 
-    def __init__(self, temperature, probs=None, logits=None, validate_args=None):
+    def __init__(self, temperature, probs=None, logits=None, *, validate_args=None):
         param = _categorical_params(probs, logits)
         temperature, param = as_float_tensors(temperature, param)
         self.temperature = temperature
@@ -285,10 +286,10 @@ class LogGumbelSoftmax(_CategoricalParams):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         logits = self._shift_free_logits
-        scores = (logits + gumbel_noise(shape, logits)) / self.temperature.unsqueeze(-1)
+        scores = (logits + gumbel_noise(shape, logits, generator)) / self.temperature.unsqueeze(-1)
         return torch.log_softmax(scores, dim=-1)
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -371,7 +372,7 @@ class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
     support = constraints.one_hot
     has_rsample = True
 
-    def __init__(self, temperature_forward, temperature_backward, probs=None, logits=None,
+    def __init__(self, temperature_forward, temperature_backward, *, probs=None, logits=None,
                  validate_args=None):
         param = _categorical_params(probs, logits)
         tau_f, tau_b, param = as_float_tensors(temperature_forward, temperature_backward, param)
@@ -396,16 +397,16 @@ class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
         """log softmax(logits / tau_f): the log-probabilities of the forward one-hot law."""
         return torch.log_softmax(self.logits / self.temperature_forward.unsqueeze(-1), dim=-1)
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         logits = self._shift_free_logits  # softmax and argmax ignore a shift per row
-        s = logits + self.temperature_forward.unsqueeze(-1) * gumbel_noise(shape, logits)
+        s = logits + self.temperature_forward.unsqueeze(-1) * gumbel_noise(shape, logits, generator)
         y_b = torch.softmax(s / self.temperature_backward.unsqueeze(-1), dim=-1)
         return straight_through(one_hot_argmax(s), y_b)
 
-    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self.rsample(sample_shape, generator=generator)
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
@@ -451,7 +452,7 @@ class GeneralizedGumbelSoftmax(HardSwitch, _CategoricalParams):
     }
     has_rsample = True
 
-    def __init__(self, values, temperature, probs=None, logits=None, hard: bool = False,
+    def __init__(self, values, temperature, *, probs=None, logits=None, hard: bool = False,
                  validate_args=None):
         param = _categorical_params(probs, logits)
         values, temperature, param = as_float_tensors(values, temperature, param)
@@ -499,10 +500,10 @@ class GeneralizedGumbelSoftmax(HardSwitch, _CategoricalParams):
                 "(E[w] != probs); use hard=True for the discrete law's mean")
         return (self.probs * self.values).sum(-1).expand(self.batch_shape)
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape) + self._param.shape[-1:]
         logits = self._shift_free_logits  # softmax and argmax ignore a shift per row
-        scores = logits + gumbel_noise(shape, logits)
+        scores = logits + gumbel_noise(shape, logits, generator)
         w = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
         if self.hard:
             w = straight_through(one_hot_argmax(scores), w)
@@ -510,9 +511,9 @@ class GeneralizedGumbelSoftmax(HardSwitch, _CategoricalParams):
             w = renormalise(w)  # weights summing to 1 keep the value inside [min, max] of values
         return (w * self.values).sum(-1)
 
-    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self.rsample(sample_shape, generator=generator)
 
     def log_prob(self, value: Tensor) -> Tensor:
         if not self.hard:

@@ -203,7 +203,7 @@ class _CopulaGates(_BinaryMixin, Distribution):
     }
     has_rsample = True
 
-    def __init__(self, temperature, correlation=None, probs=None, logits=None, scale_tril=None,
+    def __init__(self, temperature, probs=None, logits=None, *, correlation=None, scale_tril=None,
                  validate_args=None):
         if (probs is None) == (logits is None):
             raise ValueError("Either `probs` or `logits` must be specified, but not both.")
@@ -267,11 +267,11 @@ class _CopulaGates(_BinaryMixin, Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def _logit_sample(self, sample_shape) -> Tensor:
+    def _logit_sample(self, sample_shape, generator=None) -> Tensor:
         """x = (logit Phi(v) + logits)/tau, v = L eps ~ N(0, R), independent per row."""
         shape = self._extended_shape(sample_shape)
         logits = self.logits
-        eps = torch.randn(shape, dtype=logits.dtype, device=logits.device)
+        eps = torch.randn(shape, dtype=logits.dtype, device=logits.device, generator=generator)
         v = _tril_matvec(self._tril, eps)
         return (logit_ndtr(v) + logits) / self.temperature
 
@@ -348,7 +348,7 @@ class CorrelatedRelaxedBernoulli(_CopulaGates):
     Example (the seed's worked example, batch 2, event 3):
         >>> import torch
         >>> R = torch.tensor([[1.0, 0.5, 0.3], [0.5, 1.0, 0.7], [0.3, 0.7, 1.0]])
-        >>> d = CorrelatedRelaxedBernoulli(0.1, R, probs=torch.tensor([[0.2, 0.4, 0.4], [0.3, 0.5, 0.2]]))
+        >>> d = CorrelatedRelaxedBernoulli(0.1, probs=torch.tensor([[0.2, 0.4, 0.4], [0.3, 0.5, 0.2]]), correlation=R)
         >>> m = d.rsample((5,))
         >>> m.shape, d.log_prob(m).shape, d.pairwise_joint_probs().shape
         (torch.Size([5, 2, 3]), torch.Size([5, 2]), torch.Size([2, 3, 3]))
@@ -356,8 +356,8 @@ class CorrelatedRelaxedBernoulli(_CopulaGates):
 
     support = constraints.independent(constraints.unit_interval, 1)
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
-        return torch.sigmoid(self._logit_sample(sample_shape))
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        return torch.sigmoid(self._logit_sample(sample_shape, generator))
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
@@ -387,7 +387,7 @@ class LogitCorrelatedRelaxedBernoulli(_CopulaGates):
 
     Example:
         >>> import torch
-        >>> d = LogitCorrelatedRelaxedBernoulli(0.1, torch.eye(3), logits=torch.zeros(3))
+        >>> d = LogitCorrelatedRelaxedBernoulli(0.1, logits=torch.zeros(3), correlation=torch.eye(3))
         >>> x = d.rsample((4,))
         >>> x.shape, d.log_prob(x).shape
         (torch.Size([4, 3]), torch.Size([4]))
@@ -395,8 +395,8 @@ class LogitCorrelatedRelaxedBernoulli(_CopulaGates):
 
     support = constraints.independent(constraints.real, 1)
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
-        return self._logit_sample(sample_shape)
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        return self._logit_sample(sample_shape, generator)
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:

@@ -149,14 +149,14 @@ class InvertibleGaussian(Distribution):
         last = torch.log(self.delta).unsqueeze(-1).expand(y.shape[:-1] + (1,))
         return renormalise(torch.softmax(torch.cat([y / tau, last], dim=-1), dim=-1))
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)[:-1] + self.loc.shape[-1:]
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
         return self._softmax_pp(self.loc + self.scale * eps)
 
-    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self.rsample(sample_shape, generator=generator)
 
     def gaussian_coordinates(self, value: Tensor) -> Tensor:
         """The inverse map ``y_i = tau (log z_i - log z_K + log delta)`` (shape ``(..., K-1)``)."""
@@ -237,14 +237,14 @@ class LogisticNormalSoftmax(Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
         return renormalise(torch.softmax(self.loc + self.scale * eps, dim=-1))
 
-    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self.rsample(sample_shape, generator=generator)
 
     def log_ratio_distribution(self) -> LowRankMultivariateNormal:
         """Law of ``r_i = log z_i - log z_K``: N(loc_{<K} - loc_K, diag(scale_{<K}^2) + scale_K^2 11^T)."""

@@ -163,7 +163,7 @@ class GumbelSoftmaxTopK(HardSwitch, _CategoricalParams):
     }
     has_rsample = True
 
-    def __init__(self, k: int, temperature, probs=None, logits=None, hard: bool = False,
+    def __init__(self, k: int, temperature, probs=None, logits=None, *, hard: bool = False,
                  relaxation: str = "sequential", validate_args=None):
         param = _categorical_params(probs, logits)
         temperature, param = as_float_tensors(temperature, param)
@@ -197,9 +197,9 @@ class GumbelSoftmaxTopK(HardSwitch, _CategoricalParams):
         return new
 
     # ------------------------------------------------------------------ sampling
-    def perturbed_logits(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def perturbed_logits(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         """kappa = log p + G, one Gumbel draw per element of sample_shape + batch_shape + (K,)."""
-        return self.logits + gumbel_noise(self._extended_shape(sample_shape), self.logits)
+        return self.logits + gumbel_noise(self._extended_shape(sample_shape), self.logits, generator)
 
     def relax(self, kappa: Tensor) -> Tensor:
         """The chosen relaxation of the top-k indicator of ``kappa``."""
@@ -208,18 +208,18 @@ class GumbelSoftmaxTopK(HardSwitch, _CategoricalParams):
             return sequential_topk_relaxation(kappa, tau, self.k)
         return threshold_topk_relaxation(kappa, tau, self.k)
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
-        kappa = self.perturbed_logits(sample_shape)
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        kappa = self.perturbed_logits(sample_shape, generator)
         soft = self.relax(kappa)
         if not self.hard:
             return soft
         return straight_through(topk_indicator(kappa.detach(), self.k), soft)
 
-    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
             if self.hard:  # the exact top-k indicator needs no relaxation
-                return topk_indicator(self.perturbed_logits(sample_shape), self.k)
-            return self.rsample(sample_shape)
+                return topk_indicator(self.perturbed_logits(sample_shape, generator), self.k)
+            return self.rsample(sample_shape, generator=generator)
 
     # ------------------------------------------------------------------ log-mass
     def log_prob(self, value: Tensor) -> Tensor:
