@@ -25,7 +25,7 @@ FACTORIES = {
     "relaxed-hard": lambda a: RelaxedBernoulli(0.5, logits=a, hard=True),
     "relaxed-probs": lambda a: RelaxedBernoulli(torch.tensor(0.5, dtype=a.dtype), probs=torch.sigmoid(a)),
     "gaussian": lambda a: GaussianRelaxedBernoulli(0.5 + 0.3 * a, scale=0.5),
-    "hard-concrete": lambda a: HardConcrete(a),
+    "hard-concrete": lambda a: HardConcrete(logits=a),
     "sts": lambda a: StochasticTimesSmooth(logits=a),
     "sts-probs": lambda a: StochasticTimesSmooth(probs=torch.sigmoid(a)),
     "st": lambda a: StraightThroughBernoulli(logits=a),
@@ -58,7 +58,7 @@ def test_shapes_and_expand(name):
 
 
 def test_python_float_parameters_give_scalar_batch():
-    for d in (RelaxedBernoulli(0.5, probs=0.3), GaussianRelaxedBernoulli(0.2, 0.5), HardConcrete(0.1),
+    for d in (RelaxedBernoulli(0.5, probs=0.3), GaussianRelaxedBernoulli(0.2, 0.5), HardConcrete(logits=0.1),
               StochasticTimesSmooth(logits=0.2), StraightThroughBernoulli(probs=0.4)):
         assert d.batch_shape == () and d.rsample((3,)).shape == (3,)
         assert d.rsample().dtype == torch.get_default_dtype()
@@ -107,7 +107,7 @@ def test_finite_samples_log_probs_and_grads_float32(cls, tau):
     logits = torch.linspace(-30, 30, 61).repeat(20).requires_grad_()
     temp = torch.tensor(tau, requires_grad=True)
     if cls == "hard-concrete":
-        d = HardConcrete(logits, temperature=temp)
+        d = HardConcrete(logits=logits, temperature=temp)
     else:
         d = RelaxedBernoulli(temp, logits=logits, hard=cls == "relaxed-hard")
     z = d.rsample((5,))
@@ -147,12 +147,12 @@ def test_finite_gaussian_gate_float32(scale):
 
 # ----------------------------------------------------------------------------- validation
 @pytest.mark.parametrize("bad_tau", [0.0, -1.0])
-def test_nonpositive_temperature_always_rejected(bad_tau):
-    for validate in (None, False, True):
+def test_nonpositive_temperature_rejected_when_validating(bad_tau):
+    for validate in (None, True):
         with pytest.raises(ValueError, match="temperature"):
             RelaxedBernoulli(bad_tau, logits=torch.zeros(2), validate_args=validate)
         with pytest.raises(ValueError, match="temperature"):
-            HardConcrete(torch.zeros(2), temperature=bad_tau, validate_args=validate)
+            HardConcrete(logits=torch.zeros(2), temperature=bad_tau, validate_args=validate)
 
 
 def test_bad_parameters_rejected():
@@ -164,7 +164,7 @@ def test_bad_parameters_rejected():
     with pytest.raises(ValueError, match="scale"):
         GaussianRelaxedBernoulli(torch.zeros(2), 0.0)
     with pytest.raises(ValueError, match="limits"):
-        HardConcrete(torch.zeros(2), limits=(0.0, 1.1))
+        HardConcrete(logits=torch.zeros(2), limits=(0.0, 1.1))
     with pytest.raises(ValueError, match="logits"):
         RelaxedBernoulli(0.5, probs=0.3, logits=0.1)
     with pytest.raises(ValueError, match="logits"):
@@ -179,7 +179,7 @@ def test_hard_concrete_atoms_match_closed_form():
     n = 20000
     logits = torch.tensor([-1.0, 0.5, 2.0, 0.0])
     tau = torch.tensor([2 / 3, 2 / 3, 2 / 3, 0.3])
-    d = HardConcrete(logits, temperature=tau)
+    d = HardConcrete(logits=logits, temperature=tau)
     z = d.sample((n,))
     for atom, closed in ((0.0, d.prob_zero), (1.0, d.prob_one)):
         freq = (z == atom).double().mean(0)
@@ -191,7 +191,7 @@ def test_hard_concrete_atoms_match_closed_form():
 
 
 def test_hard_concrete_deterministic_gate():
-    d = HardConcrete(torch.tensor([-30.0, 0.0, 30.0]))
+    d = HardConcrete(logits=torch.tensor([-30.0, 0.0, 30.0]))
     assert d.deterministic_gate().tolist() == pytest.approx([0.0, 0.5, 1.0])
 
 
@@ -322,7 +322,7 @@ def test_relaxed_bernoulli_density_integrates_to_one():
 def test_hard_concrete_mixed_law_integrates_to_one():
     logits = torch.tensor([-1.5, 0.0, 2.0], dtype=torch.float64)
     for tau in (0.3, 2 / 3, 2.0):
-        d = HardConcrete(logits, temperature=tau)
+        d = HardConcrete(logits=logits, temperature=tau)
         total = _midpoint_integral_01(d.log_prob) + d.prob_zero + d.prob_one
         assert torch.allclose(total, torch.ones(3, dtype=torch.float64), atol=1e-6), total
 
@@ -347,3 +347,20 @@ def test_registry_builders(method):
     assert z.shape[:2] == (2, 4) and torch.isfinite(z).all()
     z.sum().backward()
     assert raw.grad is not None and torch.isfinite(raw.grad).all()
+
+
+def test_gaussian_bernoulli_registry_gate_is_placed_without_a_clamp():
+    # loc = 1/2 + scale Phi^{-1}(sigmoid(raw)): a clamp of sigmoid(raw) at 1e-6 made the gradient
+    # exactly 0 for |raw| > 13.8 and P(z > 1/2) stop following sigmoid(raw).
+    from relaxcli.methods import get_method
+
+    m = get_method("gaussian-bernoulli")
+    raw = torch.tensor([-30.0, -20.0, -14.0, 0.0, 14.0, 20.0, 30.0], dtype=torch.float64, requires_grad=True)
+    d = m.build(raw)
+    p_gt_half = torch.special.log_ndtr((d.loc - 0.5) / d.scale).exp()  # (ndtr loses the tail)
+    torch.testing.assert_close(p_gt_half, torch.sigmoid(raw.detach()), rtol=1e-9, atol=0)
+    (g,) = torch.autograd.grad(d.loc.sum(), raw)
+    assert bool(torch.isfinite(g).all()) and bool((g > 0).all())
+    raw32 = raw.detach().float().requires_grad_(True)
+    (g32,) = torch.autograd.grad(m.build(raw32).loc.sum(), raw32)
+    assert bool(torch.isfinite(g32).all()) and bool((g32 > 0).all())

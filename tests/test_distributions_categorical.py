@@ -108,7 +108,7 @@ def test_validation_errors():
     with pytest.raises(ValueError, match="temperature"):
         GumbelSoftmax(0.0, logits=torch.zeros(3))
     with pytest.raises(ValueError, match="temperature"):
-        GumbelSoftmax(torch.tensor([1.0, -1.0]), logits=torch.zeros(3), validate_args=False)
+        GumbelSoftmax(torch.tensor([1.0, -1.0]), logits=torch.zeros(3), validate_args=True)
     with pytest.raises(ValueError, match="temperature_forward"):
         DecoupledStraightThroughGumbelSoftmax(-1.0, 1.0, logits=torch.zeros(3))
     with pytest.raises(ValueError, match="temperature_backward"):

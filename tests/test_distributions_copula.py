@@ -11,7 +11,7 @@ import torch
 from scipy.stats import multivariate_normal, norm
 from torch.distributions import RelaxedBernoulli as TorchRelaxedBernoulli
 
-from relaxcli.distributions import CorrelatedRelaxedBernoulli
+from relaxcli.distributions import CorrelatedRelaxedBernoulli, LogitCorrelatedRelaxedBernoulli
 from relaxcli.distributions.copula import bivariate_normal_cdf
 from relaxcli.methods import get_method
 
@@ -21,7 +21,7 @@ R = [[1.0, 0.5, 0.3], [0.5, 1.0, 0.7], [0.3, 0.7, 1.0]]
 
 
 def example(dtype=torch.float32, tau=0.1):
-    return CorrelatedRelaxedBernoulli(tau, torch.tensor(R, dtype=dtype), probs=torch.tensor(PI, dtype=dtype))
+    return CorrelatedRelaxedBernoulli(tau, correlation=torch.tensor(R, dtype=dtype), probs=torch.tensor(PI, dtype=dtype))
 
 
 def four_se(p, n):
@@ -48,7 +48,7 @@ def test_expand_and_batched_correlation():
     m = d.rsample((3,))
     assert m.shape == (3, 5, 2, 3) and d.log_prob(m).shape == (3, 5, 2)
     r2 = torch.stack([torch.eye(3), torch.tensor(R)])  # a batch of two correlation matrices
-    e = CorrelatedRelaxedBernoulli(0.5, r2, logits=torch.zeros(3))
+    e = CorrelatedRelaxedBernoulli(0.5, correlation=r2, logits=torch.zeros(3))
     assert e.batch_shape == (2,) and e.rsample((4,)).shape == (4, 2, 3)
     assert e.log_prob(e.rsample((4,))).shape == (4, 2)
     assert e.pairwise_joint_probs().shape == (2, 3, 3)
@@ -57,7 +57,7 @@ def test_expand_and_batched_correlation():
 def test_scale_tril_alternative_is_the_same_law():
     r = torch.tensor(R, dtype=torch.float64)
     p = torch.tensor(PI, dtype=torch.float64)
-    a = CorrelatedRelaxedBernoulli(0.3, r, probs=p)
+    a = CorrelatedRelaxedBernoulli(0.3, correlation=r, probs=p)
     b = CorrelatedRelaxedBernoulli(0.3, probs=p, scale_tril=torch.linalg.cholesky(r))
     m = a.sample((6,))
     assert torch.allclose(a.log_prob(m), b.log_prob(m))
@@ -72,7 +72,7 @@ def test_scale_tril_alternative_is_the_same_law():
 def test_noise_independent_across_batch():
     torch.manual_seed(2)
     n = 4000
-    d = CorrelatedRelaxedBernoulli(0.5, torch.tensor(R), logits=torch.zeros(3)).expand((2,))
+    d = CorrelatedRelaxedBernoulli(0.5, correlation=torch.tensor(R), logits=torch.zeros(3)).expand((2,))
     m = d.sample((n,))  # (n, 2, 3)
     assert not torch.equal(m[:, 0], m[:, 1])
     for k in range(3):
@@ -82,14 +82,14 @@ def test_noise_independent_across_batch():
 
 def test_float64_stays_float64():
     a = torch.tensor(PI, dtype=torch.float64, requires_grad=True)
-    d = CorrelatedRelaxedBernoulli(0.1, torch.tensor(R, dtype=torch.float64), logits=a)
+    d = CorrelatedRelaxedBernoulli(0.1, correlation=torch.tensor(R, dtype=torch.float64), logits=a)
     m = d.rsample((2,))
     assert m.dtype == torch.float64 and d.log_prob(m).dtype == torch.float64
     assert d.pairwise_joint_probs().dtype == torch.float64
     m.sum().backward()
     assert a.grad.dtype == torch.float64
     # Python-float temperature with float64 parameters, and list parameters
-    assert CorrelatedRelaxedBernoulli(0.1, R, probs=PI).rsample().dtype == torch.get_default_dtype()
+    assert CorrelatedRelaxedBernoulli(0.1, correlation=R, probs=PI).rsample().dtype == torch.get_default_dtype()
 
 
 # ----------------------------------------------------------------------------- finiteness
@@ -98,7 +98,7 @@ def test_finite_samples_log_probs_and_grads_float32(tau):
     logits = torch.linspace(-30, 30, 61).repeat_interleave(3).view(61, 3).requires_grad_()
     temp = torch.tensor(tau, requires_grad=True)
     r = torch.tensor(R, requires_grad=True)
-    d = CorrelatedRelaxedBernoulli(temp, r, logits=logits)
+    d = CorrelatedRelaxedBernoulli(temp, correlation=r, logits=logits)
     m = d.rsample((20,))
     assert torch.isfinite(m).all()
     lp = d.log_prob(m)
@@ -108,7 +108,7 @@ def test_finite_samples_log_probs_and_grads_float32(tau):
         assert torch.isfinite(g).all()
     # the support's boundaries (values that rounded to exactly 0 or 1)
     logits.grad = None
-    d = CorrelatedRelaxedBernoulli(temp, r, logits=logits)
+    d = CorrelatedRelaxedBernoulli(temp, correlation=r, logits=logits)
     ends = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]).view(3, 1, 3)
     lpe = d.log_prob(ends)
     assert torch.isfinite(lpe).all()
@@ -127,7 +127,7 @@ def test_finite_samples_log_probs_and_grads_float32(tau):
 def test_bad_correlation_rejected(bad, match):
     for validate in (None, False):
         with pytest.raises(ValueError, match=match):
-            CorrelatedRelaxedBernoulli(0.5, torch.tensor(bad), logits=torch.zeros(len(bad) if match != "2x2" else 2),
+            CorrelatedRelaxedBernoulli(0.5, correlation=torch.tensor(bad), logits=torch.zeros(len(bad) if match != "2x2" else 2),
                                        validate_args=validate)
 
 
@@ -138,13 +138,13 @@ def test_other_bad_parameters_rejected():
     with pytest.raises(ValueError, match="correlation"):
         CorrelatedRelaxedBernoulli(0.5, logits=torch.zeros(2))
     with pytest.raises(ValueError, match="temperature"):
-        CorrelatedRelaxedBernoulli(0.0, eye, logits=torch.zeros(2))
+        CorrelatedRelaxedBernoulli(0.0, correlation=eye, logits=torch.zeros(2))
     with pytest.raises(ValueError, match="temperature"):
-        CorrelatedRelaxedBernoulli(-1.0, eye, logits=torch.zeros(2), validate_args=False)
+        CorrelatedRelaxedBernoulli(-1.0, correlation=eye, logits=torch.zeros(2), validate_args=True)
     with pytest.raises(ValueError, match="probs"):
-        CorrelatedRelaxedBernoulli(0.5, eye, probs=torch.tensor([0.2, 1.2]), validate_args=True)
+        CorrelatedRelaxedBernoulli(0.5, correlation=eye, probs=torch.tensor([0.2, 1.2]), validate_args=True)
     with pytest.raises(ValueError, match="logits"):
-        CorrelatedRelaxedBernoulli(0.5, eye)
+        CorrelatedRelaxedBernoulli(0.5, correlation=eye)
 
 
 # ----------------------------------------------------------------------------- laws
@@ -196,7 +196,7 @@ def test_marginals_and_pairwise_joints_match_gaussian_copula():
 # ----------------------------------------------------------------------------- exact log_prob
 def test_identity_correlation_is_independent_relaxed_bernoulli():
     logits = torch.tensor([[-1.0, 0.5, 2.0]], dtype=torch.float64)
-    d = CorrelatedRelaxedBernoulli(0.4, torch.eye(3, dtype=torch.float64), logits=logits)
+    d = CorrelatedRelaxedBernoulli(0.4, correlation=torch.eye(3, dtype=torch.float64), logits=logits)
     ref = TorchRelaxedBernoulli(torch.tensor(0.4, dtype=torch.float64), logits=logits)
     m = d.sample((50,))
     assert torch.allclose(d.log_prob(m), ref.log_prob(m).sum(-1), rtol=1e-9, atol=1e-9)
@@ -219,7 +219,7 @@ def test_log_prob_matches_scipy_copula_density():
 def test_log_prob_integrates_to_one_d2(tau, rho):
     """2-D grid in x = logit m: integral of p(m) |dm/dx| = 1."""
     r = torch.tensor([[1.0, rho], [rho, 1.0]], dtype=torch.float64)
-    d = CorrelatedRelaxedBernoulli(tau, r, logits=torch.tensor([0.3, -0.5], dtype=torch.float64))
+    d = CorrelatedRelaxedBernoulli(tau, correlation=r, logits=torch.tensor([0.3, -0.5], dtype=torch.float64))
     g = torch.linspace(-34.0, 34.0, 341, dtype=torch.float64)  # sigmoid is accurate within +-36
     x = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1)
     lp = d.log_prob(torch.sigmoid(x)) + (torch.nn.functional.logsigmoid(x)
@@ -240,21 +240,58 @@ def test_registry_builder_default_and_given_correlation():
     assert z.shape == (2, 4, 3) and torch.isfinite(raw.grad).all()
 
 
-def test_log_prob_of_saturated_samples_is_taken_at_the_drawn_point():
-    """At tau = 0.05 half the gates round to exactly 0 or 1 in float32; log_prob of such a sample
-    (under its own law and under another copula, e.g. a prior) must be the density at the point
-    drawn, not at a clamped neighbour (that was 300+ nats off and broke the VAE's Monte-Carlo KL)."""
+def test_exact_densities_of_saturated_samples_come_from_logit_space():
+    """At tau = 0.05 half the gates round to exactly 0 or 1 in float32. The logit-space law keeps
+    the point drawn, and its density (under its own law and under another copula, e.g. a prior)
+    is exact in float32; the relaxed law's log_prob is a function of the value alone."""
     torch.manual_seed(0)
     r = torch.tensor([[1.0, 0.6], [0.6, 1.0]])
-    q = CorrelatedRelaxedBernoulli(0.05, r, logits=torch.tensor([3.0, -2.0]))
-    prior = CorrelatedRelaxedBernoulli(0.05, torch.eye(2), logits=torch.zeros(2))
-    m = q.rsample((2000,))
+    q = CorrelatedRelaxedBernoulli(0.05, correlation=r, logits=torch.tensor([3.0, -2.0]))
+    prior = CorrelatedRelaxedBernoulli(0.05, correlation=torch.eye(2), logits=torch.zeros(2))
+    qx = q.logit_space()
+    assert isinstance(qx, LogitCorrelatedRelaxedBernoulli) and qx.batch_shape == q.batch_shape
+    x = qx.rsample((2000,))
+    m = torch.sigmoid(x)
     assert ((m == 0) | (m == 1)).float().mean() > 0.3  # the case this guards
-    x64 = m._relax_logit.double()
-    m64 = torch.sigmoid(x64)
-    m64._relax_logit = x64
-    for law, law64 in ((q, CorrelatedRelaxedBernoulli(0.05, r.double(), logits=torch.tensor([3.0, -2.0]).double())),
-                       (prior, CorrelatedRelaxedBernoulli(0.05, torch.eye(2).double(), logits=torch.zeros(2).double()))):
-        lp = law.log_prob(m)
+    for law, law64 in ((q, CorrelatedRelaxedBernoulli(0.05, correlation=r.double(), logits=torch.tensor([3.0, -2.0]).double())),
+                       (prior, CorrelatedRelaxedBernoulli(0.05, correlation=torch.eye(2).double(), logits=torch.zeros(2).double()))):
+        lp = law.logit_space().log_prob(x)
         assert torch.isfinite(lp).all()
-        torch.testing.assert_close(lp.double(), law64.log_prob(m64), rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(lp.double(), law64.logit_space().log_prob(x.double()), rtol=1e-4, atol=1e-3)
+    # the relaxed law's density is the logit-space one minus log |dm/dx| where float32 m still
+    # holds logit m to a few digits (|x| < 7); closer to 0 or 1 that is the float32 limit
+    inner = (x.abs() < 7).all(-1)
+    jac = (torch.nn.functional.logsigmoid(x) + torch.nn.functional.logsigmoid(-x)).sum(-1)
+    torch.testing.assert_close(q.log_prob(m)[inner], (qx.log_prob(x) - jac)[inner], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::FutureWarning")
+def test_log_prob_is_a_function_of_the_value_alone():
+    # It used to read a pre-sigmoid value cached on the sample: log_prob(m) and log_prob(m.clone())
+    # differed, an in-place edit was ignored, and torch.jit.trace baked the first sample's density in.
+    torch.manual_seed(1)
+    d = CorrelatedRelaxedBernoulli(0.1, correlation=torch.tensor(R), probs=torch.tensor([0.2, 0.4, 0.4]))
+    m = d.rsample((500,))
+    torch.testing.assert_close(d.log_prob(m), d.log_prob(m.clone()), rtol=0, atol=0)
+    edited = m.clone()
+    m.mul_(0.5).add_(0.25)
+    torch.testing.assert_close(d.log_prob(m), d.log_prob(m.detach().clone()), rtol=0, atol=0)
+    assert not torch.allclose(d.log_prob(m), d.log_prob(edited))
+    m1, m2 = d.rsample(), d.rsample()
+    traced = torch.jit.trace(lambda v: d.log_prob(v), (m1,), check_trace=False)
+    torch.testing.assert_close(traced(m2), d.log_prob(m2))
+
+
+def test_logit_space_with_identity_correlation_is_independent_logit_concrete():
+    torch.manual_seed(2)
+    logits = torch.tensor([[1.0, -0.5, 2.0], [0.0, 0.3, -3.0]], dtype=torch.float64)
+    d = LogitCorrelatedRelaxedBernoulli(0.3, correlation=torch.eye(3, dtype=torch.float64), logits=logits)
+    x = d.rsample((100,))
+    ref = torch.distributions.relaxed_bernoulli.LogitRelaxedBernoulli(torch.tensor(0.3, dtype=torch.float64), logits=logits)
+    torch.testing.assert_close(d.log_prob(x), ref.log_prob(x).sum(-1))
+    assert isinstance(d.relaxed(), CorrelatedRelaxedBernoulli)
+    torch.testing.assert_close(d.relaxed().log_prob(torch.sigmoid(x)),
+                               d.log_prob(x) - (torch.nn.functional.logsigmoid(x)
+                                                + torch.nn.functional.logsigmoid(-x)).sum(-1))
+    e = d.expand((4, 2))
+    assert type(e) is LogitCorrelatedRelaxedBernoulli and e.rsample().shape == (4, 2, 3)

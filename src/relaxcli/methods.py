@@ -33,6 +33,7 @@ from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 
 from relaxcli import distributions as D
 from relaxcli import estimators as E
+from relaxcli.distributions._numerics import ndtri_sigmoid
 from relaxcli.errors import BadInput
 
 FAMILIES = ("bernoulli", "categorical", "subset", "simplex")
@@ -169,8 +170,9 @@ def _gaussian_gate_loc(raw: Tensor, scale: float) -> Tensor:
     # loc = 1/2 + scale * Phi^{-1}(sigmoid(raw)), so that P(z > 1/2) = sigmoid(raw): the gate
     # thresholded at 1/2 is exactly Bernoulli(sigmoid(raw)), which makes raw comparable to the
     # logits of every other Bernoulli-family method.
-    p = torch.sigmoid(raw).clamp(1e-6, 1 - 1e-6)
-    return 0.5 + scale * torch.special.ndtri(p)
+    # Phi^{-1}(sigmoid(raw)) without a clamp (a clamp at 1e-6 made the gradient exactly 0 for
+    # |raw| > 13.8): stable for every finite raw, see ndtri_sigmoid.
+    return 0.5 + scale * ndtri_sigmoid(raw)
 
 
 # ----------------------------------------------------------------------------- the records
@@ -195,7 +197,7 @@ register(Method(
     "hard-concrete", "bernoulli", "relaxed", False, True,
     Paper("Louizos, Welling, Kingma", 2018, "1712.01312", "Learning Sparse Neural Networks through L0 Regularization"),
     2.0 / 3.0, "Stretched binary Concrete clamped to [0,1]: exact zeros and ones",
-    builder=lambda raw, tau, **o: D.HardConcrete(raw, temperature=tau),
+    builder=lambda raw, tau, **o: D.HardConcrete(tau, logits=raw),
     param_size=lambda k: 1, discrete=bernoulli_law, rounds_to_discrete=True,
 ))
 register(Method(
@@ -217,9 +219,8 @@ register(Method(
     Paper("Lee, Imrie, van der Schaar", 2022, "", "Self-Supervision Enhanced Feature Selection with Correlated Gates"),
     0.1, "Gaussian-copula relaxed Bernoulli gates with correlation matrix R",
     builder=lambda raw, tau, correlation=None, scale_tril=None, **o: D.CorrelatedRelaxedBernoulli(
-        tau, None if scale_tril is not None else
-        torch.eye(raw.shape[-1], dtype=raw.dtype, device=raw.device) if correlation is None else correlation,
-        logits=raw, scale_tril=scale_tril),
+        tau, logits=raw, scale_tril=scale_tril, correlation=None if scale_tril is not None else
+        torch.eye(raw.shape[-1], dtype=raw.dtype, device=raw.device) if correlation is None else correlation),
     # scale_tril: a Cholesky factor of R with unit-norm rows (a learned one needs no float32
     # Cholesky of a 200 x 200 matrix, which fails once R is ill-conditioned)
     param_size=lambda k: 1, discrete=bernoulli_law, options={"correlation": None, "scale_tril": None},

@@ -39,7 +39,10 @@ __all__ = [
     "GumbelSoftmaxTopK",
     "HardConcrete",
     "InvertibleGaussian",
+    "LogGumbelSoftmax",
     "LogisticNormalSoftmax",
+    "LogitCorrelatedRelaxedBernoulli",
+    "LogitRelaxedBernoulli",
     "RelaxedBernoulli",
     "StochasticTimesSmooth",
     "StraightThroughBernoulli",
@@ -92,3 +95,15 @@ class GeneralizedGumbelSoftmax(_D.GeneralizedGumbelSoftmax, TorchDistributionMix
 
 class LogisticNormalSoftmax(_D.LogisticNormalSoftmax, TorchDistributionMixin):
     """Pyro-ready :class:`relaxcli.distributions.LogisticNormalSoftmax`."""
+
+
+class LogitRelaxedBernoulli(_D.LogitRelaxedBernoulli, TorchDistributionMixin):
+    """Pyro-ready :class:`relaxcli.distributions.LogitRelaxedBernoulli`."""
+
+
+class LogGumbelSoftmax(_D.LogGumbelSoftmax, TorchDistributionMixin):
+    """Pyro-ready :class:`relaxcli.distributions.LogGumbelSoftmax`."""
+
+
+class LogitCorrelatedRelaxedBernoulli(_D.LogitCorrelatedRelaxedBernoulli, TorchDistributionMixin):
+    """Pyro-ready :class:`relaxcli.distributions.LogitCorrelatedRelaxedBernoulli`."""

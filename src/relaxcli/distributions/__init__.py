@@ -5,9 +5,11 @@ element, follows its parameters' dtype and device, and has an exact ``log_prob``
 ``NotImplementedError`` saying why none exists).
 """
 
+from relaxcli.distributions import kl as _kl  # noqa: F401  (registers the discrete KLs)
 from relaxcli.distributions.bernoulli import (
     GaussianRelaxedBernoulli,
     HardConcrete,
+    LogitRelaxedBernoulli,
     RelaxedBernoulli,
     StochasticTimesSmooth,
     StraightThroughBernoulli,
@@ -16,8 +18,12 @@ from relaxcli.distributions.categorical import (
     DecoupledStraightThroughGumbelSoftmax,
     GeneralizedGumbelSoftmax,
     GumbelSoftmax,
+    LogGumbelSoftmax,
 )
-from relaxcli.distributions.copula import CorrelatedRelaxedBernoulli
+from relaxcli.distributions.copula import (
+    CorrelatedRelaxedBernoulli,
+    LogitCorrelatedRelaxedBernoulli,
+)
 from relaxcli.distributions.simplex import InvertibleGaussian, LogisticNormalSoftmax
 from relaxcli.distributions.subset import GumbelSoftmaxTopK
 
@@ -30,7 +36,10 @@ __all__ = [
     "GumbelSoftmaxTopK",
     "HardConcrete",
     "InvertibleGaussian",
+    "LogGumbelSoftmax",
     "LogisticNormalSoftmax",
+    "LogitCorrelatedRelaxedBernoulli",
+    "LogitRelaxedBernoulli",
     "RelaxedBernoulli",
     "StochasticTimesSmooth",
     "StraightThroughBernoulli",

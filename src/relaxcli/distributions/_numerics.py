@@ -12,6 +12,8 @@ import math
 import torch
 from torch import Tensor
 
+_EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
+
 
 def tiny(x: Tensor) -> float:
     """Smallest positive normal number of ``x``'s dtype (keeps uniforms away from 0)."""
@@ -23,21 +25,38 @@ def eps(x: Tensor) -> float:
     return torch.finfo(x.dtype).eps
 
 
-def uniform_open(shape: torch.Size, like: Tensor) -> Tensor:
-    """U ~ Uniform(0, 1) strictly inside (0, 1), shape ``shape``, dtype/device of ``like``."""
-    u = torch.rand(shape, dtype=like.dtype, device=like.device)
+def uniform_open(shape: torch.Size, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """U ~ Uniform(0, 1) strictly inside (0, 1), shape ``shape``, dtype/device of ``like``.
+
+    ``generator``: an optional ``torch.Generator`` (on ``like``'s device) for reproducible noise.
+    """
+    u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
     return u.clamp(min=tiny(like), max=1.0 - eps(like))
 
 
-def gumbel_noise(shape: torch.Size, like: Tensor) -> Tensor:
+def gumbel_noise(shape: torch.Size, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """G ~ Gumbel(0, 1) = -log(-log U), one independent draw per element."""
-    return -torch.log(-torch.log(uniform_open(shape, like)))
+    return -torch.log(-torch.log(uniform_open(shape, like, generator)))
 
 
-def logistic_noise(shape: torch.Size, like: Tensor) -> Tensor:
+def logistic_noise(shape: torch.Size, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """L ~ Logistic(0, 1) = logit(U) = log U - log(1 - U), the difference of two Gumbels."""
-    u = uniform_open(shape, like)
+    u = uniform_open(shape, like, generator)
     return torch.log(u) - torch.log1p(-u)
+
+
+def normal_noise(shape: torch.Size, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """eps ~ N(0, 1), one independent draw per element, dtype/device of ``like``."""
+    return torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)
+
+
+class SampleWithGenerator:
+    """``sample(sample_shape, generator=None)`` = ``rsample`` without gradient, passing the
+    generator on (torch's own ``Distribution.sample`` takes no generator)."""
+
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape, generator=generator)
 
 
 def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
@@ -114,6 +133,31 @@ def logit_ndtr(x: Tensor) -> Tensor:
     return sign * f
 
 
+def ndtri_sigmoid(w: Tensor) -> Tensor:
+    """Phi^{-1}(sigma(w)), stable for every finite w.
+
+    Uses the symmetry Phi^{-1}(sigma(w)) = -Phi^{-1}(sigma(-w)) so ndtri only sees the lower half
+    (where sigma(-|w|) is accurate), and, where sigma(-|w|) would underflow, solves
+    log Phi(z) = log sigma(-|w|) from the asymptotic start z^2 = -2l - log(-2l) - log(2 pi)
+    with two Newton steps in log space. The branches see safe inputs only, so torch.where
+    leaks no NaN into gradients. Used by the copula gates and by the gaussian-bernoulli registry
+    entry (a clamp of sigmoid(w) at [1e-6, 1 - 1e-6] zeroed the gradient for |w| > 13.8).
+    """
+    sign = torch.ones_like(w).copysign_(w)  # +-1 without a gradient; +1 at w = 0
+    ell = torch.nn.functional.logsigmoid(-(w * sign))  # -|w|, with the one-sided gradient at 0  # log sigma(-|w|) <= log 1/2
+    cut = -60.0  # e^-60 ~ 1e-26: a normal float32, ndtri is accurate there
+    tail = ell < cut
+    z_mid = torch.special.ndtri(torch.exp(torch.where(tail, torch.full_like(ell, cut), ell)))
+    lt = torch.where(tail, ell, torch.full_like(ell, cut))
+    z = -torch.sqrt(-2.0 * lt - torch.log(-2.0 * lt) - math.log(2.0 * math.pi))
+    for _ in range(2):
+        log_phi = -0.5 * z * z - 0.5 * math.log(2.0 * math.pi)
+        lnd = torch.special.log_ndtr(z)
+        z = z - (lnd - lt) * torch.exp(lnd - log_phi)
+    z_low = torch.where(tail, z, z_mid)
+    return -sign * z_low
+
+
 def normal_log_density(x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
     """log N(x; loc, scale^2), elementwise."""
     z = (x - loc) / scale
@@ -135,14 +179,6 @@ def as_tensor_pair(a, b) -> tuple[Tensor, Tensor]:
     ta = torch.as_tensor(a, dtype=dtype, device=device)
     tb = torch.as_tensor(b, dtype=dtype, device=device)
     return ta, tb
-
-
-def check_temperature(temperature: Tensor, name: str = "temperature") -> None:
-    """tau <= 0 is always an error, whatever validate_args says (METHODS.md section 0)."""
-    if not bool(torch.all(temperature > 0)):
-        raise ValueError(
-            f"Expected parameter {name} to be positive (tau > 0), but found {temperature.tolist()}"
-        )
 
 
 def as_float_tensors(*values) -> tuple[Tensor, ...]:

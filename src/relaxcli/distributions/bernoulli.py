@@ -29,7 +29,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
-    check_temperature,
+    SampleWithGenerator,
     log1m_sigmoid,
     log_ndtr,
     log_sigmoid,
@@ -44,6 +44,7 @@ _EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
 __all__ = [
     "GaussianRelaxedBernoulli",
     "HardConcrete",
+    "LogitRelaxedBernoulli",
     "RelaxedBernoulli",
     "StochasticTimesSmooth",
     "StraightThroughBernoulli",
@@ -102,7 +103,7 @@ def _concrete_logit_log_density(x: Tensor, logits: Tensor, temperature: Tensor) 
     return torch.log(temperature) + d - 2.0 * softplus(d)
 
 
-class _BinaryMixin:
+class _BinaryMixin(SampleWithGenerator):
     """``probs`` and ``logits`` of a Bernoulli parameter, whichever was not given, computed lazily."""
 
     @lazy_property
@@ -138,6 +139,17 @@ class _BinaryMixin:
         new._validate_args = self._validate_args
         return new
 
+    def _bernoulli_entropy(self) -> Tensor:
+        """-p log p - (1 - p) log(1 - p), from the logits (exact at p near 0 or 1)."""
+        logits = self.logits
+        return binary_cross_entropy_with_logits(logits, torch.sigmoid(logits), reduction="none")
+
+    def _enumerate_binary(self, expand: bool = True) -> Tensor:
+        """[0, 1] over a new leading dimension, (2, *batch_shape) (``expand=False``: batch dims 1)."""
+        values = torch.arange(2, dtype=self.logits.dtype, device=self.logits.device)
+        values = values.view((-1,) + (1,) * len(self.batch_shape))
+        return values.expand((-1,) + self.batch_shape) if expand else values
+
     def _bernoulli_log_mass(self, value: Tensor) -> Tensor:
         """log Bernoulli(value; p) = value log p + (1 - value) log(1 - p), as torch's Bernoulli."""
         logits, value = broadcast_all(self.logits, value)
@@ -160,6 +172,12 @@ class RelaxedBernoulli(HardSwitch, _BinaryMixin, Distribution):
 
     The temperature is broadcast with the parameter (so it may vary across the batch).
 
+    ``log_prob`` is a function of the value alone. In float32, z rounds to exactly 0 or 1 once
+    |(logits + L)/tau| > ~17 (19% of the samples at logits 0, tau = 0.1); such a value is
+    evaluated at the nearest interior float (as torch's ``SigmoidTransform`` does), which is not
+    the point that was drawn (up to ~18 nats off at tau = 0.1). For exact densities of samples,
+    sample and evaluate in logit space: :meth:`logit_space` gives :class:`LogitRelaxedBernoulli`.
+
     Example:
         >>> import torch
         >>> d = RelaxedBernoulli(0.5, logits=torch.zeros(3))
@@ -177,8 +195,7 @@ class RelaxedBernoulli(HardSwitch, _BinaryMixin, Distribution):
     }
     has_rsample = True
 
-    def __init__(self, temperature, probs=None, logits=None, hard: bool = False, validate_args=None):
-        check_temperature(torch.as_tensor(temperature))  # the given values, before broadcasting
+    def __init__(self, temperature, probs=None, logits=None, *, hard: bool = False, validate_args=None):
         (self.temperature, param), is_probs = _binary_params(probs, logits, extra=(temperature,))
         if is_probs:
             self.probs = param
@@ -201,10 +218,10 @@ class RelaxedBernoulli(HardSwitch, _BinaryMixin, Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         logits = self.logits
-        y = logits + logistic_noise(shape, logits)
+        y = logits + logistic_noise(shape, logits, generator)
         z = torch.sigmoid(y / self.temperature)
         if not self.hard:
             return z
@@ -228,9 +245,114 @@ class RelaxedBernoulli(HardSwitch, _BinaryMixin, Distribution):
         raise NotImplementedError("the binary Concrete mean has no closed form (it is an integral "
                                   "of a logistic-normal-like law); estimate it by sampling")
 
+    @property
+    def variance(self) -> Tensor:
+        if self.hard:
+            return self.probs * (1 - self.probs)
+        raise NotImplementedError("the binary Concrete variance has no closed form; estimate it "
+                                  "by sampling (LogitRelaxedBernoulli has one in logit space)")
+
+    def entropy(self) -> Tensor:
+        if self.hard:
+            return self._bernoulli_entropy()
+        raise NotImplementedError("the binary Concrete entropy has no closed form (E[log sigma(x) "
+                                  "+ log sigma(-x)] of a logistic x); LogitRelaxedBernoulli's is "
+                                  "2 - log tau")
+
+    @property
+    def has_enumerate_support(self) -> bool:  # the hard law is Bernoulli, the soft one continuous
+        return self.hard
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        if not self.hard:
+            raise NotImplementedError("RelaxedBernoulli.enumerate_support of soft values: the "
+                                      "relaxed law is continuous; use hard=True")
+        return self._enumerate_binary(expand)
+
+    def logit_space(self) -> LogitRelaxedBernoulli:
+        """The law of logit z = (logits + L)/tau with the same parameters (exact float32 densities)."""
+        given = {"probs": self.probs} if "probs" in self.__dict__ and "logits" not in self.__dict__ \
+            else {"logits": self.logits}
+        return LogitRelaxedBernoulli(self.temperature, validate_args=False, **given)
+
+
+# ----------------------------------------------------------------------------- logit space
+class LogitRelaxedBernoulli(_BinaryMixin, Distribution):
+    r"""The binary Concrete in logit space: x = (logits + L)/tau, L ~ Logistic(0, 1), so that
+    sigmoid(x) ~ :class:`RelaxedBernoulli` (as torch's ``LogitRelaxedBernoulli``).
+
+    Density on R: log p(x) = log tau + d - 2 softplus(d), d = logits - tau x (a logistic law
+    with location logits/tau and scale 1/tau). Exact at every float32 sample, including those
+    whose sigmoid rounds to exactly 0 or 1; use it for Monte-Carlo KLs and importance weights
+    (log q(z) - log p(z) = log q(x) - log p(x) for two such laws: the Jacobian cancels).
+
+    Example:
+        >>> import torch
+        >>> d = LogitRelaxedBernoulli(0.1, logits=torch.zeros(3))
+        >>> x = d.rsample((4,))
+        >>> x.shape, bool(torch.isfinite(d.log_prob(x)).all())
+        (torch.Size([4, 3]), True)
+    """
+
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
+        "temperature": constraints.positive,
+        "probs": constraints.unit_interval,
+        "logits": constraints.real,
+    }
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, temperature, probs=None, logits=None, *, validate_args=None):
+        (self.temperature, param), is_probs = _binary_params(probs, logits, extra=(temperature,))
+        if is_probs:
+            self.probs = param
+        else:
+            self.logits = param
+        super().__init__(param.shape, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(LogitRelaxedBernoulli, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.temperature = self.temperature.expand(batch_shape)
+        self._expand_binary(new, batch_shape)
+        super(LogitRelaxedBernoulli, new).__init__(batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        logits = self.logits
+        return (logits + logistic_noise(shape, logits, generator)) / self.temperature
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        value = torch.as_tensor(value, dtype=self.logits.dtype, device=self.logits.device)
+        return _concrete_logit_log_density(value, self.logits, self.temperature)
+
+    @property
+    def mean(self) -> Tensor:
+        """logits / tau (x is logistic with location logits/tau, scale 1/tau)."""
+        return self.logits / self.temperature
+
+    @property
+    def variance(self) -> Tensor:
+        """pi^2 / (3 tau^2)."""
+        return (math.pi ** 2 / 3.0) / self.temperature.pow(2) + torch.zeros_like(self.logits)
+
+    def entropy(self) -> Tensor:
+        """2 - log tau (a logistic law with scale 1/tau)."""
+        return 2.0 - torch.log(self.temperature) + torch.zeros_like(self.logits)
+
+    def relaxed(self) -> RelaxedBernoulli:
+        """The law of sigmoid(x)."""
+        given = {"probs": self.probs} if "probs" in self.__dict__ and "logits" not in self.__dict__ \
+            else {"logits": self.logits}
+        return RelaxedBernoulli(self.temperature, validate_args=False, **given)
+
 
 # ----------------------------------------------------------------------------- Gaussian gate
-class GaussianRelaxedBernoulli(Distribution):
+class GaussianRelaxedBernoulli(SampleWithGenerator, Distribution):
     r"""Gaussian stochastic gate (Yamada, Lindenbaum, Negahban, Kluger 2020, arXiv 1810.04247).
 
     z = clamp(loc + scale * eps, 0, 1),  eps ~ N(0, 1).
@@ -253,11 +375,8 @@ class GaussianRelaxedBernoulli(Distribution):
     support = constraints.unit_interval
     has_rsample = True
 
-    def __init__(self, loc, scale=0.5, validate_args=None):
-        bad = not bool(torch.all(torch.as_tensor(scale) > 0))  # before broadcasting: the given values
-        self.loc, self.scale = broadcast_all(loc, scale)
-        if bad:
-            raise ValueError(f"Expected parameter scale to be positive, but found {torch.as_tensor(scale).tolist()}")
+    def __init__(self, loc, scale=0.5, *, validate_args=None):
+        self.loc, self.scale = broadcast_all(loc, scale)  # scale > 0: checked when validating
         super().__init__(self.loc.shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
@@ -269,9 +388,9 @@ class GaussianRelaxedBernoulli(Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
         return (self.loc + self.scale * eps).clamp(0.0, 1.0)
 
     @property
@@ -299,6 +418,36 @@ class GaussianRelaxedBernoulli(Distribution):
         """P(z != 0) = Phi(loc/scale), the expected L0 norm of the gate."""
         return torch.special.ndtr(self.loc / self.scale)
 
+    def _clamp_moments(self) -> tuple[Tensor, Tensor]:
+        """E[z], E[z^2] of z = clamp(x, 0, 1), x ~ N(loc, scale^2), with a = -loc/scale,
+        b = (1 - loc)/scale: E[z] = loc dPhi + scale (phi(a) - phi(b)) + (1 - Phi(b)) and
+        E[z^2] = loc^2 dPhi + 2 loc scale (phi(a) - phi(b)) + scale^2 (dPhi + a phi(a) - b phi(b))
+        + (1 - Phi(b)), dPhi = Phi(b) - Phi(a) (tails from log_ndtr, not 1 - Phi)."""
+        loc, scale = self.loc, self.scale
+        a, b = -loc / scale, (1.0 - loc) / scale
+        phi_a = torch.exp(-0.5 * a * a) / math.sqrt(2.0 * math.pi)
+        phi_b = torch.exp(-0.5 * b * b) / math.sqrt(2.0 * math.pi)
+        inside = 1.0 - self.prob_zero - self.prob_one          # Phi(b) - Phi(a)
+        d_phi = phi_a - phi_b
+        first = loc * inside + scale * d_phi + self.prob_one
+        second = (loc.pow(2) * inside + 2.0 * loc * scale * d_phi
+                  + scale.pow(2) * (inside + a * phi_a - b * phi_b) + self.prob_one)
+        return first, second
+
+    @property
+    def mean(self) -> Tensor:
+        """E[clamp(loc + scale eps, 0, 1)] in closed form (see ``_clamp_moments``)."""
+        return self._clamp_moments()[0]
+
+    @property
+    def variance(self) -> Tensor:
+        first, second = self._clamp_moments()
+        return (second - first.pow(2)).clamp(min=0.0)
+
+    def entropy(self):
+        raise NotImplementedError("GaussianRelaxedBernoulli.entropy: a mixed law (atoms plus a "
+                                  "density) has no entropy w.r.t. a single base measure")
+
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
             self._validate_sample(value)
@@ -312,11 +461,16 @@ class GaussianRelaxedBernoulli(Distribution):
 
 
 # ----------------------------------------------------------------------------- Hard Concrete
-class HardConcrete(Distribution):
+class HardConcrete(SampleWithGenerator, Distribution):
     r"""Hard Concrete gate (Louizos, Welling, Kingma 2018, arXiv 1712.01312).
 
     s = sigma((L + logits)/tau),  L ~ Logistic(0, 1);  s_bar = s (zeta - gamma) + gamma;
     z = clamp(s_bar, 0, 1), with ``limits = (gamma, zeta)``, gamma < 0 < 1 < zeta.
+
+    ``HardConcrete(temperature=2/3, probs=None, logits=None, *, limits=(-0.1, 1.1))``: logits is
+    log alpha (relaxit's first argument is alpha itself, so the parameter is keyword-only and a
+    positional relaxit call fails instead of meaning something else); probs = sigma(log alpha)
+    = P(s > 1/2) is accepted too.
 
     Erratum (the relaxit blog): it writes g ~ Gumbel(0, 1) in the formula for s; the binary
     Concrete uses logistic noise L (the difference of two Gumbels), as here.
@@ -329,7 +483,7 @@ class HardConcrete(Distribution):
 
     Example:
         >>> import torch
-        >>> d = HardConcrete(torch.tensor([0.0, 2.0]))
+        >>> d = HardConcrete(logits=torch.tensor([0.0, 2.0]))
         >>> z = d.rsample((1000,))
         >>> bool(((z >= 0) & (z <= 1)).all()), bool((z == 0).any())
         (True, True)
@@ -341,8 +495,13 @@ class HardConcrete(Distribution):
     support = constraints.unit_interval
     has_rsample = True
 
-    def __init__(self, logits, temperature=2.0 / 3.0, limits=(-0.1, 1.1), validate_args=None):
-        check_temperature(torch.as_tensor(temperature))  # the given values, before broadcasting
+    def __init__(self, temperature=2.0 / 3.0, probs=None, logits=None, *, limits=(-0.1, 1.1),
+                 validate_args=None):
+        if (probs is None) == (logits is None):
+            raise ValueError("Either `probs` or `logits` (log alpha) must be specified, but not both.")
+        if probs is not None:  # P(s > 1/2) = sigma(log alpha): probs = alpha / (1 + alpha)
+            probs = torch.as_tensor(probs)
+            logits = probs_to_logits(probs if probs.is_floating_point() else probs.float(), is_binary=True)
         self.logits, self.temperature = broadcast_all(logits, temperature)
         gamma, zeta = (float(v) for v in limits)
         if not (gamma < 0.0 and zeta > 1.0):
@@ -361,10 +520,10 @@ class HardConcrete(Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         gamma, zeta = self.limits
-        s = torch.sigmoid((self.logits + logistic_noise(shape, self.logits)) / self.temperature)
+        s = torch.sigmoid((self.logits + logistic_noise(shape, self.logits, generator)) / self.temperature)
         return (s * (zeta - gamma) + gamma).clamp(0.0, 1.0)
 
     def _zero_threshold(self) -> Tensor:
@@ -447,7 +606,7 @@ class StochasticTimesSmooth(_BinaryMixin, Distribution):
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"probs": constraints.unit_interval, "logits": constraints.real}
     has_rsample = True
 
-    def __init__(self, logits=None, probs=None, validate_args=None):
+    def __init__(self, *, probs=None, logits=None, validate_args=None):
         self._init_bernoulli_parameter(probs, logits, validate_args)
 
     @constraints.dependent_property(is_discrete=True, event_dim=0)
@@ -471,10 +630,10 @@ class StochasticTimesSmooth(_BinaryMixin, Distribution):
             return torch.sqrt(self.probs)
         return torch.exp(0.5 * log_sigmoid(self.logits))
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         r = self.sqrt_probs
-        b = (uniform_open(shape, r) < r.detach()).to(r.dtype)  # sg(b): no gradient through b
+        b = (uniform_open(shape, r, generator) < r.detach()).to(r.dtype)  # sg(b): no gradient through b
         return b * r
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -497,6 +656,13 @@ class StochasticTimesSmooth(_BinaryMixin, Distribution):
         # E[h^2] = sqrt(p) * p
         return self.probs * self.sqrt_probs - self.probs ** 2
 
+    def entropy(self) -> Tensor:
+        """Entropy of the two-point law: -r log r - (1 - r) log(1 - r), r = sqrt(p)."""
+        log_r = self.log_sqrt_probs
+        log_1m_r = torch.log(-torch.expm1(log_r))
+        r = log_r.exp()
+        return -(r * log_r + (1.0 - r) * log_1m_r)
+
 
 # ----------------------------------------------------------------------------- Straight-through
 class StraightThroughBernoulli(_BinaryMixin, Distribution):
@@ -517,16 +683,16 @@ class StraightThroughBernoulli(_BinaryMixin, Distribution):
     support = constraints.boolean
     has_rsample = True
 
-    def __init__(self, logits=None, probs=None, validate_args=None):
+    def __init__(self, *, probs=None, logits=None, validate_args=None):
         self._init_bernoulli_parameter(probs, logits, validate_args)
 
     def expand(self, batch_shape, _instance=None):
         return self._expand_bernoulli_parameter(StraightThroughBernoulli, batch_shape, _instance)
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         p = self.probs
-        b = (uniform_open(shape, p) < p.detach()).to(p.dtype)
+        b = (uniform_open(shape, p, generator) < p.detach()).to(p.dtype)
         return straight_through(b, p)
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -541,3 +707,11 @@ class StraightThroughBernoulli(_BinaryMixin, Distribution):
     @property
     def variance(self) -> Tensor:
         return self.probs * (1 - self.probs)
+
+    def entropy(self) -> Tensor:
+        return self._bernoulli_entropy()
+
+    has_enumerate_support = True
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        return self._enumerate_binary(expand)

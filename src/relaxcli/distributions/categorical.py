@@ -23,15 +23,16 @@ from torch.distributions.utils import lazy_property, logits_to_probs, probs_to_l
 
 from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
+    SampleWithGenerator,
     as_float_tensors,
-    check_temperature,
     gumbel_noise,
     one_hot_argmax,
     renormalise,
     straight_through,
 )
 
-__all__ = ["DecoupledStraightThroughGumbelSoftmax", "GeneralizedGumbelSoftmax", "GumbelSoftmax"]
+__all__ = ["DecoupledStraightThroughGumbelSoftmax", "GeneralizedGumbelSoftmax", "GumbelSoftmax",
+           "LogGumbelSoftmax"]
 
 _EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
 
@@ -77,7 +78,7 @@ def _categorical_params(probs, logits, like: Tensor | None = None):
     return param
 
 
-class _CategoricalParams(Distribution):
+class _CategoricalParams(SampleWithGenerator, Distribution):
     """Shared bookkeeping: probs/logits as lazy properties (as in torch's Categorical).
 
     Subclasses call :meth:`_set_params` before ``Distribution.__init__`` (which resolves to
@@ -124,9 +125,42 @@ class _CategoricalParams(Distribution):
     def param_shape(self) -> torch.Size:
         return self._param.size()
 
+    #: arguments whose last dimension is the K categories (the rest broadcast into the batch)
+    _vector_args: ClassVar[tuple[str, ...]] = ("probs", "logits")
+
+    @classmethod
+    def infer_shapes(cls, **arg_shapes):
+        """(batch_shape, event_shape) from the shapes of the arguments (Pyro's ``infer_shapes``).
+
+        probs / logits (and ``values``) are (..., K); temperatures broadcast into the batch.
+        """
+        batch, num = [], None
+        for name, shape in arg_shapes.items():
+            shape = torch.Size(shape)
+            if name in cls._vector_args:
+                batch.append(shape[:-1])
+                num = shape[-1] if name != "values" or num is None else num
+            else:
+                batch.append(shape)
+        if num is None:
+            raise ValueError(f"{cls.__name__}.infer_shapes needs the shape of probs or logits")
+        return torch.broadcast_shapes(*batch), cls._event_shape_for(num)
+
+    @classmethod
+    def _event_shape_for(cls, num: int) -> torch.Size:
+        return torch.Size((num,))
+
     @property
     def num_categories(self) -> int:
         return self._param.shape[-1]
+
+    def _one_hot_support(self, expand: bool = True) -> Tensor:
+        """The K one-hot vectors, (K, *batch_shape, K) (``expand=False``: batch dims 1), as torch's
+        ``OneHotCategorical.enumerate_support``."""
+        num = self.num_categories
+        eye = torch.eye(num, dtype=self._param.dtype, device=self._param.device)
+        eye = eye.view((num,) + (1,) * len(self.batch_shape) + (num,))
+        return eye.expand((num,) + self.batch_shape + (num,)) if expand else eye
 
     def _expand_params(self, new, batch_shape: torch.Size) -> None:
         shape = batch_shape + self._param.shape[-1:]
@@ -153,8 +187,10 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
       * soft values (``hard=False``): the exact Concrete density w.r.t. Lebesgue measure on the
         first K-1 coordinates of the simplex, computed in log space,
         ``log p(y) = log (K-1)! + (K-1) log tau + sum_k (l_k - (tau+1) log y_k)
-        - K logsumexp_k (l_k - tau log y_k)``. Entries of ``y`` that underflowed to 0 (tiny tau
-        in float32) are floored at the dtype's smallest normal number so the result stays finite.
+        - K logsumexp_k (l_k - tau log y_k)``. It is a function of the value alone: entries of
+        ``y`` that underflowed to 0 (tiny tau in float32) are floored at the dtype's smallest
+        normal number, so the result is finite but is not the density at the point drawn. For
+        exact densities of samples use :meth:`log_space` (:class:`LogGumbelSoftmax`).
       * hard values: the categorical log-mass ``sum_k y_k log p_k`` of the one-hot value.
 
     Implemented directly (not as a TransformedDistribution), so ``rsample`` + backward costs one
@@ -180,10 +216,9 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
     }
     has_rsample = True
 
-    def __init__(self, temperature, probs=None, logits=None, hard: bool = False, validate_args=None):
+    def __init__(self, temperature, probs=None, logits=None, *, hard: bool = False, validate_args=None):
         param = _categorical_params(probs, logits)
         temperature, param = as_float_tensors(temperature, param)
-        check_temperature(temperature)
         self.temperature = temperature
         self.hard = bool(hard)
         self._set_params(param if probs is not None else None, param if probs is None else None)
@@ -204,22 +239,22 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
         new._validate_args = self._validate_args
         return new
 
-    def _scores(self, sample_shape) -> Tensor:
+    def _scores(self, sample_shape, generator=None) -> Tensor:
         """logits + G with one Gumbel draw per element of sample_shape + batch_shape + (K,)."""
         shape = self._extended_shape(sample_shape)
         logits = self._shift_free_logits  # softmax and argmax ignore a shift per row
-        return logits + gumbel_noise(shape, logits)
+        return logits + gumbel_noise(shape, logits, generator)
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
-        scores = self._scores(sample_shape)
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        scores = self._scores(sample_shape, generator)
         y = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
         if not self.hard:
             return renormalise(y)
         return straight_through(one_hot_argmax(scores), y)
 
-    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self.rsample(sample_shape, generator=generator)
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
@@ -228,9 +263,110 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
             return (value * self.logits).sum(-1)
         return concrete_log_density(value, self.logits, self.temperature)
 
-    def entropy(self):
-        raise NotImplementedError("GumbelSoftmax.entropy: the Concrete distribution's entropy has no "
-                                  "closed form (estimate it by Monte Carlo with log_prob).")
+    def _soft_has_none(self, what: str):
+        raise NotImplementedError(f"GumbelSoftmax.{what} of soft values: the Concrete distribution's "
+                                  f"{what} has no closed form (estimate it by Monte Carlo); the hard "
+                                  f"law (hard=True) is Categorical and has one")
+
+    @property
+    def mean(self) -> Tensor:
+        if not self.hard:
+            self._soft_has_none("mean")
+        return self.probs.expand(self.batch_shape + self.event_shape)
+
+    @property
+    def variance(self) -> Tensor:
+        if not self.hard:
+            self._soft_has_none("variance")
+        p = self.probs.expand(self.batch_shape + self.event_shape)
+        return p * (1 - p)
+
+    def entropy(self) -> Tensor:
+        if not self.hard:
+            self._soft_has_none("entropy")
+        logits = self.logits.expand(self.batch_shape + self.event_shape)
+        return -(logits.exp() * logits).sum(-1)
+
+    @property
+    def has_enumerate_support(self) -> bool:  # the hard law is finite, the relaxed one is not
+        return self.hard
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        if not self.hard:
+            raise NotImplementedError("GumbelSoftmax.enumerate_support of soft values: the relaxed "
+                                      "law is continuous; use hard=True")
+        return self._one_hot_support(expand)
+
+    def log_space(self) -> LogGumbelSoftmax:
+        """The law of log y = log_softmax((logits + G)/tau), same parameters (exact float32 densities)."""
+        given = {"probs": self.probs} if "probs" in self.__dict__ else {"logits": self._shift_free_logits}
+        return LogGumbelSoftmax(self.temperature, validate_args=False, **given)
+
+
+class LogGumbelSoftmax(_CategoricalParams):
+    r"""The Concrete distribution in log space (Maddison et al. 2017's ExpConcrete; torch's
+    ``ExpRelaxedCategorical``): x = log_softmax((logits + G)/tau), so exp(x) ~ :class:`GumbelSoftmax`.
+
+    Density w.r.t. Lebesgue measure on the first K-1 coordinates::
+
+        log p(x) = log (K-1)! + (K-1) log tau + sum_k (l_k - tau x_k) - K logsumexp_k (l_k - tau x_k)
+
+    Exact at every float32 sample, also where exp(x) has entries that underflow to 0 (tiny tau),
+    so use it for Monte-Carlo KLs and importance weights of the Concrete law (the Jacobian of exp
+    cancels in log q - log p). ``support`` is ``real_vector`` (as torch's), although x also
+    satisfies logsumexp(x) = 0.
+
+    Example:
+        >>> import torch
+        >>> d = LogGumbelSoftmax(0.1, logits=torch.zeros(4))
+        >>> x = d.rsample((2,))
+        >>> x.shape, bool(torch.allclose(x.logsumexp(-1), torch.zeros(2), atol=1e-6))
+        (torch.Size([2, 4]), True)
+    """
+
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
+        "temperature": constraints.positive,
+        "probs": constraints.simplex,
+        "logits": constraints.real_vector,
+    }
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, temperature, probs=None, logits=None, *, validate_args=None):
+        param = _categorical_params(probs, logits)
+        temperature, param = as_float_tensors(temperature, param)
+        self.temperature = temperature
+        self._set_params(param if probs is not None else None, param if probs is None else None)
+        batch_shape = torch.broadcast_shapes(param.shape[:-1], temperature.shape)
+        super().__init__(batch_shape, param.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(LogGumbelSoftmax, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.temperature = self.temperature
+        self._expand_params(new, batch_shape)
+        super(LogGumbelSoftmax, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        logits = self._shift_free_logits
+        scores = (logits + gumbel_noise(shape, logits, generator)) / self.temperature.unsqueeze(-1)
+        return torch.log_softmax(scores, dim=-1)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        k = value.shape[-1]
+        score = self._shift_free_logits - self.temperature.unsqueeze(-1) * value
+        log_norm = math.lgamma(k) + (k - 1) * self.temperature.log()
+        return log_norm + score.sum(-1) - k * score.logsumexp(-1)
+
+    def relaxed(self) -> GumbelSoftmax:
+        """The law of exp(x)."""
+        given = {"probs": self.probs} if "probs" in self.__dict__ else {"logits": self._shift_free_logits}
+        return GumbelSoftmax(self.temperature, validate_args=False, **given)
 
 
 def concrete_log_density(value: Tensor, logits: Tensor, temperature: Tensor) -> Tensor:
@@ -299,12 +435,10 @@ class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
     support = constraints.one_hot
     has_rsample = True
 
-    def __init__(self, temperature_forward, temperature_backward, probs=None, logits=None,
+    def __init__(self, temperature_forward, temperature_backward, *, probs=None, logits=None,
                  validate_args=None):
         param = _categorical_params(probs, logits)
         tau_f, tau_b, param = as_float_tensors(temperature_forward, temperature_backward, param)
-        check_temperature(tau_f, "temperature_forward")
-        check_temperature(tau_b, "temperature_backward")
         self.temperature_forward, self.temperature_backward = tau_f, tau_b
         self._set_params(param if probs is not None else None, param if probs is None else None)
         batch_shape = torch.broadcast_shapes(param.shape[:-1], tau_f.shape, tau_b.shape)
@@ -326,16 +460,37 @@ class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
         """log softmax(logits / tau_f): the log-probabilities of the forward one-hot law."""
         return torch.log_softmax(self.logits / self.temperature_forward.unsqueeze(-1), dim=-1)
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    has_enumerate_support = True
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        """The K one-hot vectors, (K, *batch_shape, K) (Pyro's TraceEnum_ELBO enumerates them)."""
+        return self._one_hot_support(expand)
+
+    @property
+    def mean(self) -> Tensor:
+        """softmax(logits / tau_f): the forward law's probabilities."""
+        return self.forward_logits.exp().expand(self.batch_shape + self.event_shape)
+
+    @property
+    def variance(self) -> Tensor:
+        p = self.mean
+        return p * (1 - p)
+
+    def entropy(self) -> Tensor:
+        """Entropy of the forward law Categorical(softmax(logits / tau_f))."""
+        lp = self.forward_logits.expand(self.batch_shape + self.event_shape)
+        return -(lp.exp() * lp).sum(-1)
+
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         logits = self._shift_free_logits  # softmax and argmax ignore a shift per row
-        s = logits + self.temperature_forward.unsqueeze(-1) * gumbel_noise(shape, logits)
+        s = logits + self.temperature_forward.unsqueeze(-1) * gumbel_noise(shape, logits, generator)
         y_b = torch.softmax(s / self.temperature_backward.unsqueeze(-1), dim=-1)
         return straight_through(one_hot_argmax(s), y_b)
 
-    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self.rsample(sample_shape, generator=generator)
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
@@ -380,12 +535,16 @@ class GeneralizedGumbelSoftmax(HardSwitch, _CategoricalParams):
         "logits": constraints.real_vector,
     }
     has_rsample = True
+    _vector_args: ClassVar[tuple[str, ...]] = ("probs", "logits", "values")
 
-    def __init__(self, values, temperature, probs=None, logits=None, hard: bool = False,
+    @classmethod
+    def _event_shape_for(cls, num: int) -> torch.Size:
+        return torch.Size()  # one number per variable
+
+    def __init__(self, values, temperature, *, probs=None, logits=None, hard: bool = False,
                  validate_args=None):
         param = _categorical_params(probs, logits)
         values, temperature, param = as_float_tensors(values, temperature, param)
-        check_temperature(temperature)
         if values.dim() < 1 or values.shape[-1] != param.shape[-1]:
             raise ValueError(f"Expected parameter values to have K = {param.shape[-1]} entries in its "
                              f"last dimension (one per category), but found shape {tuple(values.shape)}")
@@ -430,10 +589,32 @@ class GeneralizedGumbelSoftmax(HardSwitch, _CategoricalParams):
                 "(E[w] != probs); use hard=True for the discrete law's mean")
         return (self.probs * self.values).sum(-1).expand(self.batch_shape)
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    @property
+    def variance(self) -> Tensor:
+        """sum_k p_k values_k^2 - mean^2 when ``hard`` (no closed form for soft values)."""
+        if not self.hard:
+            raise NotImplementedError(
+                "the variance of a soft generalized Gumbel-Softmax sample has no closed form; use "
+                "hard=True for the discrete law's variance")
+        m = self.mean
+        return ((self.probs * (self.values - m.unsqueeze(-1)).pow(2)).sum(-1)).expand(self.batch_shape)
+
+    def entropy(self) -> Tensor:
+        """Entropy of the discrete law over the distinct numbers in ``values`` (hard only):
+        -sum_k p_k log P(X = values_k), so repeated values are merged."""
+        if not self.hard:
+            raise NotImplementedError(
+                "the entropy of a soft generalized Gumbel-Softmax value has no closed form (its "
+                "density has none); use hard=True")
+        same = self.values.unsqueeze(-1) == self.values.unsqueeze(-2)          # (..., K, K)
+        logits = self.logits.unsqueeze(-2).expand(same.shape)
+        log_mass = torch.where(same, logits, torch.full_like(logits, -math.inf)).logsumexp(-1)
+        return -(self.probs * log_mass).sum(-1).expand(self.batch_shape)
+
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape) + self._param.shape[-1:]
         logits = self._shift_free_logits  # softmax and argmax ignore a shift per row
-        scores = logits + gumbel_noise(shape, logits)
+        scores = logits + gumbel_noise(shape, logits, generator)
         w = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
         if self.hard:
             w = straight_through(one_hot_argmax(scores), w)
@@ -441,9 +622,9 @@ class GeneralizedGumbelSoftmax(HardSwitch, _CategoricalParams):
             w = renormalise(w)  # weights summing to 1 keep the value inside [min, max] of values
         return (w * self.values).sum(-1)
 
-    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self.rsample(sample_shape, generator=generator)
 
     def log_prob(self, value: Tensor) -> Tensor:
         if not self.hard:

@@ -21,16 +21,16 @@ from torch.distributions.distribution import Distribution
 from torch.distributions.utils import lazy_property
 
 from relaxcli.distributions._numerics import (
-    check_temperature,
     log1m_sigmoid,
     log_sigmoid,
     logit_ndtr,
+    ndtri_sigmoid,
 )
 from relaxcli.distributions.bernoulli import _BinaryMixin  # lazy probs/logits, shared by the family
 
 _EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
 
-__all__ = ["CorrelatedRelaxedBernoulli", "bivariate_normal_cdf"]
+__all__ = ["CorrelatedRelaxedBernoulli", "LogitCorrelatedRelaxedBernoulli", "bivariate_normal_cdf"]
 
 
 # ----------------------------------------------------------------------------- numerics
@@ -40,29 +40,6 @@ def _clamped_logit(value: Tensor) -> Tensor:
     fi = torch.finfo(value.dtype)
     v = value.clamp(min=fi.tiny, max=1.0 - fi.eps)
     return torch.log(v) - torch.log1p(-v)
-
-
-def _ndtri_sigmoid(w: Tensor) -> Tensor:
-    """Phi^{-1}(sigma(w)), stable for every finite w.
-
-    Uses the symmetry Phi^{-1}(sigma(w)) = -Phi^{-1}(sigma(-w)) so ndtri only sees the lower half
-    (where sigma(-|w|) is accurate), and, where sigma(-|w|) would underflow, solves
-    log Phi(z) = log sigma(-|w|) from the asymptotic start z^2 = -2l - log(-2l) - log(2 pi)
-    with two Newton steps in log space. The branches see safe inputs only, so torch.where
-    leaks no NaN into gradients.
-    """
-    ell = log_sigmoid(-w.abs())  # log sigma(-|w|) <= log 1/2
-    cut = -60.0  # e^-60 ~ 1e-26: a normal float32, ndtri is accurate there
-    tail = ell < cut
-    z_mid = torch.special.ndtri(torch.exp(torch.where(tail, torch.full_like(ell, cut), ell)))
-    lt = torch.where(tail, ell, torch.full_like(ell, cut))
-    z = -torch.sqrt(-2.0 * lt - torch.log(-2.0 * lt) - math.log(2.0 * math.pi))
-    for _ in range(2):
-        log_phi = -0.5 * z * z - 0.5 * math.log(2.0 * math.pi)
-        lnd = torch.special.log_ndtr(z)
-        z = z - (lnd - lt) * torch.exp(lnd - log_phi)
-    z_low = torch.where(tail, z, z_mid)
-    return torch.where(w >= 0, -z_low, z_low)
 
 
 _GL_CACHE: dict[int, tuple[Tensor, Tensor]] = {}
@@ -211,38 +188,11 @@ def _common_dtype_device(*values):
     return dtype or torch.get_default_dtype(), (tensors[0].device if tensors else None)
 
 
-# ----------------------------------------------------------------------------- the distribution
-class CorrelatedRelaxedBernoulli(_BinaryMixin, Distribution):
-    r"""Gaussian-copula relaxed Bernoulli gates (Lee, Imrie, van der Schaar, ICLR 2022).
-
-    With L the Cholesky factor of the D x D correlation matrix R::
-
-        v = L eps ~ N(0, R);  U_k = Phi(v_k);  m_k = sigma((logit U_k + logit pi_k) / tau)
-
-    logit Phi(v) is computed as log Phi(v) - log Phi(-v) (stable in both tails). As tau -> 0,
-    m_k -> 1{U_k > 1 - pi_k}: the marginals are Bernoulli(pi_k) (:meth:`marginal_probs`) and
-    P(m_i = 1, m_j = 1) = Phi_2(Phi^{-1}(pi_i), Phi^{-1}(pi_j); R_ij) (:meth:`pairwise_joint_probs`).
-
-    Exact ``log_prob`` by change of variables, u_k = sigma(tau logit m_k - logit pi_k),
-    z_k = Phi^{-1}(u_k)::
-
-        log p(m) = -1/2 log|R| - 1/2 z^T (R^{-1} - I) z
-                   + sum_k [log tau + log u_k + log(1 - u_k) - log m_k - log(1 - m_k)]
-
-    Shapes: probs/logits (..., D) give event_shape (D,); ``correlation`` (or its Cholesky factor
-    ``scale_tril``) is (..., D, D); both broadcast into batch_shape. ``temperature`` broadcasts
-    against probs/logits (a per-batch temperature needs a trailing singleton dimension).
-    ``correlation`` must be symmetric with unit diagonal and positive definite (ValueError
-    otherwise, whatever ``validate_args`` says, like tau <= 0).
-
-    Example (the seed's worked example, batch 2, event 3):
-        >>> import torch
-        >>> R = torch.tensor([[1.0, 0.5, 0.3], [0.5, 1.0, 0.7], [0.3, 0.7, 1.0]])
-        >>> d = CorrelatedRelaxedBernoulli(0.1, R, probs=torch.tensor([[0.2, 0.4, 0.4], [0.3, 0.5, 0.2]]))
-        >>> m = d.rsample((5,))
-        >>> m.shape, d.log_prob(m).shape, d.pairwise_joint_probs().shape
-        (torch.Size([5, 2, 3]), torch.Size([5, 2]), torch.Size([2, 3, 3]))
-    """
+# ----------------------------------------------------------------------------- the distributions
+class _CopulaGates(_BinaryMixin, Distribution):
+    """Parameters, validation, expansion and the exact logit-space density shared by
+    :class:`CorrelatedRelaxedBernoulli` (values m in (0, 1)^D) and
+    :class:`LogitCorrelatedRelaxedBernoulli` (values x = logit m in R^D)."""
 
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
         "temperature": constraints.positive,  # elementwise: a scalar tau is accepted
@@ -251,10 +201,19 @@ class CorrelatedRelaxedBernoulli(_BinaryMixin, Distribution):
         "correlation": _CorrelationMatrix(),
         "scale_tril": constraints.corr_cholesky,
     }
-    support = constraints.independent(constraints.unit_interval, 1)
     has_rsample = True
 
-    def __init__(self, temperature, correlation=None, probs=None, logits=None, scale_tril=None,
+    @classmethod
+    def infer_shapes(cls, temperature=(), probs=None, logits=None, correlation=None, scale_tril=None):
+        """(batch_shape, event_shape) from the argument shapes: probs/logits (..., D) broadcast
+        with temperature; correlation/scale_tril (..., D, D); event (D,)."""
+        param = torch.Size(probs if probs is not None else logits)
+        gates = torch.broadcast_shapes(torch.Size(temperature), param)
+        matrix = correlation if correlation is not None else scale_tril
+        matrix_batch = torch.Size(matrix)[:-2] if matrix is not None else torch.Size()
+        return torch.broadcast_shapes(gates[:-1], matrix_batch), gates[-1:]
+
+    def __init__(self, temperature, probs=None, logits=None, *, correlation=None, scale_tril=None,
                  validate_args=None):
         if (probs is None) == (logits is None):
             raise ValueError("Either `probs` or `logits` must be specified, but not both.")
@@ -268,7 +227,6 @@ class CorrelatedRelaxedBernoulli(_BinaryMixin, Distribution):
         if param.dim() < 1:
             raise ValueError("Expected parameter probs/logits to have a last dimension D (the "
                              "number of gates), but found a scalar")
-        check_temperature(tau)
         try:
             tau, param = torch.broadcast_tensors(tau, param)
         except RuntimeError:
@@ -306,7 +264,7 @@ class CorrelatedRelaxedBernoulli(_BinaryMixin, Distribution):
         return r.expand(self.batch_shape + self.event_shape * 2)
 
     def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(CorrelatedRelaxedBernoulli, _instance)
+        new = self._get_checked_instance(type(self), _instance)
         batch_shape = torch.Size(batch_shape)
         vec = batch_shape + self.event_shape
         new.temperature = self.temperature.expand(vec)
@@ -315,40 +273,39 @@ class CorrelatedRelaxedBernoulli(_BinaryMixin, Distribution):
                 setattr(new, name, getattr(self, name).expand(vec))
         # the unbatched factor is shared: expanding never copies, re-checks or re-factorises R
         new._tril, new._corr = self._tril, self._corr
-        super(CorrelatedRelaxedBernoulli, new).__init__(batch_shape, self.event_shape,
-                                                        validate_args=False)
+        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def _logit_sample(self, sample_shape, generator=None) -> Tensor:
+        """x = (logit Phi(v) + logits)/tau, v = L eps ~ N(0, R), independent per row."""
         shape = self._extended_shape(sample_shape)
         logits = self.logits
-        eps = torch.randn(shape, dtype=logits.dtype, device=logits.device)
-        v = _tril_matvec(self._tril, eps)  # ~ N(0, R), independent per row
-        x = (logit_ndtr(v) + logits) / self.temperature
-        m = torch.sigmoid(x)
-        # At small tau, m rounds to exactly 0 or 1 (|x| > ~17 in float32), and logit(m) is lost.
-        # Like torch's transform caches, keep the pre-sigmoid value on the sample, so that
-        # log_prob of this very tensor (under this or any other copula: a prior, a posterior)
-        # is the density at the point that was drawn, not at a clamped neighbour.
-        m._relax_logit = x
-        return m
+        eps = torch.randn(shape, dtype=logits.dtype, device=logits.device, generator=generator)
+        v = _tril_matvec(self._tril, eps)
+        return (logit_ndtr(v) + logits) / self.temperature
 
-    def log_prob(self, value: Tensor) -> Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
+    def _logit_log_density(self, x: Tensor) -> Tensor:
+        """Exact log density of x = logit m: u_k = sigma(w_k), w = tau x - logits, z = Phi^-1(u),
+
+        log p(x) = -1/2 log|R| - 1/2 z^T (R^-1 - I) z + sum_k [log tau + log u_k + log(1 - u_k)].
+        """
         logits, tau = self.logits, self.temperature
-        cached = getattr(value, "_relax_logit", None)
-        value = torch.as_tensor(value, dtype=logits.dtype, device=logits.device)
-        x = cached if cached is not None and cached.shape == value.shape else _clamped_logit(value)
         w = tau * x - logits  # logit u
-        z = _ndtri_sigmoid(w)
+        z = ndtri_sigmoid(w)
         y = _tril_solve(self._tril, z)
         half_log_det = torch.log(torch.diagonal(self._tril, dim1=-2, dim2=-1)).sum(-1)
         log_copula = -half_log_det - 0.5 * (y.pow(2).sum(-1) - z.pow(2).sum(-1))
-        log_jac = (torch.log(tau) + log_sigmoid(w) + log1m_sigmoid(w)
-                   - log_sigmoid(x) - log1m_sigmoid(x)).sum(-1)
-        return log_copula + log_jac
+        return log_copula + (torch.log(tau) + log_sigmoid(w) + log1m_sigmoid(w)).sum(-1)
+
+    def _as(self, cls):
+        """The same parameters (no re-validation, no re-factorisation) as a ``cls`` instance."""
+        new = cls.__new__(cls)
+        new.__dict__.update({k: v for k, v in self.__dict__.items()
+                             if k in ("temperature", "probs", "logits", "_tril", "_corr")})
+        Distribution.__init__(new, self.batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     def marginal_probs(self) -> Tensor:
         """P(m_k = 1) as tau -> 0: pi_k (shape batch_shape + (D,))."""
@@ -365,3 +322,115 @@ class CorrelatedRelaxedBernoulli(_BinaryMixin, Distribution):
         joint = bivariate_normal_cdf(h.unsqueeze(-1), h.unsqueeze(-2), self.correlation.to(torch.float64))
         joint = torch.diagonal_scatter(joint, p, dim1=-2, dim2=-1)
         return joint.to(self.probs.dtype)
+
+
+class CorrelatedRelaxedBernoulli(_CopulaGates):
+    r"""Gaussian-copula relaxed Bernoulli gates (Lee, Imrie, van der Schaar, ICLR 2022).
+
+    With L the Cholesky factor of the D x D correlation matrix R::
+
+        v = L eps ~ N(0, R);  U_k = Phi(v_k);  m_k = sigma((logit U_k + logit pi_k) / tau)
+
+    logit Phi(v) is computed as log Phi(v) - log Phi(-v) (stable in both tails). As tau -> 0,
+    m_k -> 1{U_k > 1 - pi_k}: the marginals are Bernoulli(pi_k) (:meth:`marginal_probs`) and
+    P(m_i = 1, m_j = 1) = Phi_2(Phi^{-1}(pi_i), Phi^{-1}(pi_j); R_ij) (:meth:`pairwise_joint_probs`).
+
+    Exact ``log_prob`` by change of variables, u_k = sigma(tau logit m_k - logit pi_k),
+    z_k = Phi^{-1}(u_k)::
+
+        log p(m) = -1/2 log|R| - 1/2 z^T (R^{-1} - I) z
+                   + sum_k [log tau + log u_k + log(1 - u_k) - log m_k - log(1 - m_k)]
+
+    Shapes: probs/logits (..., D) give event_shape (D,); ``correlation`` (or its Cholesky factor
+    ``scale_tril``) is (..., D, D); both broadcast into batch_shape. ``temperature`` broadcasts
+    against probs/logits (a per-batch temperature needs a trailing singleton dimension).
+    ``correlation`` must be symmetric with unit diagonal and positive definite (ValueError
+    otherwise, whatever ``validate_args`` says).
+
+    ``log_prob`` is a function of the value alone. In float32 a gate rounds to exactly 0 or 1
+    once |logit m| > ~17 (about half the gates at tau = 0.1); such a value is evaluated at the
+    nearest interior float, which is not the point that was drawn. Where exact densities of
+    samples are needed (Monte-Carlo KL, importance weights), sample and evaluate in logit space:
+    :meth:`logit_space` gives :class:`LogitCorrelatedRelaxedBernoulli` with the same parameters,
+    whose samples x = logit m and densities are exact in float32 (log q(m) - log p(m) =
+    log q(x) - log p(x): the Jacobian cancels).
+
+    Example (the seed's worked example, batch 2, event 3):
+        >>> import torch
+        >>> R = torch.tensor([[1.0, 0.5, 0.3], [0.5, 1.0, 0.7], [0.3, 0.7, 1.0]])
+        >>> d = CorrelatedRelaxedBernoulli(0.1, probs=torch.tensor([[0.2, 0.4, 0.4], [0.3, 0.5, 0.2]]), correlation=R)
+        >>> m = d.rsample((5,))
+        >>> m.shape, d.log_prob(m).shape, d.pairwise_joint_probs().shape
+        (torch.Size([5, 2, 3]), torch.Size([5, 2]), torch.Size([2, 3, 3]))
+    """
+
+    support = constraints.independent(constraints.unit_interval, 1)
+
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        return torch.sigmoid(self._logit_sample(sample_shape, generator))
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        value = torch.as_tensor(value, dtype=self.logits.dtype, device=self.logits.device)
+        x = _clamped_logit(value)
+        # density of x, minus log |dm/dx| = log m + log(1 - m)
+        return self._logit_log_density(x) - (log_sigmoid(x) + log1m_sigmoid(x)).sum(-1)
+
+    def logit_space(self) -> LogitCorrelatedRelaxedBernoulli:
+        """The law of logit m with the same parameters (exact float32 densities)."""
+        return self._as(LogitCorrelatedRelaxedBernoulli)
+
+
+class LogitCorrelatedRelaxedBernoulli(_CopulaGates):
+    r"""The correlated gates in logit space: x_k = (logit Phi(v_k) + logit pi_k) / tau, so that
+    sigmoid(x) ~ :class:`CorrelatedRelaxedBernoulli` with the same arguments.
+
+    Same constructor and parameters. Samples are finite reals that keep every digit where the
+    gates themselves would round to 0 or 1, and ``log_prob`` is the exact density of x (no
+    Jacobian of the sigmoid), so it is exact in float32 at every sample::
+
+        log p(x) = -1/2 log|R| - 1/2 z^T (R^{-1} - I) z + sum_k [log tau + log u_k + log(1 - u_k)],
+        u_k = sigma(tau x_k - logit pi_k),  z_k = Phi^{-1}(u_k).
+
+    With R = I it is the product of :class:`LogitRelaxedBernoulli` laws.
+
+    Example:
+        >>> import torch
+        >>> d = LogitCorrelatedRelaxedBernoulli(0.1, logits=torch.zeros(3), correlation=torch.eye(3))
+        >>> x = d.rsample((4,))
+        >>> x.shape, d.log_prob(x).shape
+        (torch.Size([4, 3]), torch.Size([4]))
+    """
+
+    support = constraints.independent(constraints.real, 1)
+
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        return self._logit_sample(sample_shape, generator)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        value = torch.as_tensor(value, dtype=self.logits.dtype, device=self.logits.device)
+        return self._logit_log_density(value)
+
+    @property
+    def mean(self) -> Tensor:
+        """logits / tau: logit Phi(v_k) is a standard logistic variable (mean 0) for every k."""
+        return self.logits / self.temperature
+
+    @property
+    def variance(self) -> Tensor:
+        """pi^2 / (3 tau^2): the marginals are those of LogitRelaxedBernoulli."""
+        return (math.pi ** 2 / 3.0) / self.temperature.pow(2)
+
+    def entropy(self) -> Tensor:
+        """sum_k (2 - log tau_k) + 1/2 log|R|: the marginals' (logistic) entropies minus the
+        Gaussian copula's mutual information, -1/2 log|R|."""
+        half_log_det = torch.log(torch.diagonal(self._tril, dim1=-2, dim2=-1)).sum(-1)
+        return (2.0 - torch.log(self.temperature)).sum(-1) + half_log_det
+
+    def relaxed(self) -> CorrelatedRelaxedBernoulli:
+        """The law of sigmoid(x): the gates in (0, 1)."""
+        return self._as(CorrelatedRelaxedBernoulli)
+

@@ -11,8 +11,9 @@ log-ratio Gaussians, because ``z -> r`` is a bijection of the open simplex onto 
   arXiv 2003.01227): ``z = softmax(y)`` with ``y ~ N(loc, diag(scale^2))`` in R^K.
 
 Exact KL divergences are registered with :func:`torch.distributions.kl.register_kl` when this
-module is imported (which ``import relaxcli.distributions`` does): IGR||IGR (same tau and delta),
-LN||LN, IGR||LN and LN||IGR.
+module is imported (which ``import relaxcli.distributions`` does): IGR||IGR (any temperatures and
+deltas), LN||LN, IGR||LN and LN||IGR, all from the log-ratio Gaussians' (mean, diagonal,
+rank-one) structure without a dense covariance.
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ from torch.distributions import (
     MultivariateNormal,
     constraints,
 )
-from torch.distributions.kl import kl_divergence, register_kl
+from torch.distributions.kl import register_kl
 
 from relaxcli.distributions._numerics import (
     as_tensor_pair,
-    check_temperature,
     normal_log_density,
     renormalise,
     tiny,
@@ -99,13 +99,19 @@ class InvertibleGaussian(Distribution):
     support = constraints.simplex
     has_rsample = True
 
+    @classmethod
+    def infer_shapes(cls, loc, scale, temperature=(), delta=()):
+        """(batch_shape, event_shape) from the argument shapes: loc, scale (..., K-1) -> event (K,)."""
+        loc, scale = torch.Size(loc), torch.Size(scale)
+        batch = torch.broadcast_shapes(loc[:-1], scale[:-1], torch.Size(temperature), torch.Size(delta))
+        return batch, torch.Size((torch.broadcast_shapes(loc[-1:], scale[-1:])[0] + 1,))
+
     def __init__(self, loc, scale, temperature, delta=1.0, validate_args=None):
         loc, scale = as_tensor_pair(loc, scale)
         loc, scale = torch.broadcast_tensors(loc, scale)
         _check_last_dim(loc, "loc", 1, "K-1 Gaussian coordinates for K >= 2 categories")
         temperature = torch.as_tensor(temperature, dtype=loc.dtype, device=loc.device)
         delta = torch.as_tensor(delta, dtype=loc.dtype, device=loc.device)
-        check_temperature(temperature)
         batch_shape = torch.broadcast_shapes(loc.shape[:-1], temperature.shape, delta.shape)
         km1 = loc.shape[-1:]
         self.loc = loc.expand(batch_shape + km1)
@@ -150,14 +156,14 @@ class InvertibleGaussian(Distribution):
         last = torch.log(self.delta).unsqueeze(-1).expand(y.shape[:-1] + (1,))
         return renormalise(torch.softmax(torch.cat([y / tau, last], dim=-1), dim=-1))
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)[:-1] + self.loc.shape[-1:]
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
         return self._softmax_pp(self.loc + self.scale * eps)
 
-    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self.rsample(sample_shape, generator=generator)
 
     def gaussian_coordinates(self, value: Tensor) -> Tensor:
         """The inverse map ``y_i = tau (log z_i - log z_K + log delta)`` (shape ``(..., K-1)``)."""
@@ -221,6 +227,12 @@ class LogisticNormalSoftmax(Distribution):
     support = constraints.simplex
     has_rsample = True
 
+    @classmethod
+    def infer_shapes(cls, loc, scale):
+        """(batch_shape, event_shape) from the argument shapes: loc, scale (..., K) -> event (K,)."""
+        shape = torch.broadcast_shapes(torch.Size(loc), torch.Size(scale))
+        return shape[:-1], shape[-1:]
+
     def __init__(self, loc, scale, validate_args=None):
         loc, scale = as_tensor_pair(loc, scale)
         loc, scale = torch.broadcast_tensors(loc, scale)
@@ -238,14 +250,14 @@ class LogisticNormalSoftmax(Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
         return renormalise(torch.softmax(self.loc + self.scale * eps, dim=-1))
 
-    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self.rsample(sample_shape, generator=generator)
 
     def log_ratio_distribution(self) -> LowRankMultivariateNormal:
         """Law of ``r_i = log z_i - log z_K``: N(loc_{<K} - loc_K, diag(scale_{<K}^2) + scale_K^2 11^T)."""
@@ -263,51 +275,82 @@ class LogisticNormalSoftmax(Distribution):
 
 
 # ----------------------------------------------------------------------------- exact KLs
-def _check_same_tau_delta(p: InvertibleGaussian, q: InvertibleGaussian) -> None:
-    if not bool(torch.all(p.temperature == q.temperature)):
-        raise ValueError(
-            "KL(InvertibleGaussian || InvertibleGaussian) equals the Gaussian KL only for the same "
-            f"temperature; got {p.temperature.unique().tolist()} and {q.temperature.unique().tolist()}"
-        )
-    if not bool(torch.all(p.delta == q.delta)):
-        raise ValueError(
-            "KL(InvertibleGaussian || InvertibleGaussian) equals the Gaussian KL only for the same "
-            f"delta; got {p.delta.unique().tolist()} and {q.delta.unique().tolist()}"
-        )
+# Both families are logistic-normal: r = log(z_{<K} / z_K) is Gaussian with covariance
+# S = diag(d) + c 11^T (IGR: c = 0; LN: d = scale_{<K}^2, c = scale_K^2), and z -> r is one
+# bijection shared by every such law (it depends on neither tau nor delta). So every KL between
+# them is the KL of the two Gaussians, computed here from (mean, d, c) with Sherman-Morrison and
+# no dense matrix, in forms without cancellation (a dense Cholesky failed in float32 for scales
+# three orders of magnitude apart, and the low-rank path lost 11 nats).
+def _diag_plus_ones(d: Distribution) -> tuple[Tensor, Tensor, Tensor]:
+    """(mean, d, c) of the log-ratio Gaussian N(mean, diag(d) + c 11^T) of an IGR or LN law."""
+    if isinstance(d, InvertibleGaussian):
+        tau = d.temperature.unsqueeze(-1)
+        mean = d.loc / tau - torch.log(d.delta).unsqueeze(-1)
+        return mean, (d.scale / tau).pow(2), torch.zeros_like(mean[..., :1])
+    mean = d.loc[..., :-1] - d.loc[..., -1:]
+    return mean, d.scale[..., :-1].pow(2), d.scale[..., -1:].pow(2)
+
+
+def _leave_one_out_sum(a: Tensor) -> Tensor:
+    """sum_{j != i} a_j for every i, from prefix and suffix sums (never s - a_i, which cancels)."""
+    zero = torch.zeros_like(a[..., :1])
+    before = torch.cat([zero, a[..., :-1].cumsum(-1)], -1)
+    after = torch.cat([a.flip(-1)[..., :-1].cumsum(-1).flip(-1), zero], -1)
+    return before + after
+
+
+def _kl_gaussians_diag_plus_ones(m1, d1, c1, m2, d2, c2) -> Tensor:
+    """KL(N(m1, D1 + c1 11^T) || N(m2, D2 + c2 11^T)), all terms nonnegative where they can be.
+
+    With a = 1/d2, s = sum a, g = 1 + c2 s (so S2^{-1} = D2^{-1} - c2 a a^T / g):
+    tr(S2^{-1} S1) = sum_i d1_i a_i (1 + c2 s_{-i}) / g + c1 s / g   (s_{-i}: leave-one-out sum),
+    delta^T S2^{-1} delta = [sum a delta^2 + c2 s sum a (delta - mean_a delta)^2] / g,
+    log|S| = sum log d + log1p(c sum 1/d).
+    """
+    a = d2.reciprocal()
+    s = a.sum(-1, keepdim=True)
+    g = 1.0 + c2 * s
+    trace = ((d1 * a * (1.0 + c2 * _leave_one_out_sum(a))).sum(-1, keepdim=True) + c1 * s) / g
+    delta = m1 - m2
+    centre = (a * delta).sum(-1, keepdim=True) / s
+    quad = ((a * delta.pow(2)).sum(-1, keepdim=True)
+            + c2 * s * (a * (delta - centre).pow(2)).sum(-1, keepdim=True)) / g
+    log_det1 = d1.log().sum(-1, keepdim=True) + torch.log1p(c1 * d1.reciprocal().sum(-1, keepdim=True))
+    log_det2 = d2.log().sum(-1, keepdim=True) + torch.log1p(c2 * s)
+    n = m1.shape[-1]
+    return (0.5 * (trace + quad - n + log_det2 - log_det1)).squeeze(-1)
+
+
+def _kl_logistic_normal(p: Distribution, q: Distribution) -> Tensor:
+    """Exact KL between two logistic-normal laws on the simplex (IGR or LN, any tau and delta)."""
+    if p.event_shape != q.event_shape:
+        raise ValueError(f"KL between laws on simplices of different sizes: {tuple(p.event_shape)} "
+                         f"and {tuple(q.event_shape)}")
+    return _kl_gaussians_diag_plus_ones(*_diag_plus_ones(p), *_diag_plus_ones(q))
 
 
 @register_kl(InvertibleGaussian, InvertibleGaussian)
 def _kl_igr_igr(p: InvertibleGaussian, q: InvertibleGaussian) -> Tensor:
-    """KL(IGR(m1,s1,tau,delta) || IGR(m2,s2,tau,delta)) = sum_i KL(N(m1_i,s1_i) || N(m2_i,s2_i)).
-
-    Exact: KL is invariant under the shared bijection y -> z.
-    """
-    _check_same_tau_delta(p, q)
-    var_ratio = (p.scale / q.scale).pow(2)
-    t = ((p.loc - q.loc) / q.scale).pow(2)
-    return (0.5 * (var_ratio + t - 1 - var_ratio.log())).sum(-1)
+    """KL(IGR(m1,s1,tau1,delta1) || IGR(m2,s2,tau2,delta2)): the KL of the log-ratio Gaussians
+    N(m/tau - log delta, diag(s^2/tau^2)) (exact: r = log(z_{<K}/z_K) is a bijection shared by
+    both, whatever their temperatures and deltas). For equal tau and delta it is
+    sum_i KL(N(m1_i, s1_i) || N(m2_i, s2_i))."""
+    return _kl_logistic_normal(p, q)
 
 
 @register_kl(LogisticNormalSoftmax, LogisticNormalSoftmax)
 def _kl_ln_ln(p: LogisticNormalSoftmax, q: LogisticNormalSoftmax) -> Tensor:
     """KL of the log-ratio Gaussians (exact: z -> log(z_{<K}/z_K) is a bijection)."""
-    return kl_divergence(p.log_ratio_distribution(), q.log_ratio_distribution())
-
-
-def _dense(d: Distribution) -> MultivariateNormal:
-    g = d.log_ratio_distribution()
-    if isinstance(g, MultivariateNormal):
-        return g
-    return MultivariateNormal(g.loc, covariance_matrix=g.covariance_matrix, validate_args=False)
+    return _kl_logistic_normal(p, q)
 
 
 @register_kl(InvertibleGaussian, LogisticNormalSoftmax)
 def _kl_igr_ln(p: InvertibleGaussian, q: LogisticNormalSoftmax) -> Tensor:
     """Exact KL through the log-ratio Gaussians (both laws are logistic-normal)."""
-    return kl_divergence(_dense(p), _dense(q))
+    return _kl_logistic_normal(p, q)
 
 
 @register_kl(LogisticNormalSoftmax, InvertibleGaussian)
 def _kl_ln_igr(p: LogisticNormalSoftmax, q: InvertibleGaussian) -> Tensor:
     """Exact KL through the log-ratio Gaussians (both laws are logistic-normal)."""
-    return kl_divergence(_dense(p), _dense(q))
+    return _kl_logistic_normal(p, q)

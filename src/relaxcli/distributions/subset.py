@@ -19,7 +19,6 @@ from torch.distributions import constraints
 from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
     as_float_tensors,
-    check_temperature,
     gumbel_noise,
     straight_through,
 )
@@ -164,11 +163,10 @@ class GumbelSoftmaxTopK(HardSwitch, _CategoricalParams):
     }
     has_rsample = True
 
-    def __init__(self, k: int, temperature, probs=None, logits=None, hard: bool = False,
+    def __init__(self, k: int, temperature, probs=None, logits=None, *, hard: bool = False,
                  relaxation: str = "sequential", validate_args=None):
         param = _categorical_params(probs, logits)
         temperature, param = as_float_tensors(temperature, param)
-        check_temperature(temperature)
         num = param.shape[-1]
         if isinstance(k, bool) or not isinstance(k, int) and not (
                 isinstance(k, float) and k.is_integer()):
@@ -199,9 +197,9 @@ class GumbelSoftmaxTopK(HardSwitch, _CategoricalParams):
         return new
 
     # ------------------------------------------------------------------ sampling
-    def perturbed_logits(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def perturbed_logits(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         """kappa = log p + G, one Gumbel draw per element of sample_shape + batch_shape + (K,)."""
-        return self.logits + gumbel_noise(self._extended_shape(sample_shape), self.logits)
+        return self.logits + gumbel_noise(self._extended_shape(sample_shape), self.logits, generator)
 
     def relax(self, kappa: Tensor) -> Tensor:
         """The chosen relaxation of the top-k indicator of ``kappa``."""
@@ -210,18 +208,18 @@ class GumbelSoftmaxTopK(HardSwitch, _CategoricalParams):
             return sequential_topk_relaxation(kappa, tau, self.k)
         return threshold_topk_relaxation(kappa, tau, self.k)
 
-    def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
-        kappa = self.perturbed_logits(sample_shape)
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        kappa = self.perturbed_logits(sample_shape, generator)
         soft = self.relax(kappa)
         if not self.hard:
             return soft
         return straight_through(topk_indicator(kappa.detach(), self.k), soft)
 
-    def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
             if self.hard:  # the exact top-k indicator needs no relaxation
-                return topk_indicator(self.perturbed_logits(sample_shape), self.k)
-            return self.rsample(sample_shape)
+                return topk_indicator(self.perturbed_logits(sample_shape, generator), self.k)
+            return self.rsample(sample_shape, generator=generator)
 
     # ------------------------------------------------------------------ log-mass
     def log_prob(self, value: Tensor) -> Tensor:
@@ -269,6 +267,27 @@ class GumbelSoftmaxTopK(HardSwitch, _CategoricalParams):
         """``log_prob(enumerate_support())`` of every subset at once, (C(K,k), *batch_shape)."""
         self._check_enumerable("enumerate_log_prob")
         return self._subsets_log_prob()
+
+    @property
+    def mean(self) -> Tensor:
+        """Hard: the inclusion probabilities (exact, by enumeration). Soft: no closed form."""
+        if not self.hard:
+            raise NotImplementedError(
+                "GumbelSoftmaxTopK.mean of soft values has no closed form (see inclusion_probs() for "
+                "the hard law's, which the soft mean approaches as tau -> 0)")
+        return self.inclusion_probs()
+
+    @property
+    def variance(self) -> Tensor:
+        incl = self.mean
+        return incl * (1 - incl)
+
+    def entropy(self) -> Tensor:
+        """Hard: -sum_S q(S) log q(S) over the C(K, k) subsets. Soft: no closed form."""
+        if not self.hard:
+            raise NotImplementedError("GumbelSoftmaxTopK.entropy of soft values has no closed form")
+        lp = self.enumerate_log_prob()
+        return -(lp.exp() * lp).sum(0)
 
     def inclusion_probs(self) -> Tensor:
         """P(i is among the k draws without replacement) = sum_S q(S) 1[i in S], (*batch, K).

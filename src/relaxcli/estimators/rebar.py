@@ -99,21 +99,38 @@ class RebarEstimator(Estimator):
             return torch.sigmoid(z / lam)
         return torch.softmax(z / lam, dim=-1)
 
+    def _network(self, y: Tensor) -> Tensor:
+        """r_rho(y) in y's dtype and device, whatever those of rho (a lazy first layer is built
+        in its own dtype first)."""
+        params = dict(self.net.named_parameters())
+        if any(isinstance(p, nn.parameter.UninitializedParameter) for p in params.values()):
+            with torch.no_grad():
+                self.net(y[:1, :1].detach().to(torch.get_default_dtype()))
+            params = dict(self.net.named_parameters())
+        if all(p.dtype == y.dtype and p.device == y.device for p in params.values()):
+            return self.net(y)
+        cast = {name: p.to(y) for name, p in params.items()}
+        return torch.func.functional_call(self.net, cast, (y,))
+
     def forward(self, raw: Tensor, cost: Cost, tau: float | None = None) -> Estimate:
         n, batch = self.n_samples, raw.shape[0]
         pair = bernoulli_relaxed_pair if self.family == "bernoulli" else categorical_relaxed_pair
         b, z, z_tilde = pair(raw, sample_shape=(n,))
-        lam = self.log_temperature.exp() if tau is None else torch.as_tensor(tau, dtype=raw.dtype)
+        # The estimator's own parameters stay where the optimizer holds them; the computation
+        # follows raw's dtype and device (differentiable casts carry their gradients back).
+        lam = (self.log_temperature.to(raw).exp() if tau is None
+               else torch.as_tensor(tau, dtype=raw.dtype, device=raw.device))
         if not bool(lam > 0):
             raise BadInput(f"temperature must be > 0, got {float(lam)}")
+        eta = self.eta.to(raw)
         y, y_tilde = self._relax(z, lam), self._relax(z_tilde, lam)
         # one cost call for f(b), f(sigma(z)), f(sigma(z_tilde)): fewer Python round trips
         f_all = check_cost(cost(torch.cat([b, y, y_tilde])), 3 * n, batch)
         f_b, f_y, f_yt = f_all[:n], f_all[n:2 * n], f_all[2 * n:]
-        c_z, c_zt = self.eta * f_y, self.eta * f_yt
+        c_z, c_zt = eta * f_y, eta * f_yt
         if self.net is not None:
-            c_z = c_z + self.net(y)
-            c_zt = c_zt + self.net(y_tilde)
+            c_z = c_z + self._network(y)
+            c_zt = c_zt + self._network(y_tilde)
         loss = f_b.mean()
         if not self._needs_raw_grad(raw):
             return Estimate(loss=loss, cost=f_b.detach())

@@ -94,9 +94,9 @@ class ReinforceEstimator(Estimator):
         elif kind == "leave-one-out":
             c = (f.sum(0, keepdim=True) - f) / (n - 1)
         elif kind == "moving-average":
-            c = self.average.to(f.dtype) if int(self.seen) > 0 else 0.0
+            c = self.average.to(f) if int(self.seen) > 0 else 0.0
         else:
-            c = self.baseline.to(f.dtype)
+            c = self.baseline.to(f)
         loss = _score_surrogate(f, log_prob, c)
         if self.training:
             mean_cost = f.detach().mean()

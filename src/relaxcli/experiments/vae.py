@@ -32,7 +32,8 @@ with the reconstruction term estimated by the method's estimator
   no closed form, so its discrete KL/ELBO cannot be computed honestly. It is trained and
   evaluated as the relaxed model it samples: prior = the same copula with R = I and logits 0 at
   the same temperature, KL by the unbiased Monte-Carlo estimate log q(z) - log p(z) with the
-  copula's exact density. eval_model = "relaxed".
+  copula's exact density, sampled and evaluated in logit space (LogitCorrelatedRelaxedBernoulli:
+  exact in float32 where the gates round to 0 or 1; the Jacobian cancels). eval_model = "relaxed".
 
 Evaluation (honest comparison): for every method with a discrete law (eval_model "discrete"),
 test latents are drawn from ``method.discrete`` (never the relaxation), giving
@@ -392,10 +393,15 @@ def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, 
         raw = model.encode(x)
         q = laws.posterior(raw, tau, model, discrete)
         p = laws.prior(x.shape[0], tau, device, discrete)
-        z = q.sample((n_samples,))
-        log_px = model.log_px(x, z)  # (S, B)
-        log_q_vars, log_p_vars = q.log_prob(z), p.log_prob(z)  # (S, B, n_vars)
+        if not discrete and learns_correlation(laws.method):  # the copula: float32 densities are exact
+            qx, px = q.logit_space(), p.logit_space()    # in logit space (the Jacobian cancels)
+            w = qx.sample((n_samples,))
+            z, log_q_vars, log_p_vars = torch.sigmoid(w), qx.log_prob(w), px.log_prob(w)
+        else:
+            z = q.sample((n_samples,))
+            log_q_vars, log_p_vars = q.log_prob(z), p.log_prob(z)  # (S, B, n_vars), or (S, B) joint
         log_q, log_p = per_image(log_q_vars, 2), per_image(log_p_vars, 2)
+        log_px = model.log_px(x, z)  # (S, B)
         kl_v = kl_per_variable(q, p, laws.prior_log_mass(device) if discrete else None)
         if kl_v is None:  # Monte-Carlo estimate with the exact densities (relaxed models)
             kl_v = (log_q_vars - log_p_vars).mean(0).reshape(x.shape[0], -1)
@@ -671,11 +677,14 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
                         kl = exact_kl(laws.posterior(raw, tau_now, model, discrete),
                                       laws.prior(x.shape[0], tau_now, dev, discrete),
                                       laws.prior_log_mass(dev) if discrete else None).mean()
-                    step_est = est
-                    if model.corr_factor is not None:  # the learned correlation changes every step
-                        step_est = make_estimator(m, n_samples=opts["n_samples"],
-                                                  **est_options, scale_tril=model.correlation_factor())
-                    out = step_est(raw, cost, tau=tau_now if pass_tau else None)
+                    if model.corr_factor is not None:  # the copula, with its learned correlation:
+                        # pathwise in logit space, where its float32 densities are exact
+                        qx, px = q.logit_space(), p.logit_space()
+                        w = qx.rsample((opts["n_samples"],))
+                        f = -model.log_px(x, torch.sigmoid(w)) + per_image(qx.log_prob(w) - px.log_prob(w), 2)
+                        out = SimpleNamespace(loss=f.mean(), cost=f.detach())
+                    else:
+                        out = est(raw, cost, tau=tau_now if pass_tau else None)
                     loss = out.loss + kl
                     if not torch.isfinite(loss):  # stop before the update: the last checkpoint is good
                         raise RunFailed(_diverged("the loss", float(loss), epoch, step, b, n_batches,
