@@ -258,3 +258,17 @@ def test_score_function_methods_sample_their_discrete_law(tmp_path, capsys):
     s = json.loads((tmp_path / "sf" / "summary.json").read_text())
     assert [r["mean_exact"] for r in s["coordinates"]] == pytest.approx([0.3, 0.6])
     assert s["max_abs_z"] < 4.5
+
+
+@pytest.mark.parametrize("tau, k, warned", [("1", "2", True), ("0.5", "3", True), ("0.5", "2", False)])
+def test_topk_sequential_relaxation_warns_where_it_over_counts(tau, k, warned, tmp_path, capsys):
+    out = tmp_path / "t"
+    code, _, err = run_cli(["sample", "topk", "--tau", tau, "--k", k, "-n", "200", "--out", str(out)],
+                           capsys)
+    assert code == 0
+    lines = [line for line in err.splitlines() if "over-counts" in line]
+    assert len(lines) == (1 if warned else 0)
+    for name in ("summary.json", "config.json"):
+        data = json.loads((out / name).read_text())
+        recorded = data.get("warnings", data.get("options", {}).get("warnings"))
+        assert recorded == lines

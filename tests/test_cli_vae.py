@@ -181,3 +181,13 @@ def test_real_mnist_short_run_beats_untrained(tmp_path):
     # the untrained decoder is near 784*log 2 = 543 nats; 30 Adam steps must beat it clearly
     assert s["untrained_test_neg_elbo"] > 500
     assert s["test_neg_elbo"] < s["untrained_test_neg_elbo"] - 200
+
+
+def test_topk_at_tau_one_warns_once_and_records_it(tmp_path, capsys):
+    s = vae.run_train_vae(method="topk", reporter=Reporter(), out=tmp_path / "r", epochs=1, latent_dim=2,
+                          categories=5, tau=1.0, **{k: v for k, v in SMALL.items()})
+    err = capsys.readouterr().err
+    assert err.count("over-counts") == 1 and "tau = 1" in err
+    assert len(s["warnings"]) == 1 and "tau = 1" in s["warnings"][0]
+    quiet = train(tmp_path / "q", "topk", epochs=1, latent_dim=2, categories=5, tau=0.5)
+    assert quiet["warnings"] == []

@@ -308,3 +308,139 @@ def test_inclusion_probs_by_enumeration():
     # P(0 in a size-2 draw) = p0 + sum_{j != 0} p_j p0 / (1 - p_j)
     assert float(incl[0]) == pytest.approx(0.1 + sum(pj * 0.1 / (1 - pj) for pj in (0.2, 0.3, 0.4)))
     assert float(law(3).inclusion_probs().sum()) == pytest.approx(3.0)
+
+
+# ----------------------------------------------------------------------------- exact sequential masking
+def exact_sequential(kappa, tau, k, digits=60):
+    """The sequential relaxation in exact arithmetic (mpmath, ``digits`` significant digits):
+    w_{j+1} = w_j + log(1 - a_j), 1 - a_j computed as the sum of the other entries' shares.
+    -inf entries of ``kappa`` stay at 0."""
+    import mpmath as mp
+
+    with mp.workdps(digits):
+        live = [x != -math.inf for x in kappa]
+        w = [mp.mpf(x) if ok else None for x, ok in zip(kappa, live)]
+        t, total = mp.mpf(tau), [mp.mpf(0)] * len(kappa)
+        for _ in range(k):
+            e = [mp.exp(x / t) if ok else mp.mpf(0) for x, ok in zip(w, live)]
+            z = mp.fsum(e)
+            total = [s + x / z for s, x in zip(total, e)]
+            w = [w[i] + mp.log(mp.fsum(e[:i] + e[i + 1:]) / z) if live[i] else None
+                 for i in range(len(w))]
+        return [float(s) for s in total]
+
+
+AUDIT_ROWS = [[20.0, 0.0, 0.0, 0.0], [30.0, -30.0, -30.0, -30.0], [12.0, -3.0, -4.0, -5.0]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tau", [0.05, 0.2, 0.5, 0.9])
+def test_sequential_relaxation_is_the_exact_relaxation(tau, dtype):
+    # The audit's bug: a mask of log1p(-min(a, 1 - eps)) >= log eps let a dominant item win the
+    # next step again ([1.93, 0.02, 0.02, 0.03] for logits [20, 0, 0, 0]). Every entry must be the
+    # relaxation's own value in exact arithmetic, so none exceeds 1 by more than it allows.
+    gen = torch.Generator().manual_seed(int(tau * 100))
+    tol = 1e-3 if dtype == torch.float32 else 1e-9
+    for num in (4, 6):
+        logits = torch.rand(6, num, generator=gen, dtype=torch.float64) * 60 - 30
+        logits[0] = torch.tensor([20.0] + [0.0] * (num - 1))
+        logits[1] = torch.tensor([30.0] + [-30.0] * (num - 1))
+        logits[2, :4] = torch.tensor(AUDIT_ROWS[2])
+        logits[3, 1] = -math.inf                                   # a masked category
+        for k in range(1, num - 1):
+            d = GumbelSoftmaxTopK(k, tau, logits=logits.to(dtype))
+            kappa = d.perturbed_logits((3,)).reshape(-1, num)
+            ours = sequential_topk_relaxation(kappa, torch.tensor(tau, dtype=dtype), k)
+            ref = torch.tensor([exact_sequential(row, tau, k) for row in kappa.double().tolist()],
+                               dtype=torch.float64)
+            torch.testing.assert_close(ours.double(), ref, atol=tol, rtol=0)
+            assert bool(torch.isfinite(ours).all())
+
+
+def test_audit_examples_dominant_item_is_counted_once():
+    torch.manual_seed(0)
+    s = GumbelSoftmaxTopK(2, 0.5, logits=torch.tensor([20.0, 0, 0, 0])).rsample((1000,))
+    assert float(s.max()) <= 1.0 + 1e-5
+    torch.testing.assert_close(s.mean(0)[0], torch.tensor(1.0), atol=1e-5, rtol=0)
+    one = GumbelSoftmaxTopK(2, 0.5, logits=torch.tensor([30.0, -30, -30, -30], dtype=torch.float64)).rsample()
+    assert abs(float(one[0]) - 1.0) < 1e-12 and abs(float(one[1:].sum()) - 1.0) < 1e-12
+    big = GumbelSoftmaxTopK(2, 0.5, logits=torch.tensor([12.0, -3, -4, -5])).rsample((10000,))
+    assert float((big > 1.5).float().mean()) == 0.0
+
+
+def _mean_within_mc_error(d, n, floor):
+    x = d.rsample((n,)).double()
+    incl = d.inclusion_probs().double()
+    se = (incl * (1 - incl)).clamp(min=0).div(n).sqrt()      # the hard indicator's MC error
+    return bool(((x.mean(0) - incl).abs() <= 4 * se + floor).all()), x.mean(0), incl
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_relaxed_mean_matches_inclusion_probs(dtype):
+    torch.manual_seed(21)
+    n = 4000
+    # One dominant item (lead >= 20) and ties below: every k, any tau up to 0.5. (floor: a rare
+    # Gumbel tail can bring a runner-up within reach, which the relaxation smooths.)
+    for row in ([20.0, 0.0, 0.0, 0.0], [30.0, -30.0, -30.0, -30.0], [-30.0, -30.0, 30.0, -30.0, -30.0]):
+        for tau in (0.1, 0.3, 0.5):
+            for k in range(1, len(row)):
+                d = GumbelSoftmaxTopK(k, tau, logits=torch.tensor(row, dtype=dtype))
+                ok, mean, incl = _mean_within_mc_error(d, n, floor=1e-3)
+                assert ok, (row, tau, k, mean, incl)
+    # Logits anywhere in [-30, 30], k <= 2, small tau: only near-ties (leads within ~tau) are
+    # smoothed, which moves a mean by about 1e-3 here.
+    gen = torch.Generator().manual_seed(22)
+    for _ in range(8):
+        logits = (torch.rand(5, generator=gen) * 60 - 30).to(dtype)
+        for k in (1, 2):
+            ok, mean, incl = _mean_within_mc_error(GumbelSoftmaxTopK(k, 0.05, logits=logits), n, floor=2.5e-3)
+            assert ok, (logits, k, mean, incl)
+
+
+def test_sequential_relaxation_limits_in_exact_arithmetic():
+    # What the docstring and METHODS.md say the relaxation itself does (not a float effect):
+    # tau >= 1 counts a dominant item again ...
+    kappa = [10.0, 0.0, 0.0, 0.0]
+    assert exact_sequential(kappa, 1.0, 2)[0] == pytest.approx(1.5, abs=1e-3)
+    assert exact_sequential(kappa, 2.0, 2)[0] > 1.8
+    assert exact_sequential(kappa, 0.5, 2)[0] == pytest.approx(1.0, abs=1e-6)
+    torch.manual_seed(23)
+    for tau, want in ((1.0, [1.50, 0.167]), (2.0, [1.83, 0.057])):
+        m = GumbelSoftmaxTopK(2, tau, logits=torch.tensor(kappa, dtype=torch.float64)).rsample((20000,)).mean(0)
+        assert abs(float(m[0]) - want[0]) < 0.01 and abs(float(m[1:].mean()) - want[1]) < 0.01
+    # ... and for k >= 3 a winner close to the runner-up wins again against the rest.
+    close = [15.5, 14.1, -5.8, -13.2, -28.2]
+    for tau, first in ((0.5, 1.94), (0.1, 2.0)):
+        ref = exact_sequential(close, tau, 3)
+        assert ref[0] == pytest.approx(first, abs=0.01) and ref[2] < 1e-10
+        ours = sequential_topk_relaxation(torch.tensor(close, dtype=torch.float64),
+                                          torch.tensor(tau, dtype=torch.float64), 3)
+        torch.testing.assert_close(ours, torch.tensor(ref, dtype=torch.float64), atol=1e-9, rtol=0)
+    # the threshold relaxation has neither defect: entries in (0, 1), the top 3 near 1
+    th = threshold_topk_relaxation(torch.tensor(close, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64), 3)
+    assert float(th[:3].min()) > 0.99 and float(th.max()) <= 1.0
+
+
+@pytest.mark.parametrize("relaxation", RELAXATIONS)
+@pytest.mark.parametrize("hard", [False, True])
+def test_minus_inf_logits_are_masked_categories(relaxation, hard):
+    logits = torch.tensor([[0.0, -math.inf, 1.0, 2.0, -math.inf], [3.0, 3.0, -math.inf, 0.0, -1.0]],
+                          requires_grad=True)
+    tau = torch.tensor(0.5, requires_grad=True)
+    x = GumbelSoftmaxTopK(2, tau, logits=logits, hard=hard, relaxation=relaxation).rsample((200,))
+    assert bool(torch.isfinite(x).all())
+    assert bool((x[..., 0, 1] == 0).all() and (x[..., 0, 4] == 0).all() and (x[..., 1, 2] == 0).all())
+    torch.testing.assert_close(x.sum(-1), torch.full((200, 2), 2.0), atol=1e-5, rtol=0)
+    g_logits, g_tau = torch.autograd.grad((x * torch.randn(5)).sum(), (logits, tau))
+    assert bool(torch.isfinite(g_logits).all()) and bool(torch.isfinite(g_tau))
+    assert float(g_logits[0, 1]) == 0.0 and float(g_logits[1, 2]) == 0.0
+
+
+@pytest.mark.parametrize("tau", [0.02, 0.7])
+def test_sequential_gradient_is_exact_with_a_dominant_item(tau):
+    # The exact mask's own backward (winner: softmax of the others; others: a/(1 - a)), in the
+    # regular case and where the others' shares underflow (tau = 0.02: leads of 60/0.02 in u).
+    kappa = torch.tensor([[30.0, -30.0, -29.0, -28.0, -30.5], [0.3, -0.2, 1.1, 0.5, -1.0],
+                          [30.0, 29.5, -30.0, -29.0, -math.inf]], dtype=torch.float64, requires_grad=True)
+    t = torch.tensor(tau, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, s: sequential_topk_relaxation(x, s, 3), (kappa, t))

@@ -232,9 +232,9 @@ CASES = [
     Case("resume-completed-without-epochs", completed_vae_run,
          ["train-vae", "--resume", "{dir}"], 2, "--epochs N with N > 1"),
     Case("diverging-lr", nothing,
-         ["train-vae", "--method", "gumbel-softmax", "--epochs", "2", "--lr", "1e10", "--out",
+         ["train-vae", "--method", "gumbel-softmax", "--epochs", "2", "--lr", "1e30", "--out",
           "{dir}", "--dataset", "synthetic", "--hidden", "32", "--eval-samples", "2", "--device",
-          "cpu", "--threads", "1", "--quiet"], 1, "learning rate (--lr 1e+10) is probably too large",
+          "cpu", "--threads", "1", "--quiet"], 1, "learning rate (--lr 1e+30) is probably too large",
          keep_untouched=False),
     Case("corrupted-vae-checkpoint", corrupted_vae_checkpoint,
          ["train-vae", "--resume", "{dir}"], 2, "checkpoint.pt' is corrupted"),
@@ -399,6 +399,15 @@ def _saved_epoch(path: Path) -> int:
     import torch
 
     return int(torch.load(path / "checkpoint.pt", weights_only=False)["epoch"])
+
+
+def test_finite_but_diverging_training_is_not_silent(tmp_path, capsys):
+    """--lr 1e10 now stays finite (input coding x, issue 12) with an absurd -ELBO: a warning line."""
+    code, _, err = cli(["train-vae", "--method", "gumbel-softmax", "--epochs", "1", "--lr", "1e10",
+                        "--out", tmp_path / "run", "--dataset", "synthetic", "--hidden", "32",
+                        "--eval-samples", "2", "--device", "cpu", "--threads", "1"], capsys)
+    assert code in (0, 1), err
+    assert "probably too large" in err
 
 
 def test_completed_run_asked_for_more_epochs_continues(tmp_path, capsys):

@@ -381,6 +381,25 @@ def train_vae(
         "--train-limit", help="Use only the first N training images (smoke runs).")] = None,
     test_limit: Annotated[int | None, typer.Option(
         "--test-limit", help="Evaluate on only the first N test images (smoke runs).")] = None,
+    val_size: Annotated[int, typer.Option(
+        "--val-size", help="Hold out the last N training images as a validation set (binarised "
+        "once); the reported test numbers are then those of the epoch with the best validation "
+        "-ELBO (Jang et al.'s protocol uses 5000). 0 = no split, report the last epoch.")] = 0,
+    lr_decay: Annotated[float, typer.Option(
+        "--lr-decay", help="Multiply the learning rate by this every --lr-decay-every steps "
+        "(Jang et al.'s code: 0.9 every 1000). 1 = constant.")] = 1.0,
+    lr_decay_every: Annotated[int, typer.Option(
+        "--lr-decay-every", help="Steps between learning-rate decays.")] = 1000,
+    anneal_every: Annotated[int, typer.Option(
+        "--anneal-every", help="Update the temperature every N steps (Jang et al.'s N in {500, "
+        "1000}); 1 = every step.")] = 1,
+    input_coding: Annotated[str, typer.Option(
+        "--input-coding", help="What the encoder sees of the binary image: x (x in {0,1}, as "
+        "Jang et al.) or centered (2x-1; relaxcli 0.1's default, which starves the latent with "
+        "Adam: see experiments/README.md).")] = "x",
+    init: Annotated[str, typer.Option(
+        "--init", help="Weight initialisation: torch (nn.Linear's default) or xavier "
+        "(Glorot-uniform weights, zero biases: TensorFlow's, Jang et al.'s).")] = "torch",
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
@@ -402,7 +421,8 @@ def train_vae(
            batch_size=batch_size, tau=tau, anneal_rate=anneal_rate, tau_min=tau_min,
            n_samples=n_samples, dataset=dataset, data_dir=data_dir, binarize=binarize,
            eval_samples=eval_samples, latent_family=latent_family, train_limit=train_limit,
-           test_limit=test_limit, seed=seed,
+           test_limit=test_limit, val_size=val_size, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
+           anneal_every=anneal_every, input_coding=input_coding, init=init, seed=seed,
            device=device, threads=threads, resume=resume, out=out, overwrite=overwrite)
 
 

@@ -229,3 +229,13 @@ class Binarizer:
                 raise ValueError("static binarisation needs the batch's row indices")
             return self._static_train[index]
         return torch.bernoulli(x.float().div_(255.0))
+
+    def heldout(self, x: Tensor, index: Tensor) -> Tensor:
+        """A fixed binarisation of training rows ``x`` (uint8, rows ``index`` of the training set)
+        held out for validation: their static draw in static mode, the threshold in threshold mode,
+        one fixed draw (its own seed) in dynamic mode, so validation numbers compare across epochs."""
+        if self.mode == "threshold":
+            return (x > 127).float()
+        if self.mode == "static":
+            return self._static_train[index]
+        return _fixed_draw(x, STATIC_SEED + 2)

@@ -58,6 +58,18 @@ def one_hot_argmax(scores: Tensor) -> Tensor:
     return torch.zeros_like(scores).scatter_(-1, scores.argmax(dim=-1, keepdim=True), 1.0)
 
 
+def renormalise(y: Tensor) -> Tensor:
+    """y / sum(y) over the last dimension, for a softmax output ``y``.
+
+    A float32 softmax over many categories sums to 1 only within a few 1e-6 (its normaliser is
+    accumulated in float32), outside ``constraints.simplex``'s tolerance of 1e-6 at K = 10000, so
+    ``log_prob(rsample())`` raised under validation. Dividing once more by the (pairwise) sum
+    brings the row sum within a few ulps. In exact arithmetic this is the identity on the
+    simplex, and so is its gradient (the softmax's Jacobian has zero column sums).
+    """
+    return y / y.sum(-1, keepdim=True)
+
+
 def log_sigmoid(x: Tensor) -> Tensor:
     """log sigma(x), stable for large |x|."""
     return torch.nn.functional.logsigmoid(x)

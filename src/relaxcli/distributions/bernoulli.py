@@ -27,6 +27,7 @@ from torch.distributions.distribution import Distribution
 from torch.distributions.utils import broadcast_all, lazy_property, logits_to_probs, probs_to_logits
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
+from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
     check_temperature,
     log1m_sigmoid,
@@ -144,7 +145,7 @@ class _BinaryMixin:
 
 
 # ----------------------------------------------------------------------------- RelaxedBernoulli
-class RelaxedBernoulli(_BinaryMixin, Distribution):
+class RelaxedBernoulli(HardSwitch, _BinaryMixin, Distribution):
     r"""Binary Concrete / relaxed Bernoulli (Maddison, Mnih, Teh 2017; Jang, Gu, Poole 2017).
 
     z = sigma((logits + L) / tau),  L ~ Logistic(0, 1) = logit(U).

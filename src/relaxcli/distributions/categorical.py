@@ -21,11 +21,13 @@ from torch.distributions import constraints
 from torch.distributions.distribution import Distribution
 from torch.distributions.utils import lazy_property, logits_to_probs, probs_to_logits
 
+from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
     as_float_tensors,
     check_temperature,
     gumbel_noise,
     one_hot_argmax,
+    renormalise,
     straight_through,
 )
 
@@ -138,7 +140,7 @@ class _CategoricalParams(Distribution):
 
 
 # ----------------------------------------------------------------------------- Gumbel-Softmax
-class GumbelSoftmax(_CategoricalParams):
+class GumbelSoftmax(HardSwitch, _CategoricalParams):
     r"""Gumbel-Softmax / Concrete distribution on the probability simplex (Jang, Gu, Poole 2017,
     arXiv 1611.01144; Maddison, Mnih, Teh 2017, arXiv 1611.00712).
 
@@ -212,7 +214,7 @@ class GumbelSoftmax(_CategoricalParams):
         scores = self._scores(sample_shape)
         y = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
         if not self.hard:
-            return y
+            return renormalise(y)
         return straight_through(one_hot_argmax(scores), y)
 
     def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
@@ -342,7 +344,7 @@ class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
 
 
 # ----------------------------------------------------------------------------- generalized GS
-class GeneralizedGumbelSoftmax(_CategoricalParams):
+class GeneralizedGumbelSoftmax(HardSwitch, _CategoricalParams):
     r"""Generalized Gumbel-Softmax over a numeric support (Joo, Kim, Kim, Moon 2020, arXiv 2003.01847).
 
     A discrete variable X with P(X = values_k) = p_k is relaxed as
@@ -435,6 +437,8 @@ class GeneralizedGumbelSoftmax(_CategoricalParams):
         w = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
         if self.hard:
             w = straight_through(one_hot_argmax(scores), w)
+        else:
+            w = renormalise(w)  # weights summing to 1 keep the value inside [min, max] of values
         return (w * self.values).sum(-1)
 
     def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:

@@ -245,7 +245,7 @@ class CorrelatedRelaxedBernoulli(_BinaryMixin, Distribution):
     """
 
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
-        "temperature": constraints.independent(constraints.positive, 1),
+        "temperature": constraints.positive,  # elementwise: a scalar tau is accepted
         "probs": constraints.independent(constraints.unit_interval, 1),
         "logits": constraints.independent(constraints.real, 1),
         "correlation": _CorrelationMatrix(),

@@ -33,6 +33,7 @@ from relaxcli.distributions._numerics import (
     as_tensor_pair,
     check_temperature,
     normal_log_density,
+    renormalise,
     tiny,
 )
 
@@ -147,7 +148,7 @@ class InvertibleGaussian(Distribution):
         # softmax form is stable for any size of y/tau (no exp overflow).
         tau = self.temperature.unsqueeze(-1)
         last = torch.log(self.delta).unsqueeze(-1).expand(y.shape[:-1] + (1,))
-        return torch.softmax(torch.cat([y / tau, last], dim=-1), dim=-1)
+        return renormalise(torch.softmax(torch.cat([y / tau, last], dim=-1), dim=-1))
 
     def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape)[:-1] + self.loc.shape[-1:]
@@ -240,7 +241,7 @@ class LogisticNormalSoftmax(Distribution):
     def rsample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
-        return torch.softmax(self.loc + self.scale * eps, dim=-1)
+        return renormalise(torch.softmax(self.loc + self.scale * eps, dim=-1))
 
     def sample(self, sample_shape: torch.Size = _EMPTY) -> Tensor:
         with torch.no_grad():

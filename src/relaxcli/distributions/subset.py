@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.distributions import constraints
 
+from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
     as_float_tensors,
     check_temperature,
@@ -24,7 +25,8 @@ from relaxcli.distributions._numerics import (
 )
 from relaxcli.distributions.categorical import _categorical_params, _CategoricalParams
 
-__all__ = ["MAX_ENUMERATED_SUBSETS", "MAX_EXACT_K", "GumbelSoftmaxTopK", "KHot", "ScaledSimplex"]
+__all__ = ["MAX_ENUMERATED_SUBSETS", "MAX_EXACT_K", "GumbelSoftmaxTopK", "KHot", "ScaledSimplex",
+           "sequential_relaxation_warning"]
 
 _EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
 
@@ -72,7 +74,7 @@ class ScaledSimplex(constraints.Constraint):
         return f"ScaledSimplex(k={self.k}, upper={self.upper})"
 
 
-class GumbelSoftmaxTopK(_CategoricalParams):
+class GumbelSoftmaxTopK(HardSwitch, _CategoricalParams):
     r"""Relaxed k-subset sampling with one Gumbel perturbation (Kool et al. 2019, arXiv 1903.06059;
     relaxations: Xie & Ermon 2019, arXiv 1901.10517; Amos, Koltun, Kolter 2019, arXiv 1905.13328).
 
@@ -80,12 +82,29 @@ class GumbelSoftmaxTopK(_CategoricalParams):
     Relaxations (``relaxation=``):
 
     * ``"sequential"`` (Xie & Ermon): w_1 = kappa, a_j = softmax(w_j / tau),
-      w_{j+1} = w_j + log max(1 - a_j, eps); sample = sum_{j<=k} a_j (k vectorised softmax steps).
-      Entries are >= 0 and sum exactly to k (up to rounding), but a single entry can exceed 1, a
-      known property of this relaxation: a runner-up that received some mass at step j is barely
-      masked (log(1 - a_j) is near 0 for it) and then wins nearly a whole unit at step j+1 on top
-      of what it already had. It is worst when k is close to K or two perturbed logits lie
-      within about tau of each other (e.g. entries near 1.09 for kappa gap 0.66, tau = 0.3).
+      w_{j+1} = w_j + log(1 - a_j); sample = sum_{j<=k} a_j (k vectorised softmax steps, the
+      mask computed exactly in log space, see :func:`sequential_topk_relaxation`). Entries are
+      >= 0 and sum to k (up to rounding), but the relaxation itself (in exact arithmetic, not
+      only in floats) does not keep every entry <= 1 nor its mean at :meth:`inclusion_probs`:
+
+      - at step j+1 the winner m of step j, with a_{j,m} = 1 - eps, keeps a share of about
+        1 / (1 + eps^(1 - 1/tau)) of the next step. For tau < 1 that is ~eps^(1/tau - 1), which
+        vanishes as its lead grows; at tau = 1 it is 1/2 whatever the lead and for tau > 1 it
+        tends to 1, so a dominant item is counted again (logits [10, 0, 0, 0], k = 2: mean
+        entries [1.50, 0.17, 0.17, 0.17] at tau = 1, [1.83, 0.06, 0.06, 0.06] at tau = 2). Use
+        tau < 1 (the ``relax`` commands warn at tau >= 1 and for k >= 3).
+      - for k >= 3, a winner leading the runner-up by D (in kappa) is pushed only
+        (1/tau - 1) D below it, so when D is small against the runner-up's lead over the rest
+        it wins again at step j+2: kappa [15.5, 14.1, -5.8, ...], k = 3 gives
+        [1.94, 1.06, 0.00, ...] at tau = 0.5 and [2.00, 1.00, 0.00, ...] at tau = 0.1 (the
+        exact top-3 indicator is [1, 1, 1, ...]).
+      - a runner-up that received some mass at step j is barely masked (log(1 - a_j) is near 0
+        for it) and then wins nearly a whole unit at step j+1 on top of it (entries near 1.09
+        for kappa gap 0.66, tau = 0.3).
+
+      With one dominant item and ties among the rest (logits [20, 0, 0, 0] or
+      [30, -30, -30, -30]), or k <= 2 at small tau, the relaxed mean matches
+      :meth:`inclusion_probs` within Monte-Carlo error at any tau < 1 (tested).
     * ``"threshold"`` (entropy-regularised top-k as in Amos et al.'s LML layer):
       s_i = sigmoid((kappa_i - t) / tau) with t solved by bisection so that sum_i s_i = k; the
       gradient of t is the implicit-function one, dt/dkappa_j = s_j(1-s_j) / sum_i s_i(1-s_i) and
@@ -115,7 +134,10 @@ class GumbelSoftmaxTopK(_CategoricalParams):
 
     Erratum (relaxit): it fed probabilities in as logits and masked chosen entries with a large
     constant times a soft vector, which destroys the ordering and gives gradients of 1e17. Here the
-    perturbation uses log p, and the sequential mask is the bounded log(1 - a_j).
+    perturbation uses log p, and the sequential mask is the exact log(1 - a_j).
+
+    Logits may be -inf (masked categories): those entries are 0 in every relaxation and in the
+    hard sample (as long as at least k logits are finite) and get no gradient.
 
     Args:
         k: subset size, an integer with 1 <= k < K.
@@ -217,8 +239,8 @@ class GumbelSoftmaxTopK(_CategoricalParams):
     def has_enumerate_support(self) -> bool:  # the hard law is finite, the relaxed one is not
         return self.hard
 
-    def _check_enumerable(self, what: str) -> int:
-        if not self.hard:
+    def _check_enumerable(self, what: str, hard_only: bool = True) -> int:
+        if hard_only and not self.hard:
             raise NotImplementedError(
                 f"GumbelSoftmaxTopK.{what} of soft values: the relaxed k-hot vectors fill a continuous "
                 f"set; use hard=True to enumerate the C(K, k) subsets.")
@@ -229,26 +251,61 @@ class GumbelSoftmaxTopK(_CategoricalParams):
                 f"than the {MAX_ENUMERATED_SUBSETS} this enumerates.")
         return count
 
-    def enumerate_support(self, expand: bool = True) -> Tensor:
-        """All C(K, k) k-hot vectors, (C(K,k), *batch_shape, K) (``expand=False``: batch dims 1)."""
-        count = self._check_enumerable("enumerate_support")
+    def _subsets(self, what: str, hard_only: bool = True, expand: bool = True) -> Tensor:
+        count = self._check_enumerable(what, hard_only)
         hot = _subset_lattice(self.num_categories, self.k, self._param.device)[-1].k_hot
         hot = hot.to(self._param.dtype).view(count, *(1,) * len(self.batch_shape), self.num_categories)
         return hot.expand(count, *self.batch_shape, self.num_categories) if expand else hot
 
+    def _subsets_log_prob(self) -> Tensor:
+        log_p = self.logits.expand(*self.batch_shape, self.num_categories)
+        return all_subsets_log_prob(log_p, self.k).movedim(-1, 0)
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        """All C(K, k) k-hot vectors, (C(K,k), *batch_shape, K) (``expand=False``: batch dims 1)."""
+        return self._subsets("enumerate_support", expand=expand)
+
     def enumerate_log_prob(self) -> Tensor:
         """``log_prob(enumerate_support())`` of every subset at once, (C(K,k), *batch_shape)."""
         self._check_enumerable("enumerate_log_prob")
-        log_p = self.logits.expand(*self.batch_shape, self.num_categories)
-        return all_subsets_log_prob(log_p, self.k).movedim(-1, 0)
+        return self._subsets_log_prob()
 
     def inclusion_probs(self) -> Tensor:
         """P(i is among the k draws without replacement) = sum_S q(S) 1[i in S], (*batch, K).
 
-        Exact, by enumeration of the C(K,k) subsets; the mean of the hard k-hot sample.
+        Exact, by enumeration of the C(K,k) subsets; the mean of the hard k-hot sample (and what
+        the relaxed sample's mean approaches as tau -> 0). Defined for soft and hard laws alike:
+        it is a property of the top-k indicator of kappa.
         """
-        support = self.enumerate_support()  # (C, *batch, K)
-        return (self.enumerate_log_prob().exp().unsqueeze(-1) * support).sum(0)
+        support = self._subsets("inclusion_probs", hard_only=False)  # (C, *batch, K)
+        return (self._subsets_log_prob().exp().unsqueeze(-1) * support).sum(0)
+
+
+def sequential_relaxation_warning(tau: float, k: int) -> str | None:
+    """The one line a runner prints when the sequential relaxation runs where it over-counts.
+
+    None when ``tau < 1`` and ``k <= 2``; otherwise a sentence naming each reason (see the
+    class docstring and docs/METHODS.md): at tau >= 1 a dominant item keeps half (tau = 1) or
+    more of the next step; for k >= 3 a winner close to the runner-up can win again.
+
+    Example:
+        >>> sequential_relaxation_warning(0.5, 2) is None
+        True
+        >>> sequential_relaxation_warning(1.0, 2).startswith("warning: topk")
+        True
+    """
+    reasons = []
+    if tau >= 1:
+        reasons.append(f"at tau = {tau:g} (>= 1) it counts a dominant item again (half of the next "
+                       "step at tau = 1, nearly all of it above)")
+    if k >= 3:
+        reasons.append(f"with k = {k} (>= 3) a winner close to the runner-up can win again two "
+                       "steps later")
+    if not reasons:
+        return None
+    return ("warning: topk's sequential relaxation over-counts: " + "; ".join(reasons)
+            + " (docs/METHODS.md); use tau < 1 and k <= 2 where its mean should match the "
+            "inclusion probabilities")
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -258,39 +315,104 @@ def topk_indicator(kappa: Tensor, k: int) -> Tensor:
     return torch.zeros_like(kappa).scatter_(-1, index, 1.0)
 
 
-def sequential_topk_relaxation(kappa: Tensor, tau: Tensor, k: int) -> Tensor:
-    """Xie & Ermon (2019): sum_{j<=k} softmax(w_j/tau), w_{j+1} = w_j + log max(1 - a_j, eps).
+class _SoftmaxAndMask(torch.autograd.Function):
+    """(a, log(1 - a)) with a = softmax(u) over the last dimension, both exact, in one pass.
 
-    k vectorised softmax steps over the last dimension (no per-element loop). The mask is
-    log1p(-a_j) with a_j capped at 1 - eps, so it is >= log eps and its gradient is bounded by
-    1/eps (no 1e17 gradients); log1p keeps it accurate for small a_j and 1 - a_j is exact for
-    a_j >= 1/2. The last step's mask is never used, so it is not computed. The loop carries
-    u_j = w_j / tau (one fused multiply-add per mask instead of a division per step).
+    log(1 - a_i) = log R_i - log Z with e = exp(u - max u), Z = sum e, R_i = sum_{l != i} e_l.
+    For every entry but the winner (the one with a > 1/2, if any) a_i <= 1/2 and log1p(-a_i) is
+    accurate; for the winner R = the sum of the other terms, never Z - e_winner (which cancels).
+    When even that sum leaves the normal floats (the winner leads every other entry by more
+    than ~87 in float32), log R comes from a logsumexp of the others instead (rare; a data-
+    dependent branch). Backward, with r_i = a_i/(1 - a_i) for non-winners and q = the softmax of
+    the others for the winner: d log(1 - a_i)/du_l = r_i (a_l - [l = i]) (non-winner) and
+    q_l - a_l (winner), all bounded, so nothing of the form tiny * huge is ever formed.
     """
-    top = 1.0 - torch.finfo(kappa.dtype).eps
+
+    @staticmethod
+    def forward(ctx, u):
+        a = torch.softmax(u, dim=-1)
+        top = a > 0.5                                 # the winner, if the row has one
+        rest = a.masked_fill(top, 0.0)                # every entry but the winner's
+        s = rest.sum(-1, keepdim=True)                # = 1 - a_winner, without cancellation
+        mask = rest.neg().log1p_()                    # 0 at the winner, filled in below
+        small = s < torch.finfo(u.dtype).tiny * 2.0 ** 24   # the others' shares underflowed
+        any_small = bool(small.any())
+        log_s = s.log()
+        if any_small:
+            others = u.masked_fill(top, -math.inf)
+            log_s = torch.where(small, others.logsumexp(-1, keepdim=True) - u.logsumexp(-1, keepdim=True),
+                                log_s)
+        mask[top] = log_s.expand_as(mask)[top]
+        ctx.any_small = any_small
+        ctx.save_for_backward(u, a, rest, s, top, small)
+        return a, mask
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_a, g_mask):
+        # grad = a (g_a - <a, g_a>) + [a sum(h) - h] + g_top (q - a), h = g_mask r (non-winners)
+        #      = a (g_a - c) - h + g_top q,  c = <a, g_a> - sum(h) + g_top  (one scalar per row)
+        u, a, rest, s, top, small = ctx.saved_tensors
+        if g_a is None:
+            g_a = torch.zeros_like(a)
+        if g_mask is None:
+            return a * (g_a - (a * g_a).sum(-1, keepdim=True))
+        g_top = g_mask.where(top, 0.0).sum(-1, keepdim=True)      # the winner's mask, per row
+        # r_i = a_i/(1 - a_i) for non-winners (rest is 0 at the winner, so h is too)
+        h = (1.0 - rest).reciprocal_().mul_(rest).mul_(g_mask)
+        c = (a * g_a).sum(-1, keepdim=True) - h.sum(-1, keepdim=True) + g_top
+        q = rest / torch.where(small, torch.ones_like(s), s)        # softmax of the others
+        if ctx.any_small:
+            others = u.masked_fill(top, -math.inf)
+            q = torch.where(small, (others - others.logsumexp(-1, keepdim=True)).exp(), q)
+        return h.neg_().addcmul_(a, g_a - c).addcmul_(q, g_top)
+
+
+def sequential_topk_relaxation(kappa: Tensor, tau: Tensor, k: int) -> Tensor:
+    """Xie & Ermon (2019): sum_{j<=k} softmax(w_j/tau), w_{j+1} = w_j + log(1 - a_j), exactly.
+
+    k vectorised softmax steps over the last dimension (no per-element loop), with u_j = w_j/tau.
+    The mask log(1 - a_j) is computed without a clamp and without cancellation
+    (:class:`_SoftmaxAndMask`):
+
+    * for the current winner m (a_{j,m} > 1/2), 1 - a_{j,m} = sum_{i != m} a_{j,i}, so its log
+      is the log of the other entries' sum (a logsumexp of them where that sum underflows):
+      exact even when a_{j,m} rounds to 1 (a clamp at 1 - eps kept a dominant item leading by
+      more than ~16 tau in float32 at a mask of log eps, and it won the next step again);
+    * every other entry has a_{j,i} <= 1/2, where log1p(-a_{j,i}) is accurate.
+
+    Entries with kappa = -inf (masked categories) get a_j = 0 at every step and no gradient;
+    the temperature's gradient ignores them. The last step's mask is never used, so it is not
+    computed.
+    """
     inv_tau = 1.0 / tau
-    u = kappa * inv_tau
+    dead = torch.isneginf(kappa)
+    # -inf * (1/tau) is -inf, but its gradient w.r.t. tau would be 0 * inf = NaN: keep them apart
+    u = torch.where(dead, kappa, kappa.masked_fill(dead, 0.0) * inv_tau)
     total = None
     for j in range(k):
-        a = torch.softmax(u, dim=-1)
-        total = a if total is None else total + a
         if j + 1 < k:
-            # clamp's backward needs its input, not its output, so negating in place is safe
-            u = torch.addcmul(u, torch.log1p(a.clamp(max=top).neg_()), inv_tau)
+            a, mask = _SoftmaxAndMask.apply(u)
+            u = torch.addcmul(u, mask, inv_tau)
+        else:
+            a = torch.softmax(u, dim=-1)
+        total = a if total is None else total + a
     return total
 
 
-def _solve_threshold(kappa: Tensor, tau: Tensor, k: int) -> Tensor:
-    """t with sum_i sigmoid((kappa_i - t)/tau) = k, by bisection (no gradient), shape (..., 1)."""
+def _solve_threshold(kappa: Tensor, tau: Tensor, k: int, dead: Tensor) -> Tensor:
+    """t with sum_i sigmoid((kappa_i - t)/tau) = k over the entries not ``dead`` (kappa_i = -inf),
+    by bisection (no gradient), shape (..., 1). ``kappa`` holds finite placeholders where dead."""
     num = kappa.shape[-1]
     # At t = max kappa + tau*L every s_i <= sigmoid(-L) < k/K, so the sum is < k; symmetric below.
     span = abs(math.log(k / (num - k))) + math.log(num) + 2.0
-    lo = kappa.amin(-1, keepdim=True) - tau * span
-    hi = kappa.amax(-1, keepdim=True) + tau * span
+    big = torch.finfo(kappa.dtype).max
+    lo = kappa.masked_fill(dead, big).amin(-1, keepdim=True) - tau * span
+    hi = kappa.masked_fill(dead, -big).amax(-1, keepdim=True) + tau * span
     iters = 40 if kappa.dtype in (torch.float16, torch.bfloat16, torch.float32) else 80
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
-        too_low = torch.sigmoid((kappa - mid) / tau).sum(-1, keepdim=True) > k
+        too_low = torch.sigmoid((kappa - mid) / tau).masked_fill(dead, 0.0).sum(-1, keepdim=True) > k
         lo = torch.where(too_low, mid, lo)
         hi = torch.where(too_low, hi, mid)
     return 0.5 * (lo + hi)
@@ -304,16 +426,23 @@ def threshold_topk_relaxation(kappa: Tensor, tau: Tensor, k: int) -> Tensor:
     c = softmax(log s_j(1 - s_j)) = s(1-s)/sum s(1-s) (computed in log space, so it is defined even
     when every s_i(1 - s_i) underflows), z = (kappa - t*)/tau. Its value is t*, its gradient is
     the implicit one from d/d(kappa, tau) sum_i sigmoid((kappa_i - t)/tau) = 0.
+
+    Entries with kappa = -inf (masked categories) are 0, take no part in the threshold and get
+    no gradient (as in the sequential relaxation); the computation runs on a finite placeholder
+    there, so no inf - inf or 0 * inf reaches a value or a gradient.
     """
+    dead = torch.isneginf(kappa)
+    kappa = kappa.masked_fill(dead, 0.0)
     with torch.no_grad():
-        t_star = _solve_threshold(kappa.detach(), tau.detach(), k)
+        t_star = _solve_threshold(kappa.detach(), tau.detach(), k, dead)
         z = (kappa.detach() - t_star) / tau.detach()
-        c = torch.softmax(torch.nn.functional.logsigmoid(z) + torch.nn.functional.logsigmoid(-z), dim=-1)
+        log_c = torch.nn.functional.logsigmoid(z) + torch.nn.functional.logsigmoid(-z)
+        c = torch.softmax(log_c.masked_fill(dead, -math.inf), dim=-1)
         dt_dtau = -(c * z).sum(-1, keepdim=True)
     t = t_star + (c * (kappa - kappa.detach())).sum(-1, keepdim=True)
     if tau.requires_grad:
         t = t + dt_dtau * (tau - tau.detach())
-    return torch.sigmoid((kappa - t) / tau)
+    return torch.sigmoid((kappa - t) / tau).masked_fill(dead, 0.0)
 
 
 def subset_log_prob(log_p: Tensor, value: Tensor, k: int) -> Tensor:

@@ -36,7 +36,7 @@ from relaxcli.errors import BadInput
 
 # ----------------------------------------------------------------------- what each command reports
 DEFAULT_METRICS: dict[str, list[str]] = {
-    "train-vae": ["test_neg_elbo", "test_iw_nll", "seconds_per_epoch"],
+    "train-vae": ["test_neg_elbo", "test_iw_nll", "test_kl", "test_active_vars", "seconds_per_epoch"],
     "reinforce": ["episodes_to_solve", "steps_to_solve", "eval_return_greedy", "wall_seconds"],
     "grad-bench": ["bias_norm", "variance_trace", "mse", "snr", "seconds_per_estimate"],
 }
@@ -56,6 +56,8 @@ LABELS = {
     "bias_norm": "‖bias‖", "variance_trace": "tr variance", "mse": "MSE", "snr": "SNR",
     "seconds_per_estimate": "s/estimate", "wall_seconds": "wall s",
     "train_cpu_seconds_per_epoch": "train CPU s/epoch",
+    "test_kl": "KL (nats)", "test_recon": "reconstruction", "test_active_vars": "active vars",
+    "test_mean_max_prob": "mean max q", "val_neg_elbo": "val -ELBO",
 }
 # Direction of "better", used only to mark the best group in bold.
 LOWER_IS_BETTER = {"test_neg_elbo", "test_iw_nll", "seconds_per_epoch", "train_neg_elbo",
@@ -634,7 +636,8 @@ def run_compare(reporter, run_dirs: list[str], group_by: list[str] | None = None
         if curves:
             from relaxcli import plots
 
-            fig = plots.compare_curves(**curves)
+            draw, kwargs = curves
+            fig = getattr(plots, draw)(**kwargs)
             run.save_figure(fig, "curves.png", dpi=120, bbox_inches="tight")
             plots.close(fig)
             files.append("curves.png")
@@ -647,48 +650,140 @@ def run_compare(reporter, run_dirs: list[str], group_by: list[str] | None = None
     return summary
 
 
-def _group_curves(command, runs_ok, keys, groups, group_list) -> dict | None:
-    """The arguments of plots.compare_curves, or None when there is nothing to draw."""
+def _group_curves(command, runs_ok, keys, groups, group_list) -> tuple[str, dict] | None:
+    """(the plots function, its arguments) for curves.png, or None when there is nothing to draw.
+
+    train-vae and reinforce: per group the mean learning curve with a ± std band over runs, the
+    legend best first with the table's numbers. grad-bench: per problem, bias and variance
+    against temperature and variance against bias (plots.gradbench_problems).
+    """
     labels = [", ".join(fmt_value(v) for v in g["key"].values()) or command for g in group_list]
     if command == "grad-bench":
-        # Variance against temperature per method; temperature-free (unbiased) methods as lines.
-        series, refs = {}, {}
-        for g, label in zip(group_list, labels):
-            s = g["metrics"].get("variance_trace")
-            if s is None or s["mean"] is None:
-                continue
-            base = ", ".join(fmt_value(g["key"][k]) for k in keys + ["method"])
-            tau = g["key"].get("tau")
-            if not isinstance(tau, (int, float)):  # no temperature, or one the method learned
-                refs[base + ("" if tau is None else f" ({tau} tau)")] = s["mean"]
-            else:
-                series.setdefault(base, []).append((float(tau), s["mean"], s["std"] or 0.0))
-        if not series and not refs:
-            return None
-        lines = {}
-        for name, pts in series.items():
-            pts.sort()
-            lines[name] = {"x": [p[0] for p in pts], "mean": [p[1] for p in pts],
-                           "std": [p[2] for p in pts]}
-        return {"lines": lines, "references": refs, "xlabel": "temperature tau",
-                "ylabel": "variance (trace) of the gradient estimate",
-                "title": "grad-bench: variance against temperature", "logx": True, "logy": True}
-    per_group = {}
-    for gk, label in zip(sorted(groups, key=_sort_key), labels):
+        return _gradbench_curves(keys, group_list)
+    per_group, methods, notes_for, score = {}, {}, {}, {}
+    for gk, g, label in zip(sorted(groups, key=_sort_key), group_list, labels):
         base = gk[:len(keys)]
         cs = [c for r in runs_ok
               if tuple(_hashable(_lookup(r, k)[1]) for k in keys) == base
               and (c := _curve_of_run(command, r.path)) is not None]
-        if cs:
-            per_group[f"{label} (n={len(cs)})"] = mean_band(cs)
+        if not cs:
+            continue
+        name = f"{label} (n={len(cs)})"
+        per_group[name] = {**mean_band(cs), "runs": cs}
+        methods[name] = g["key"].get("method")
+        notes_for[name], score[name] = _legend_entry(command, g)
     if not per_group:
         return None
+    have_scores = all(v is not None for v in score.values())
+    order = sorted(per_group, key=lambda n: score[n]) if have_scores else None
+    legend_notes = notes_for if all(notes_for.values()) else None
     if command == "train-vae":
-        return {"lines": per_group, "xlabel": "epoch", "ylabel": "test -ELBO (nats)",
-                "title": "train-vae: test -ELBO, mean ± std over runs"}
-    return {"lines": per_group, "xlabel": "episode",
-            "ylabel": f"return, {REINFORCE_WINDOW}-episode moving average",
-            "title": "reinforce: return, mean ± std over runs"}
+        facets = _kind_facets(methods)
+        if facets:  # panels in the registry's order of kinds
+            from relaxcli.methods import KINDS
+
+            per_group = dict(sorted(per_group.items(),
+                                    key=lambda kv: KINDS.index(facets[kv[0]].split()[0])))
+        return "compare_curves", {
+            "lines": per_group, "xlabel": "epoch", "ylabel": "test -ELBO (nats)",
+            "title": "train-vae: test -ELBO per epoch, mean ± std over runs (lower is better)",
+            "methods": methods, "facets": facets, "better": "lower", "order": order,
+            "legend_notes": legend_notes, "untrained_x": 0.0,
+            "legend_title": "final test -ELBO, best first" if legend_notes else None}
+    thresholds = {r.summary.get("reward_threshold") for r in runs_ok}
+    refs = {}
+    if len(thresholds) == 1 and _as_number(next(iter(thresholds))) is not None:
+        t = float(next(iter(thresholds)))
+        refs[f"solve threshold {t:g}"] = t
+    return "compare_curves", {
+        "lines": per_group, "xlabel": "episode",
+        "ylabel": f"return, {REINFORCE_WINDOW}-episode moving average",
+        "title": "reinforce: return, mean ± std over runs (higher is better)",
+        "references": refs, "methods": methods, "better": "higher", "order": order,
+        "legend_notes": legend_notes,
+        "legend_title": "fewest episodes to solve first" if order else None}
+
+
+def _legend_entry(command: str, g: dict) -> tuple[str | None, float | None]:
+    """(the group's number for the curves' legend, a sort key: lower is better)."""
+    ms = g["metrics"]
+    if command == "train-vae":
+        s = ms.get("test_neg_elbo")
+        if s is None or s["mean"] is None:
+            return None, None
+        return fmt_mean_std(s["mean"], s["std"]), s["mean"]
+    s = ms.get("episodes_to_solve")
+    if s is None:
+        return None, None
+    total = s["n"] + s["null"] + s["missing"]
+    med = s.get("median")
+    text = f"solved {s['n']}/{total}, median " + ("not solved" if med is None else f"{med:g}")
+    # rank by the median with unsolved runs last, then by how many solved
+    return text, (_median_score(s), -s["n"])
+
+
+def _kind_facets(methods: dict) -> dict | None:
+    """One panel per kind of method (relaxed, straight-through, score-function) when more than
+    eight groups of registry methods of several kinds share the figure; else None."""
+    from relaxcli.methods import METHODS
+
+    if len(methods) <= 8 or not all(m in METHODS for m in methods.values()):
+        return None
+    kinds = {label: METHODS[m].kind for label, m in methods.items()}
+    if len(set(kinds.values())) < 2:
+        return None
+    return {label: f"{kind} methods" for label, kind in kinds.items()}
+
+
+def _gradbench_curves(keys, group_list) -> tuple[str, dict] | None:
+    """Per problem (the non-method group keys): each method's ||bias|| and variance over seeds,
+    against tau for tempered methods, as one point for the others."""
+    from relaxcli.methods import METHODS
+
+    def value(g, m):
+        s = g["metrics"].get(m)
+        return (None, None) if s is None or s["mean"] is None else (s["mean"], s["std"] or 0.0)
+
+    if not any(value(g, "variance_trace")[0] is not None for g in group_list):
+        return None
+    has_bias = any(value(g, "bias_norm")[0] is not None for g in group_list)
+    problems: dict[str, tuple[dict, dict]] = {}
+    for g in group_list:
+        var, var_sd = value(g, "variance_trace")
+        if var is None:
+            continue
+        bias, bias_sd = value(g, "bias_norm")
+        problem = ", ".join(fmt_value(g["key"][k]) for k in keys)
+        sweeps, refs = problems.setdefault(problem, ({}, {}))
+        method, tau = g["key"].get("method"), g["key"].get("tau")
+        unbiased = method in METHODS and METHODS[method].unbiased
+        if isinstance(tau, (int, float)) and not isinstance(tau, bool):
+            s = sweeps.setdefault(method, {"tau": [], "bias": [], "variance": [], "bias_std": [],
+                                           "variance_std": []})
+            for k, v in (("tau", float(tau)), ("bias", bias), ("variance", var),
+                         ("bias_std", bias_sd), ("variance_std", var_sd)):
+                s[k].append(v)
+        else:  # no temperature, or one the method learned ("learned")
+            refs[method] = {"bias": bias, "variance": var, "unbiased": unbiased, "tau": tau,
+                            "bias_std": bias_sd, "variance_std": var_sd}
+    if not has_bias:  # the variance alone (--metric without bias_norm): curves against tau
+        lines = {m: {"x": s["tau"], "mean": s["variance"], "std": s["variance_std"]}
+                 for sw, _ in problems.values() for m, s in sw.items()}
+        refs = {m: r["variance"] for _, rf in problems.values() for m, r in rf.items()}
+        return "compare_curves", {
+            "lines": lines, "references": refs, "xlabel": "temperature τ",
+            "ylabel": "variance (trace) of the gradient estimate",
+            "title": "grad-bench: variance against temperature", "logx": True, "logy": True,
+            "better": "lower", "value_name": "at the largest τ"}
+    for sweeps, _ in problems.values():
+        for s in sweeps.values():  # points in the order of tau
+            order = sorted(range(len(s["tau"])), key=lambda i: s["tau"][i])
+            for k in s:
+                s[k] = [s[k][i] for i in order]
+    return "gradbench_problems", {
+        "problems": problems,
+        "title": "grad-bench: bias and variance of each gradient estimator, mean ± std over runs",
+    }
 
 
 def _table(keys, metric_names, group_list):

@@ -329,7 +329,8 @@ def _sweep_series(results, chosen):
             s["bias"].append(bias)
             s["variance"].append(r["variance"])
         else:
-            refs[r["method"]] = {"bias": bias, "variance": r["variance"], "unbiased": r["unbiased"]}
+            refs[r["method"]] = {"bias": bias, "variance": r["variance"], "unbiased": r["unbiased"],
+                                 "tau": r["tau"]}  # a temperature REBAR/RELAX learned, or None
     return sweeps, refs
 
 
@@ -374,6 +375,7 @@ def _train(run, reporter, prob: Problem, chosen, taus, steps, tune_steps, lr, se
     rows = _rows(chosen, taus)
     every = max(1, steps // 50)
     curves: dict[str, dict] = {}
+    methods_of: dict[str, str] = {}  # curve label -> method (its colour in the figure)
     results = []
     with reporter.progress("grad-bench --train", total=len(rows) * steps) as bar:
         for i, (m, t) in enumerate(rows):
@@ -404,6 +406,7 @@ def _train(run, reporter, prob: Problem, chosen, taus, steps, tune_steps, lr, se
                 opt.step()
                 bar.advance(1, info=label)
             curves[label] = curve
+            methods_of[label] = m.name
             results.append({"method": m.name, "tau": t, "unbiased": m.unbiased,
                             "final_loss": curve["loss"][-1], "optimal_loss": prob.optimum(),
                             "final_parameters": theta.detach().flatten().tolist(),
@@ -418,7 +421,8 @@ def _train(run, reporter, prob: Problem, chosen, taus, steps, tune_steps, lr, se
                       ", ".join(f"{x:.3g}" for x in r["final_parameters"]),
                       "-" if r["final_log10_variance"] is None else f"{r['final_log10_variance']:.2f}")
     reporter.table(table)
-    fig = plots.gradbench_training(curves, optimum=prob.optimum(), title=f"grad-bench --train {prob.name}")
+    fig = plots.gradbench_training(curves, optimum=prob.optimum(), title=f"grad-bench --train {prob.name}",
+                                   methods=methods_of)
     run.save_figure(fig, "training.png", dpi=110)
     plots.close(fig)
     return {"problem": prob.name, "parameters": prob.theta.flatten().tolist(),

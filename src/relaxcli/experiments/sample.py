@@ -63,6 +63,7 @@ import torch
 
 from relaxcli import methods as registry
 from relaxcli.console import Reporter
+from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
 from relaxcli.experiments._parse import (
     check_positive,
@@ -624,6 +625,12 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
     incl_mode = inclusion_mode(raw, opts) if m.family == "subset" and "k" in opts else None
     if incl_mode is not None and incl_mode[0] != "exact":
         reporter.note(f"top-k inclusion probabilities: {incl_mode[1]}")
+    warnings = []
+    if m.family == "subset" and not hard and opts.get("relaxation", "sequential") == "sequential":
+        line = sequential_relaxation_warning(float(tau_used), int(opts["k"]))
+        if line:  # soft samples of a relaxation that over-counts here: say so, keep the run
+            warnings.append(line)
+            reporter.note(line)
     if m.builder is None:
         reporter.note(f"{m.name} is a score-function estimator: these are samples of its "
                       "discrete law")
@@ -633,7 +640,7 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
         "hard": hard, "raw": params["raw"], "probs": params.get("probs"),
         "logits": params.get("logits"), "loc": params.get("loc"), "scale": params.get("scale"),
         "builder_options": params["options"], "seed": seed, "device_requested": device,
-        "device": str(dev), "threads": threads,
+        "device": str(dev), "warnings": warnings, "threads": threads,
     }
     inputs = [v for v in (correlation, probs, logits) if v is not None and Path(v).exists()]
     run = create_run("sample", m.name, config, out=out, overwrite=overwrite, seed=seed,
@@ -665,7 +672,7 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
             "num_samples": num_samples, "seed": seed,
             "batch_shape": list(dist.batch_shape), "event_shape": list(dist.event_shape),
             "all_finite": finite, "coordinates": records, "pairwise": pairs,
-            "max_abs_z": max_z, "num_checks": n_checks,
+            "max_abs_z": max_z, "num_checks": n_checks, "warnings": warnings,
         }
         if incl_mode is not None:
             stats["inclusion_probs"] = incl_mode[0]

@@ -78,6 +78,7 @@ from torch.nn import functional as F
 from relaxcli import methods as registry
 from relaxcli import plots
 from relaxcli.data import BINARIZATIONS, DATASETS, Binarizer, load_dataset
+from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
 from relaxcli.runs import (
     Refused,
@@ -95,6 +96,10 @@ from relaxcli.runs import (
 
 COMMAND = "train-vae"
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"  # the model of the best validation -ELBO so far (with --val-size)
+# Options added after runs existed: a resumed older run keeps the behaviour it was started with.
+RESUME_DEFAULTS = {"input_coding": "centered", "init": "torch", "lr_decay": 1.0,
+                   "lr_decay_every": 1000, "anneal_every": 1, "val_size": 0}
 
 # Methods that cannot be a VAE latent here, with the reason (printed with exit 2).
 UNSUITABLE = {
@@ -194,12 +199,31 @@ def latent_for(method: registry.Method, family: str, latent_dim: int | None, cat
     return Latent(n, k, (n, method.param_size(k)), (n, k))
 
 
-class VAE(nn.Module):
-    """MLP encoder x -> raw latent parameters, MLP decoder z -> Bernoulli logits of the pixels."""
+INPUT_CODINGS = ("x", "centered")
+INITS = ("torch", "xavier")
 
-    def __init__(self, latent: Latent, hidden: tuple[int, ...], learn_correlation: bool = False):
+
+class VAE(nn.Module):
+    """MLP encoder x -> raw latent parameters, MLP decoder z -> Bernoulli logits of the pixels.
+
+    ``input_coding``: what the encoder sees of the binary image x: ``"x"`` (x itself, in {0, 1},
+    as Jang et al.'s code) or ``"centered"`` (2x - 1, relaxcli <= 0.1's default). Centring is
+    harmful with Adam: about 600 of MNIST's 784 pixels are background in every image, so with
+    2x - 1 their ~600 first-layer weights per unit all receive the same-signed gradient at every
+    step and Adam (which moves each weight by ~lr whatever its gradient's size) shifts each unit's
+    pre-activation by up to ~600 lr per step, an effective bias learning rate hundreds of times the
+    intended one. With x, background weights get no gradient. See experiments/README.md for the
+    ablation (``relax train-vae --input-coding centered``).
+
+    ``init``: ``"torch"`` (nn.Linear's default, U(+-1/sqrt(fan_in)) weights and biases) or
+    ``"xavier"`` (Glorot-uniform weights, zero biases: TensorFlow-slim's default, Jang et al.'s).
+    """
+
+    def __init__(self, latent: Latent, hidden: tuple[int, ...], learn_correlation: bool = False,
+                 input_coding: str = "x", init: str = "torch"):
         super().__init__()
         self.latent = latent
+        self.input_coding = input_coding
         enc, width = [], 784
         for h in hidden:
             enc += [nn.Linear(width, h), nn.ReLU()]
@@ -213,9 +237,15 @@ class VAE(nn.Module):
         # Learned correlation of correlated-bernoulli: R = L L^T with L lower triangular, unit
         # diagonal before row normalisation (R = I at initialisation, always positive definite).
         self.corr_factor = nn.Parameter(torch.zeros(latent.n_vars, latent.n_vars)) if learn_correlation else None
+        if init == "xavier":
+            for layer in self.modules():
+                if isinstance(layer, nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight)
+                    nn.init.zeros_(layer.bias)
 
     def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(2.0 * x - 1.0).view(x.shape[0], *self.latent.raw_shape)
+        x_in = 2.0 * x - 1.0 if self.input_coding == "centered" else x
+        return self.encoder(x_in).view(x.shape[0], *self.latent.raw_shape)
 
     def decode(self, z: Tensor) -> Tensor:
         """Pixel logits for latents ``z`` of shape (..., *latent.shape) -> (..., 784)."""
@@ -260,22 +290,45 @@ def per_image(t: Tensor, lead: int) -> Tensor:
     return t.reshape(*t.shape[:lead], -1).sum(-1)
 
 
-def exact_kl(q, p, p_log_mass: Tensor | None = None) -> Tensor | None:
-    """KL(q || p) per image (B,): torch's registered KL; else, for a finite law that lists the
-    log-masses of its whole support (``enumerate_log_prob``, (S, *batch)),
+def kl_per_variable(q, p, p_log_mass: Tensor | None = None) -> Tensor | None:
+    """KL(q || p) of each latent variable, (B, n_vars): torch's registered KL; else, for a finite
+    law that lists the log-masses of its whole support (``enumerate_log_prob``, (S, *batch)),
     sum_s q_s (log q_s - log p_s) with ``p_log_mass`` (the prior's, broadcastable; computed from
     ``p`` when None).
 
     Returns None when neither applies (the caller then uses a Monte-Carlo estimate)."""
     try:
-        return per_image(kl_divergence(q, p), 1)
+        kl = kl_divergence(q, p)
     except NotImplementedError:
-        pass
-    if getattr(q, "has_enumerate_support", False) and hasattr(q, "enumerate_log_prob"):
+        kl = None
+    if kl is None and getattr(q, "has_enumerate_support", False) and hasattr(q, "enumerate_log_prob"):
         log_q = q.enumerate_log_prob()
         log_p = p.enumerate_log_prob() if p_log_mass is None else p_log_mass
-        return per_image((log_q.exp() * (log_q - log_p)).sum(0), 1)
-    return None
+        kl = (log_q.exp() * (log_q - log_p)).sum(0)
+    return None if kl is None else kl.reshape(kl.shape[0], -1)
+
+
+def exact_kl(q, p, p_log_mass: Tensor | None = None) -> Tensor | None:
+    """KL(q || p) per image (B,): :func:`kl_per_variable` summed over the latent variables."""
+    kl = kl_per_variable(q, p, p_log_mass)
+    return None if kl is None else kl.sum(-1)
+
+
+def mode_probability(q) -> Tensor | None:
+    """The largest probability of each latent variable's discrete law, (B, n_vars): 1/K for a
+    uniform posterior, 1 for a deterministic one (a collapse diagnostic). None for laws that do
+    not enumerate their support (relaxed-only models)."""
+    if hasattr(q, "enumerate_log_prob") and getattr(q, "has_enumerate_support", False):
+        log_mass = q.enumerate_log_prob()
+    elif getattr(q, "has_enumerate_support", False):
+        log_mass = q.log_prob(q.enumerate_support(expand=False))
+    else:
+        return None
+    top = log_mass.max(0).values.exp()
+    return top.reshape(top.shape[0], -1)
+
+
+ACTIVE_KL = 0.01  # nats: a latent variable whose mean KL to the prior is below this is unused
 
 
 @dataclass
@@ -321,11 +374,16 @@ class Laws:
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, iw: bool,
-             device, rows: int = 20000, advance=None) -> dict:
-    """Test -ELBO (and the IW bound when ``iw``) in nats per image, latents from the eval model."""
+             device, rows: int = 20000, prefix: str = "test", advance=None) -> dict:
+    """-ELBO (and the IW bound when ``iw``) in nats per image of ``x_all``, latents from the eval
+    model, with the collapse diagnostics: the KL and reconstruction terms, the mean KL of each
+    latent variable, how many are active (mean KL > ``ACTIVE_KL``) and the mean largest posterior
+    probability. Keys are prefixed with ``prefix`` ("test", "val"). ``advance(n)`` is called
+    after each batch of n images (progress of a long final evaluation)."""
     discrete = laws.eval_model == "discrete"
     batch = max(1, min(1000, rows // n_samples))
-    tot_elbo, tot_iw, n = 0.0, 0.0, 0
+    tot_elbo, tot_iw, tot_kl, n = 0.0, 0.0, 0.0, 0
+    kl_vars, top_prob = 0.0, 0.0
     for start in range(0, x_all.shape[0], batch):
         x = x_all[start:start + batch].to(device)
         raw = model.encode(x)
@@ -333,18 +391,29 @@ def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, 
         p = laws.prior(x.shape[0], tau, device, discrete)
         z = q.sample((n_samples,))
         log_px = model.log_px(x, z)  # (S, B)
-        log_q, log_p = per_image(q.log_prob(z), 2), per_image(p.log_prob(z), 2)
-        kl = exact_kl(q, p, laws.prior_log_mass(device) if discrete else None)
-        if kl is None:
-            kl = (log_q - log_p).mean(0)
+        log_q_vars, log_p_vars = q.log_prob(z), p.log_prob(z)  # (S, B, n_vars)
+        log_q, log_p = per_image(log_q_vars, 2), per_image(log_p_vars, 2)
+        kl_v = kl_per_variable(q, p, laws.prior_log_mass(device) if discrete else None)
+        if kl_v is None:  # Monte-Carlo estimate with the exact densities (relaxed models)
+            kl_v = (log_q_vars - log_p_vars).mean(0).reshape(x.shape[0], -1)
+        kl = kl_v.sum(-1)
         tot_elbo += float((-log_px.mean(0) + kl).sum())
+        tot_kl += float(kl.sum())
+        kl_vars = kl_vars + kl_v.sum(0).double().cpu()
+        top = mode_probability(q)
+        top_prob = None if top is None or top_prob is None else top_prob + float(top.mean(-1).sum())
         if iw:
             log_w = log_px + log_p - log_q
             tot_iw += float(-(torch.logsumexp(log_w, 0) - math.log(n_samples)).sum())
         n += x.shape[0]
         if advance is not None:  # progress of a long (final) evaluation, in images
             advance(x.shape[0])
-    return {"test_neg_elbo": tot_elbo / n, "test_iw_nll": tot_iw / n if iw else None}
+    kl_vars = kl_vars / n
+    return {f"{prefix}_neg_elbo": tot_elbo / n, f"{prefix}_iw_nll": tot_iw / n if iw else None,
+            f"{prefix}_kl": tot_kl / n, f"{prefix}_recon": (tot_elbo - tot_kl) / n,
+            f"{prefix}_active_vars": int((kl_vars > ACTIVE_KL).sum()),
+            f"{prefix}_mean_max_prob": None if top_prob is None else top_prob / n,
+            f"{prefix}_kl_per_variable": kl_vars.tolist()}
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -369,13 +438,15 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
                   anneal_rate: float = 3e-5, tau_min: float | None = None, n_samples: int | None = None,
                   dataset: str = "mnist", data_dir: str | None = None, binarize: str = "dynamic",
                   eval_samples: int = 100, train_limit: int | None = None, test_limit: int | None = None,
-                  latent_family: str | None = None, seed: int = 0, device: str = "auto", resume: Path | None = None, out: Path | None = None,
-                  overwrite: bool = False, threads: int | None = None) -> dict:
+                  latent_family: str | None = None, input_coding: str = "x", init: str = "torch",
+                  lr_decay: float = 1.0, lr_decay_every: int = 1000, anneal_every: int = 1,
+                  val_size: int = 0, seed: int = 0, device: str = "auto", resume: Path | None = None,
+                  out: Path | None = None, overwrite: bool = False, threads: int | None = None) -> dict:
     """Train the VAE (see the module docstring) and return the summary dict."""
     # ---------------------------------------------------------------- options (or a resumed run's)
     if resume is not None:
         run = open_for_resume(resume, COMMAND, allow_completed=True)
-        opts = dict(run.config["options"])
+        opts = {**RESUME_DEFAULTS, **run.config["options"]}
         with preparing(run):
             _check_resume_epochs(run, epochs)
         if epochs is not None:
@@ -390,6 +461,8 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
                 "dataset": dataset, "data_dir": data_dir, "binarize": binarize,
                 "eval_samples": eval_samples, "train_limit": train_limit, "test_limit": test_limit,
                 "seed": seed, "device": device, "method": method, "latent_family": latent_family,
+                "input_coding": input_coding, "init": init, "lr_decay": lr_decay,
+                "lr_decay_every": lr_decay_every, "anneal_every": anneal_every, "val_size": val_size,
                 "threads": threads}
 
     # ---------------------------------------------------------------- validate before the run starts
@@ -411,8 +484,10 @@ def _check_resume_epochs(run, epochs: int | None) -> None:
             raise Refused(f"--resume {run.path} is already completed ({saved} epochs); pass "
                           f"--epochs N with N > {saved} to train it for longer")
         return
+    # a validation run's final evaluation comes after its last epoch (of the selected model)
+    selects = bool(run.config.get("options", {}).get("val_size"))
     if epochs < saved or (epochs == saved and (status == "completed"
-                                               or last.get("test_iw_nll") is None)):
+                                               or (last.get("test_iw_nll") is None and not selects))):
         raise Refused(f"--epochs {epochs}: {run.path} has already trained {saved} epochs "
                       f"(status {status}); give --epochs greater than {saved} to train it for "
                       "longer, or a new --out for a shorter run")
@@ -443,6 +518,13 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
     _check(opts["epochs"] >= 1, f"--epochs must be >= 1, got {opts['epochs']}")
     _check(opts["batch_size"] >= 1, f"--batch-size must be >= 1, got {opts['batch_size']}")
     _check(opts["lr"] > 0, f"--lr must be > 0, got {opts['lr']}")
+    _check(opts["input_coding"] in INPUT_CODINGS, f"unknown --input-coding {opts['input_coding']!r}; "
+           f"choose from: {', '.join(INPUT_CODINGS)}")
+    _check(opts["init"] in INITS, f"unknown --init {opts['init']!r}; choose from: {', '.join(INITS)}")
+    _check(0 < opts["lr_decay"] <= 1, f"--lr-decay must be in (0, 1], got {opts['lr_decay']}")
+    _check(opts["lr_decay_every"] >= 1, f"--lr-decay-every must be >= 1, got {opts['lr_decay_every']}")
+    _check(opts["anneal_every"] >= 1, f"--anneal-every must be >= 1, got {opts['anneal_every']}")
+    _check(opts["val_size"] >= 0, f"--val-size must be >= 0, got {opts['val_size']}")
     _check(opts["eval_samples"] >= 1, f"--eval-samples must be >= 1, got {opts['eval_samples']}")
     if opts["n_samples"] is None:  # the leave-one-out baseline needs two samples per image
         opts["n_samples"] = 2 if m.options.get("baseline") == "leave-one-out" else 1
@@ -472,6 +554,9 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
     except ValueError as e:
         raise BadInput(str(e)) from None
     data = load_dataset(opts["dataset"], opts["data_dir"])
+    n_images = data.train[: opts["train_limit"]].shape[0]
+    _check(opts["val_size"] < n_images, f"--val-size must be below the {n_images} training images, "
+           f"got {opts['val_size']}")
     opts["threads"] = set_threads(opts.get("threads"))
 
     est_options = {key: v for key, v in method_options.items() if key not in ("correlation", "scale_tril")}
@@ -481,6 +566,12 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
         make_estimator(m, n_samples=opts["n_samples"], **est_options)
     except (TypeError, ValueError) as e:
         raise BadInput(f"method {m.name!r}: {e}") from None
+    warnings = []  # topk's sequential relaxation where it over-counts: one line, also in the summary
+    if m.family == "subset" and method_options.get("relaxation", "sequential") == "sequential":
+        line = sequential_relaxation_warning(tau0, method_options["k"])
+        if line:
+            warnings.append(line)
+            reporter.note(line)
     # Score-function estimators get no relaxation temperature unless --tau is given
     # (REBAR/RELAX then learn theirs, as in their papers).
     pass_tau = m.kind != "score-function" or opts["tau"] is not None
@@ -494,33 +585,46 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
         train_x = data.train[: opts["train_limit"]]
         binarizer = Binarizer(opts["binarize"], data)
         test_x = binarizer.test[: opts["test_limit"]]
+        val_x = None
+        if opts["val_size"]:  # the last val_size training images, held out, binarised once
+            n_fit = train_x.shape[0] - opts["val_size"]
+            val_x = binarizer.heldout(train_x[n_fit:], torch.arange(n_fit, train_x.shape[0]))
+            train_x = train_x[:n_fit]
         laws = Laws(m, latent, method_options, eval_model_of(m))
-        model = VAE(latent, hidden_sizes, learn_correlation=learns_correlation(m)).to(dev)
+        model = VAE(latent, hidden_sizes, learn_correlation=learns_correlation(m),
+                    input_coding=opts["input_coding"], init=opts["init"]).to(dev)
         est = make_estimator(m, n_samples=opts["n_samples"], **est_options).to(dev)
         optimizer = torch.optim.Adam(list(model.parameters()) + list(est.parameters()), lr=opts["lr"])
-        step, start_epoch, history = 0, 0, []
+        # lr * lr_decay ** (step // lr_decay_every) (Jang et al.'s code: x0.9 every 1000 steps)
+        schedule = torch.optim.lr_scheduler.StepLR(optimizer, opts["lr_decay_every"], opts["lr_decay"])
+        step, start_epoch, history, kl_per_variable = 0, 0, [], None
 
         ckpt_path = run.file(CHECKPOINT)
         if resume is not None and ckpt_path.exists():
             ckpt = load_checkpoint(ckpt_path, map_location=dev)
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
+            if "schedule" in ckpt:
+                schedule.load_state_dict(ckpt["schedule"])
             est.load_state_dict(ckpt["estimator"])
             torch.set_rng_state(ckpt["rng"])
             if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
             step, start_epoch, history = ckpt["step"], ckpt["epoch"], ckpt["history"]
+            kl_per_variable = ckpt.get("kl_per_variable")
             run.truncate_metrics(lambda r: r.get("epoch", 0) <= start_epoch)
             reporter.print(f"resuming {run.path} after epoch {start_epoch}")
         elif resume is not None:
             run.truncate_metrics(lambda r: False)
 
-        def temperature(s: int) -> float:
+        def temperature(s: int) -> float:  # updated every anneal_every steps (Jang et al.'s N)
+            s = s - s % opts["anneal_every"]
             return max(tau_min, tau0 * math.exp(-opts["anneal_rate"] * s))
 
         if start_epoch == 0:  # the untrained model, for reference (epoch 0)
             rec = {"epoch": 0, "step": 0, "tau": tau0,
                    **evaluate(model, laws, test_x, tau0, 1, False, dev)}
+            rec.pop("test_kl_per_variable")
             run.log_metrics(rec)
             history.append(rec)
 
@@ -576,6 +680,7 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+                    schedule.step()
                     step += 1
                     obj = float(out.cost.mean() + kl.detach())
                     sum_obj += obj * x.shape[0]
@@ -587,10 +692,15 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
             model.eval()
             last = epoch == opts["epochs"]
             tau_now = temperature(step)
+            full = last and val_x is None  # with a validation split the selected model gets it
             with (reporter.progress(f"final evaluation, {opts['eval_samples']} samples per image",
-                                    total=test_x.shape[0]) if last else contextlib.nullcontext()) as ebar:
-                metrics = evaluate(model, laws, test_x, tau_now, opts["eval_samples"] if last else 1,
-                                   last, dev, advance=None if ebar is None else ebar.advance)
+                                    total=test_x.shape[0]) if full else contextlib.nullcontext()) as ebar:
+                metrics = evaluate(model, laws, test_x, tau_now, opts["eval_samples"] if full else 1,
+                                   full, dev, advance=None if ebar is None else ebar.advance)
+            if val_x is not None:
+                metrics.update(evaluate(model, laws, val_x, tau_now, 1, False, dev, prefix="val"))
+                metrics.pop("val_kl_per_variable")
+            kl_per_variable = metrics.pop("test_kl_per_variable")
             bad = [key for key in ("test_neg_elbo", "test_iw_nll")
                    if metrics.get(key) is not None and not math.isfinite(metrics[key])]
             if bad:
@@ -598,8 +708,9 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
                                 f"epoch {epoch}: the learning rate (--lr {opts['lr']:g}) is "
                                 "probably too large" + (f"; the checkpoint of epoch {epoch - 1} is "
                                                         f"kept in {run.path}" if epoch > 1 else ""))
-            rec = {"epoch": epoch, "step": step, "tau": tau_now, "train_neg_elbo": sum_obj / seen,
-                   **metrics, "eval_samples": opts["eval_samples"] if last else 1,
+            rec = {"epoch": epoch, "step": step, "tau": tau_now, "lr": optimizer.param_groups[0]["lr"],
+                   "train_neg_elbo": sum_obj / seen,
+                   **metrics, "eval_samples": opts["eval_samples"] if full else 1,
                    "train_seconds": train_seconds, "seconds": time.perf_counter() - t0,
                    # CPU seconds of this process (all its threads): a speed measure that other
                    # processes sharing the cores inflate much less than wall time
@@ -607,18 +718,45 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
             run.log_metrics(rec)
             history.append(rec)
             reporter.print(f"epoch {epoch}: train -ELBO {rec['train_neg_elbo']:.2f}  test -ELBO "
-                           f"{rec['test_neg_elbo']:.2f}" + (f"  IW -log p(x) {rec['test_iw_nll']:.2f}"
-                                                           if rec["test_iw_nll"] is not None else "")
+                           f"{rec['test_neg_elbo']:.2f} (KL {rec['test_kl']:.1f}, "
+                           f"{rec['test_active_vars']}/{latent.n_vars} active)"
+                           + (f"  val {rec['val_neg_elbo']:.2f}" if val_x is not None else "")
+                           + (f"  IW -log p(x) {rec['test_iw_nll']:.2f}"
+                              if rec["test_iw_nll"] is not None else "")
                            + f"  ({rec['seconds']:.1f} s)")
+            untrained = history[0]["test_neg_elbo"] if history[0]["epoch"] == 0 else None
+            if untrained is not None and rec["test_neg_elbo"] > 10 * abs(untrained):
+                # finite but absurd (e.g. --lr 1e10): not a NaN stop, but never silent
+                reporter.note(f"warning: epoch {epoch}'s test -ELBO {rec['test_neg_elbo']:.3g} is more "
+                              f"than 10x the untrained model's {untrained:.3g}: training is "
+                              f"diverging; the learning rate (--lr {opts['lr']:g}) is probably too large")
+            if val_x is not None and rec["val_neg_elbo"] <= min(r["val_neg_elbo"] for r in history if r["epoch"] >= 1):
+                run.save_torch(BEST, {"epoch": epoch, "model": model.state_dict()})
             run.save_torch(CHECKPOINT, {
+                "schedule": schedule.state_dict(), "kl_per_variable": kl_per_variable,
                 "epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "estimator": est.state_dict(), "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if dev.type == "cuda" else None,
                 "history": history,
             })
 
+        # ---------------------------------------------------------------- model selection
+        trained = [r for r in history if r["epoch"] >= 1]
+        if val_x is not None:  # best validation -ELBO, then the full test evaluation of that model
+            selected = min(trained, key=lambda r: r["val_neg_elbo"])
+            model.load_state_dict(torch.load(run.file(BEST), map_location=dev, weights_only=True)["model"])
+            model.eval()
+            with reporter.progress(f"final evaluation of epoch {selected['epoch']}, "
+                                   f"{opts['eval_samples']} samples per image", total=test_x.shape[0]) as ebar:
+                final = evaluate(model, laws, test_x, selected["tau"], opts["eval_samples"], True, dev,
+                                 advance=ebar.advance)
+            kl_per_variable = final.pop("test_kl_per_variable")
+            tau_now = selected["tau"]
+        else:
+            selected = final = trained[-1]
+            tau_now = temperature(step)
+
         # ---------------------------------------------------------------- figures and summary
-        tau_now = temperature(step)
         with torch.no_grad():
             xs = test_x[:10].to(dev)
             z = laws.posterior(model.encode(xs), tau_now, model, laws.eval_model == "discrete").sample()
@@ -631,7 +769,6 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
         fig = plots.vae_samples(samples.cpu().view(-1, 28, 28))
         run.save_figure(fig, "samples.png")
         plots.close(fig)
-        trained = [r for r in history if r["epoch"] >= 1]
         fig = plots.vae_curves([r["epoch"] for r in trained], [r["train_neg_elbo"] for r in trained],
                                [r["test_neg_elbo"] for r in trained], title=f"train-vae {m.name}",
                                untrained=history[0]["test_neg_elbo"] if history[0]["epoch"] == 0 else None)
@@ -640,20 +777,27 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
         run.save_torch("model.pt", {"model": model.state_dict(), "options": opts,
                                     "latent": vars(latent), "method": m.name})
 
-        final = trained[-1]
-        best = min(trained, key=lambda r: r["test_neg_elbo"])
+        best = selected if val_x is not None else min(trained, key=lambda r: r["test_neg_elbo"])
         summary = {
-            "method": m.name, "epochs": final["epoch"], "test_neg_elbo": final["test_neg_elbo"],
+            "method": m.name, "epochs": trained[-1]["epoch"], "test_neg_elbo": final["test_neg_elbo"],
             "test_iw_nll": final["test_iw_nll"], "eval_model": laws.eval_model,
+            # the collapse diagnostics of the reported model (KL in nats; active: KL > ACTIVE_KL)
+            "test_kl": final["test_kl"], "test_recon": final["test_recon"],
+            "test_active_vars": final["test_active_vars"], "latent_vars": latent.n_vars,
+            "test_mean_max_prob": final["test_mean_max_prob"], "kl_per_variable": kl_per_variable,
+            "selection": "validation" if val_x is not None else "last epoch",
+            "selected_epoch": selected["epoch"],
+            "val_neg_elbo": selected.get("val_neg_elbo"),
+            # without a validation split, best_epoch is the lowest test -ELBO (for curves only)
             "best_epoch": best["epoch"], "best_test_neg_elbo": best["test_neg_elbo"],
             "seconds_per_epoch": sum(r["seconds"] for r in trained) / len(trained),
             "train_seconds_per_epoch": sum(r["train_seconds"] for r in trained) / len(trained),
             "train_cpu_seconds_per_epoch": sum(r["train_cpu_seconds"] for r in trained) / len(trained),
-            "threads": torch.get_num_threads(),
-            "train_neg_elbo": final["train_neg_elbo"], "untrained_test_neg_elbo": history[0]["test_neg_elbo"],
+            "threads": torch.get_num_threads(), "steps": step,
+            "train_neg_elbo": trained[-1]["train_neg_elbo"], "untrained_test_neg_elbo": history[0]["test_neg_elbo"],
             "eval_samples": opts["eval_samples"], "tau_final": tau_now, "dataset": opts["dataset"],
             "binarize": opts["binarize"], "latent_shape": list(latent.shape), "seed": opts["seed"],
-            "run_dir": str(run.path),
+            "run_dir": str(run.path), "warnings": warnings,
         }
         summary = run.finish(summary)
         reporter.print(f"done: test -ELBO {summary['test_neg_elbo']:.2f}, IW bound "

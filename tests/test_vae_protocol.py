@@ -1,0 +1,169 @@
+"""train-vae's literature protocol (issue #12): collapse diagnostics, validation selection,
+learning-rate and temperature schedules, encoder input coding."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from relaxcli import methods as registry
+from relaxcli.console import Reporter
+from relaxcli.experiments import vae
+from relaxcli.runs import read_metrics
+
+SMALL = {"dataset": "synthetic", "hidden": "32", "eval_samples": 3, "seed": 0, "device": "cpu",
+         "latent_dim": 6, "categories": 4}
+
+
+def train(out, method="gumbel-softmax", **kw):
+    return vae.run_train_vae(method=method, reporter=Reporter(quiet=True), out=out, **{**SMALL, **kw})
+
+
+class _FixedEncoder(vae.VAE):
+    """A VAE whose encoder returns given logits for every image (to test the diagnostics)."""
+
+    def __init__(self, latent, logits):
+        super().__init__(latent, (8,))
+        self.logits = logits
+
+    def encode(self, x):
+        return self.logits.expand(x.shape[0], *self.logits.shape)
+
+
+def _laws(method_name, n_vars, k):
+    m = registry.get_method(method_name)
+    latent = vae.latent_for(m, m.family, n_vars, None if m.family == "bernoulli" else k)
+    return vae.Laws(m, latent, dict(m.options), "discrete"), latent
+
+
+def test_diagnostics_of_a_posterior_equal_to_the_prior():
+    laws, latent = _laws("gumbel-softmax", 5, 4)
+    model = _FixedEncoder(latent, torch.zeros(5, 4))
+    r = vae.evaluate(model, laws, torch.zeros(7, 784), 1.0, 2, True, "cpu")
+    assert r["test_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert r["test_active_vars"] == 0
+    assert r["test_mean_max_prob"] == pytest.approx(0.25, abs=1e-6)
+    assert r["test_kl_per_variable"] == pytest.approx([0.0] * 5, abs=1e-6)
+    assert r["test_recon"] == pytest.approx(r["test_neg_elbo"], abs=1e-4)
+
+
+def test_diagnostics_of_a_near_deterministic_posterior_on_some_variables():
+    """Variables 0 and 2 are nearly one-hot (KL ~ log 4 each, max q ~ 1); the others uniform."""
+    laws, latent = _laws("gumbel-softmax", 4, 4)
+    logits = torch.zeros(4, 4)
+    logits[0, 1] = logits[2, 3] = 30.0
+    r = vae.evaluate(_FixedEncoder(latent, logits), laws, torch.zeros(3, 784), 1.0, 1, False, "cpu")
+    assert r["test_active_vars"] == 2
+    assert r["test_kl"] == pytest.approx(2 * math.log(4), rel=1e-4)
+    assert r["test_kl_per_variable"][1] == pytest.approx(0.0, abs=1e-6)
+    assert r["test_mean_max_prob"] == pytest.approx((1 + 1 + 0.25 + 0.25) / 4, rel=1e-4)
+
+
+def test_bernoulli_mode_probability():
+    laws, latent = _laws("relaxed-bernoulli", 3, None)
+    logits = torch.tensor([0.0, math.log(3.0), -math.log(3.0)])  # p = 1/2, 3/4, 1/4
+    r = vae.evaluate(_FixedEncoder(latent, logits), laws, torch.zeros(2, 784), 0.5, 1, False, "cpu")
+    assert r["test_mean_max_prob"] == pytest.approx((0.5 + 0.75 + 0.75) / 3, rel=1e-5)
+
+
+def test_epoch_records_and_summary_carry_the_collapse_diagnostics(tmp_path):
+    s = train(tmp_path / "r", epochs=2)
+    for key in ("test_kl", "test_recon", "test_active_vars", "test_mean_max_prob"):
+        assert s[key] is not None, key
+    assert len(s["kl_per_variable"]) == 6 and s["latent_vars"] == 6
+    assert s["test_active_vars"] == sum(v > vae.ACTIVE_KL for v in s["kl_per_variable"])
+    assert sum(s["kl_per_variable"]) == pytest.approx(s["test_kl"], rel=1e-4)
+    for rec in read_metrics(tmp_path / "r"):
+        assert {"test_kl", "test_recon", "test_active_vars", "test_mean_max_prob"} <= set(rec)
+        assert rec["test_recon"] + rec["test_kl"] == pytest.approx(rec["test_neg_elbo"], rel=1e-5)
+
+
+def test_validation_split_selects_the_best_validation_epoch(tmp_path):
+    s = train(tmp_path / "r", epochs=4, val_size=40, lr=3e-3)
+    recs = [r for r in read_metrics(tmp_path / "r") if r["epoch"] >= 1]
+    best = min(recs, key=lambda r: r["val_neg_elbo"])
+    assert s["selection"] == "validation" and s["selected_epoch"] == best["epoch"]
+    assert s["val_neg_elbo"] == best["val_neg_elbo"]
+    assert (tmp_path / "r" / vae.BEST).is_file()
+    saved = torch.load(tmp_path / "r" / vae.BEST, weights_only=True)
+    assert saved["epoch"] == best["epoch"]
+    # the reported test numbers are the selected model's full evaluation (IW bound present)
+    assert s["test_iw_nll"] is not None and s["test_iw_nll"] <= s["test_neg_elbo"] + 5
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["options"]["val_size"] == 40
+
+
+def test_validation_rows_are_held_out_of_training(tmp_path, monkeypatch):
+    seen = []
+    real = vae.Binarizer.train_batch
+
+    def spy(self, x, index=None):
+        seen.append(index.clone())
+        return real(self, x, index)
+
+    monkeypatch.setattr(vae.Binarizer, "train_batch", spy)
+    train(tmp_path / "r", epochs=1, val_size=56, train_limit=200, binarize="static")
+    rows = torch.cat(seen)
+    assert int(rows.max()) < 200 - 56 and rows.numel() == 200 - 56
+
+
+def test_lr_decay_and_anneal_every(tmp_path):
+    # synthetic: 256 training images, batch 64 -> 4 steps per epoch
+    train(tmp_path / "r", epochs=3, batch_size=64, lr=1e-3, lr_decay=0.5, lr_decay_every=4,
+          tau=1.0, anneal_rate=0.1, tau_min=0.01, anneal_every=8)
+    recs = {r["epoch"]: r for r in read_metrics(tmp_path / "r")}
+    assert [recs[e]["lr"] for e in (1, 2, 3)] == pytest.approx([5e-4, 2.5e-4, 1.25e-4])
+    # tau is updated every 8 steps: after 4 steps still tau0, after 8 and 12 steps exp(-0.1 * 8)
+    assert [recs[e]["tau"] for e in (1, 2, 3)] == pytest.approx([1.0, math.exp(-0.8), math.exp(-0.8)])
+
+
+def test_default_encoder_input_is_x_and_centered_is_2x_minus_1():
+    m = registry.get_method("gumbel-softmax")
+    latent = vae.latent_for(m, "categorical", 2, 3)
+    torch.manual_seed(0)
+    plain = vae.VAE(latent, (8,))
+    torch.manual_seed(0)
+    centered = vae.VAE(latent, (8,), input_coding="centered")
+    x = torch.bernoulli(torch.full((5, 784), 0.3))
+    assert torch.equal(plain.encode(x), plain.encoder(x).view(5, 2, 3))
+    assert torch.allclose(centered.encode(x), plain.encoder(2 * x - 1).view(5, 2, 3))
+
+
+def test_xavier_init_zero_biases():
+    m = registry.get_method("gumbel-softmax")
+    model = vae.VAE(vae.latent_for(m, "categorical", 2, 3), (8,), init="xavier")
+    layers = [mod for mod in model.modules() if isinstance(mod, torch.nn.Linear)]
+    assert all(torch.count_nonzero(layer.bias) == 0 for layer in layers)
+    first = layers[0].weight.detach()
+    bound = math.sqrt(6 / (784 + 8))
+    assert float(first.abs().max()) <= bound and float(first.abs().max()) > 0.9 * bound
+
+
+def test_resuming_a_run_made_before_input_coding_keeps_2x_minus_1(tmp_path):
+    """A run directory written by relaxcli 0.1 has no input_coding: it was trained on 2x - 1."""
+    train(tmp_path / "r", epochs=1)
+    cfg_path = tmp_path / "r" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    for key in vae.RESUME_DEFAULTS:
+        cfg["options"].pop(key)
+    cfg_path.write_text(json.dumps(cfg))
+    (tmp_path / "r" / "status").write_text("interrupted\n")
+    s = vae.run_train_vae(method=None, reporter=Reporter(quiet=True), resume=tmp_path / "r", epochs=2)
+    assert s["epochs"] == 2
+    assert json.loads(cfg_path.read_text())["options"].get("input_coding", "centered") == "centered"
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    ({"input_coding": "pm1"}, "--input-coding"), ({"init": "he"}, "--init"),
+    ({"lr_decay": 0.0}, "--lr-decay"), ({"lr_decay": 1.5}, "--lr-decay"),
+    ({"lr_decay_every": 0}, "--lr-decay-every"), ({"anneal_every": 0}, "--anneal-every"),
+    ({"val_size": -1}, "--val-size"), ({"val_size": 256}, "--val-size"),
+])
+def test_bad_protocol_options_exit_2_before_training(tmp_path, bad, fragment):
+    from relaxcli.errors import BadInput
+
+    with pytest.raises(BadInput, match=fragment):
+        train(tmp_path / "r", epochs=1, **bad)
