@@ -17,9 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -232,9 +232,9 @@ CASES = [
     Case("resume-completed-without-epochs", completed_vae_run,
          ["train-vae", "--resume", "{dir}"], 2, "--epochs N with N > 1"),
     Case("diverging-lr", nothing,
-         ["train-vae", "--method", "gumbel-softmax", "--epochs", "2", "--lr", "1e10", "--out",
+         ["train-vae", "--method", "gumbel-softmax", "--epochs", "2", "--lr", "1e30", "--out",
           "{dir}", "--dataset", "synthetic", "--hidden", "32", "--eval-samples", "2", "--device",
-          "cpu", "--threads", "1", "--quiet"], 1, "learning rate (--lr 1e+10) is probably too large",
+          "cpu", "--threads", "1", "--quiet"], 1, "learning rate (--lr 1e+30) is probably too large",
          keep_untouched=False),
     Case("corrupted-vae-checkpoint", corrupted_vae_checkpoint,
          ["train-vae", "--resume", "{dir}"], 2, "checkpoint.pt' is corrupted"),
@@ -390,7 +390,7 @@ def test_sigterm_marks_interrupted_exit_143_and_resumes(tmp_path):
     assert done == 400
     res = subprocess.run([sys.executable, "-m", "relaxcli.cli", "train-vae", "--resume", str(out),
                           "--epochs", str(_saved_epoch(out) + 1), "--quiet"],
-                         env=env, capture_output=True, text=True, timeout=300)
+                         env=env, capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr
     assert read_status(out) == "completed"
 
@@ -399,6 +399,15 @@ def _saved_epoch(path: Path) -> int:
     import torch
 
     return int(torch.load(path / "checkpoint.pt", weights_only=False)["epoch"])
+
+
+def test_finite_but_diverging_training_is_not_silent(tmp_path, capsys):
+    """--lr 1e10 now stays finite (input coding x, issue 12) with an absurd -ELBO: a warning line."""
+    code, _, err = cli(["train-vae", "--method", "gumbel-softmax", "--epochs", "1", "--lr", "1e10",
+                        "--out", tmp_path / "run", "--dataset", "synthetic", "--hidden", "32",
+                        "--eval-samples", "2", "--device", "cpu", "--threads", "1"], capsys)
+    assert code in (0, 1), err
+    assert "probably too large" in err
 
 
 def test_completed_run_asked_for_more_epochs_continues(tmp_path, capsys):
@@ -433,3 +442,174 @@ def test_diverged_run_keeps_its_last_good_checkpoint(tmp_path, capsys, monkeypat
     assert code == 1 and "epoch 2" in err and "checkpoint of epoch 1 is kept" in err, err
     assert read_status(r) == "failed"
     assert torch.load(r / "checkpoint.pt", weights_only=False)["epoch"] == 1
+
+
+# ------------------------------------------------------------------------- large inputs (sample)
+def _png_width(path: Path) -> int:
+    import struct
+
+    return struct.unpack(">I", path.read_bytes()[16:20])[0]
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".pt", ".csv"])
+def test_sample_parameters_from_a_file(tmp_path, capsys, suffix):
+    import torch
+
+    logits = np.array([0.1, -0.3, 0.7, 0.0, 1.2])
+    f = tmp_path / f"logits{suffix}"
+    if suffix == ".npy":
+        np.save(f, logits)
+    elif suffix == ".pt":
+        torch.save(torch.tensor(logits), f)
+    else:
+        f.write_text("\n".join(f"{v}" for v in logits) + "\n")  # one value per line
+    code, _, err = cli(["sample", "gumbel-softmax", "--logits", f, "-n", "200", "--out",
+                          tmp_path / "run", "--json"], capsys)
+    assert code == 0, err
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert np.allclose(cfg["options"]["logits"], logits)
+
+
+def test_sample_bad_parameter_file(tmp_path, capsys):
+    (tmp_path / "p.csv").write_text("0.2,zero,0.3\n")
+    code, _, err = cli(["sample", "gumbel-softmax", "--probs", tmp_path / "p.csv", "--out",
+                        tmp_path / "run"], capsys)
+    assert code == 2 and "cannot read" in err and "p.csv" in err
+    code, _, err = cli(["sample", "gumbel-softmax", "--probs", tmp_path / "missing.npy"], capsys)
+    assert code == 2 and "not an existing file" in err
+
+
+def test_sample_topk_large_k_is_an_estimate_with_errors_and_small_pictures(tmp_path, capsys):
+    f = tmp_path / "logits.npy"
+    np.save(f, np.random.default_rng(0).normal(size=1000))
+    code, out, err = cli(["sample", "topk", "--logits", f, "-n", "300", "--out", tmp_path / "run",
+                          "--json"], capsys)
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["inclusion_probs"] == "monte-carlo" and "memory bound" in s["inclusion_probs_note"]
+    rec = s["coordinates"][0]
+    assert "p_included_exact" not in rec and rec["p_included_se"] >= 0
+    # pictures keep a fixed size whatever K is (the most likely categories only)
+    for name in ("inclusion.png", "category_means.png"):
+        assert _png_width(tmp_path / "run" / name) <= 3000
+    # a small K stays exact
+    code, out, err = cli(["sample", "topk", "-n", "300", "--out", tmp_path / "small", "--json"],
+                         capsys)
+    assert json.loads(out)["inclusion_probs"] == "exact"
+
+
+def test_sample_memory_bound(tmp_path, capsys):
+    from relaxcli.experiments import sample
+
+    f = tmp_path / "logits.npy"
+    np.save(f, np.zeros(5000))
+    code, _, err = cli(["sample", "gumbel-softmax", "--logits", f, "-n", "10000", "--out",
+                        tmp_path / "run"], capsys)
+    assert code == 2 and "memory bound" in err and "-n 4000" in err
+    assert sample._fit_memory(None, 5000) == (4000, sample._fit_memory(None, 5000)[1])
+    assert "lowered from 10000 to 4000" in sample._fit_memory(None, 5000)[1]
+    assert sample._fit_memory(None, 3) == (10000, None)
+
+
+# ------------------------------------------------------------------------- silent wrong results
+def _hand_run(path: Path, options: dict, value: float, seed: int) -> None:
+    run = runs.create_run("train-vae", "gumbel-softmax", options, out=path, seed=seed)
+    run.finish({"method": "gumbel-softmax", "test_neg_elbo": value, "test_iw_nll": value - 1,
+                "seconds_per_epoch": 1.0})
+    run.release()
+
+
+def test_compare_never_averages_runs_with_different_settings(tmp_path, capsys):
+    """A 1-epoch and a 5-epoch run are two groups, and a note says why; seeds still average."""
+    for seed in (0, 1):
+        _hand_run(tmp_path / "s" / f"e1-{seed}", {"epochs": 1, "lr": 1e-3, "seed": seed,
+                                                  "threads": 1 + seed}, 150.0 + seed, seed)
+    _hand_run(tmp_path / "s" / "e5", {"epochs": 5, "lr": 1e-3, "seed": 0, "threads": 2}, 110.0, 0)
+    code, out, err = cli(["compare", tmp_path / "s", "--out", tmp_path / "cmp", "--json"], capsys)
+    assert code == 0, err
+    s = json.loads(out)
+    assert "epochs" in s["group_by"]
+    groups = {g["key"]["epochs"]: g["n"] for g in s["groups"]}
+    assert groups == {1: 2, 5: 1}  # seed and threads differ inside a group: averaged over
+    assert any("also grouped by epochs" in n for n in s["notes"])
+    assert "also grouped by epochs" in (tmp_path / "cmp" / "comparison.md").read_text()
+
+
+def test_compare_huge_values_do_not_overflow(tmp_path, capsys):
+    _hand_run(tmp_path / "s" / "a", {"seed": 0}, 1e200, 0)
+    _hand_run(tmp_path / "s" / "b", {"seed": 1}, -1e200, 1)
+    code, _, err = cli(["compare", tmp_path / "s", "--out", tmp_path / "cmp", "--quiet"], capsys)
+    assert code == 0, err
+
+
+def test_bridge_negative_kl_is_labelled_noise(monkeypatch):
+    import torch
+
+    from relaxcli.experiments import bridge
+
+    monkeypatch.setattr(bridge.lb, "kl_monte_carlo",
+                        lambda p, q, num_samples: (torch.tensor(-0.002), torch.tensor(0.003)))
+    rec = bridge._kl(None, None, 1000)
+    assert "noise" in rec["note"]
+    text = bridge.kl_text("KL(Dir || LN)", rec)
+    assert "indistinguishable from 0" in text and "never negative" in text
+    assert "= -" not in text
+    rec = {"estimate": -1.0, "se": 0.01, "num_samples": 10}
+    assert "unreliable" in bridge.kl_text("KL", rec)
+    rec = {"estimate": float("nan"), "se": float("nan"), "num_samples": 10}
+    assert "not estimable" in bridge.kl_text("KL", rec)
+    assert bridge.kl_text("KL", {"estimate": 0.5, "se": 0.01}).startswith("KL = 0.5000 +/- 0.0100")
+
+
+# ------------------------------------------------------------------------- a user's first hour
+def test_without_a_terminal_progress_and_result_lines_reach_the_log(tmp_path):
+    """stderr to a file (a cluster job): the per-epoch results and the run directory are there;
+    --quiet leaves only errors."""
+    env = {**os.environ, "PYTHONPATH": SRC}
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:
+        r = subprocess.run([sys.executable, "-m", "relaxcli.cli", "train-vae", "--method",
+                            "gumbel-softmax", "--epochs", "2", "--out", str(tmp_path / "run"),
+                            *[a for a in TINY_VAE if a != "--quiet"]],
+                           env=env, stderr=f, stdout=subprocess.PIPE, timeout=300, check=False)
+    assert r.returncode == 0
+    text = log.read_text()
+    assert "epoch 1: train -ELBO" in text and "epoch 2: train -ELBO" in text
+    assert f"{tmp_path / 'run'}" in text and "\x1b[" not in text  # the run folder, no colour codes
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["threads"] == 1 and cfg["options"]["threads"] == 1
+    r = subprocess.run([sys.executable, "-m", "relaxcli.cli", "sample", "hard-concrete", "-n", "50",
+                        "--out", str(tmp_path / "s"), "--quiet"], env=env, capture_output=True,
+                       text=True, timeout=300, check=False)
+    assert r.returncode == 0 and r.stderr == ""
+
+
+def test_plain_progress_lines(monkeypatch, capsys):
+    from relaxcli import console
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(console.time, "monotonic", lambda: clock["t"])
+    bar = console.PlainProgress("epoch 1/3", total=100)
+    for _ in range(100):
+        clock["t"] += 1.0
+        bar.advance(1, info="-ELBO 120.5")
+    lines = capsys.readouterr().err.splitlines()
+    # one line per further tenth of the work, at most every 10 s: 100 s -> about 10 lines
+    assert 5 <= len(lines) <= 11
+    assert lines[0].startswith("epoch 1/3: ") and "(-ELBO 120.5)" in lines[0] and "left]" in lines[0]
+
+
+def test_threads_default_and_validation(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert runs.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert 1 <= runs.default_threads() <= 4
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert runs.set_threads(1) == 1 and torch.get_num_threads() == 1
+        with pytest.raises(runs.BadInput):
+            runs.set_threads(0)
+    finally:
+        torch.set_num_threads(before)

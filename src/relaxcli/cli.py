@@ -192,14 +192,14 @@ def sample(
         "(0.1 for the correlated-bernoulli example). Refused for methods without a temperature.",
         show_default=False)] = None,
     probs: Annotated[str | None, typer.Option(
-        "--probs", help="Comma list of probabilities strictly inside (0, 1); ';' separates rows "
-        "of a batch. Bernoulli family: one Bernoulli(p) unit per value (gaussian-bernoulli: "
+        "--probs", help="Comma list of probabilities strictly inside (0, 1), or a .npy/.pt/.csv "
+        "file of them (for long vectors); ';' separates rows of a batch. Bernoulli family: one Bernoulli(p) unit per value (gaussian-bernoulli: "
         "P(z > 1/2) = p), default 0.2,0.5,0.8; correlated-bernoulli default: METHODS.md's "
         "example 0.2,0.4,0.4;0.3,0.5,0.2. Categorical family: one probability vector summing "
         "to 1, default 0.2,0.3,0.5; topk default 0.05,0.1,0.15,0.3,0.4.", show_default=False)] = None,
     logits: Annotated[str | None, typer.Option(
         "--logits", help="Comma list of logits instead of --probs (Bernoulli: p = sigmoid(l); "
-        "categorical: p = softmax(l)).", show_default=False)] = None,
+        "categorical: p = softmax(l)), or a .npy/.pt/.csv file of them.", show_default=False)] = None,
     k: Annotated[int | None, typer.Option(
         "--k", help="topk: subset size, 1 <= k <= number of categories (default 2).",
         show_default=False)] = None,
@@ -216,8 +216,10 @@ def sample(
         "--loc", help="invertible-gaussian / logistic-normal: the Gaussian's location, K-1 "
         "numbers for invertible-gaussian and K for logistic-normal (default zeros, K = 3).",
         show_default=False)] = None,
-    num_samples: Annotated[int, typer.Option(
-        "--num-samples", "-n", help="Number of samples to draw (>= 2).")] = 10_000,
+    num_samples: Annotated[int | None, typer.Option(
+        "--num-samples", "-n", help="Number of samples to draw (>= 2; default 10000, lowered to "
+        "fit the memory bound of 20 million sample values when one sample is large).",
+        show_default=False)] = None,
     hard: Annotated[bool, typer.Option(
         "--hard", help="Hard (discrete) forward values for methods with a soft/hard switch "
         "(relaxed-bernoulli, gumbel-softmax, topk, generalized-gumbel).")] = False,

@@ -57,6 +57,8 @@ class Reporter:
     def print(self, *objects, **kwargs) -> None:
         """A message (rich markup); plain text off a terminal; nothing with --quiet."""
         if not self.quiet:
+            if not self.interactive:  # a log: never wrap a line (a path cut in two is no use)
+                kwargs.setdefault("soft_wrap", True)
             self.console.print(*objects, **kwargs)
 
     def table(self, table) -> None:

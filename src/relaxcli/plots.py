@@ -454,8 +454,11 @@ def value_histogram(values, labels: list[str], atoms=(0.0, 1.0), exact_atoms: di
 
 
 def category_means(means, exact=None, labels: list[str] | None = None, ylabel: str = "mean",
-                   exact_label: str = "closed form", title: str = ""):
-    """Grouped bar chart of per-category means ``means`` (B, K), closed forms as black ticks."""
+                   exact_label: str = "closed form", title: str = "",
+                   categories: list[int] | None = None):
+    """Grouped bar chart of per-category means ``means`` (B, K), closed forms as black ticks.
+
+    ``categories``: the category numbers of the K columns when they are a selection (x labels)."""
     import numpy as np
 
     means = np.atleast_2d(np.asarray(means, dtype=float))
@@ -471,7 +474,8 @@ def category_means(means, exact=None, labels: list[str] | None = None, ylabel: s
             ax.scatter(pos, ex, marker="_", s=300, color="black", zorder=3,
                        label=exact_label if i == 0 else None)
     ax.set_xticks(x)
-    ax.set_xticklabels([str(i) for i in range(k)])
+    ax.set_xticklabels([str(i) for i in (range(k) if categories is None else categories)],
+                       rotation=90 if k > 20 else 0, fontsize=8 if k > 20 else None)
     ax.set_xlabel("category")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -517,11 +521,13 @@ def simplex_scatter(points, title: str = "", max_points: int = 5000):
     return fig
 
 
-def topk_inclusion(freq, exact=None, k: int | None = None, title: str = ""):
+def topk_inclusion(freq, exact=None, k: int | None = None, title: str = "",
+                   categories: list[int] | None = None):
     """Inclusion frequencies P(i in top-k) per category (B, K) with exact values as ticks."""
     return category_means(freq, exact, ylabel="P(category in the top-k)",
                           exact_label="exact (enumeration)",
-                          title=title or (f"top-{k} inclusion frequencies" if k else ""))
+                          title=title or (f"top-{k} inclusion frequencies" if k else ""),
+                          categories=categories)
 
 
 # ------------------------------------------------------------------------- relax reinforce

@@ -29,11 +29,25 @@ sampler at the chosen temperature, not only in a limit:
   Gaussian gate by the registry's construction; Gumbel-max for the argmax of the Gumbel-softmax
   family): ``P(z > 1/2)`` or ``P(argmax z = k)`` are the discrete law's probabilities; the copula's
   marginals come from its own ``marginal_probs()`` (``U_k > 1 - pi_k``);
-* top-k: inclusion probabilities of its discrete law (``inclusion_probs()``, exact enumeration);
+* top-k: inclusion probabilities of its discrete law (``inclusion_probs()``, exact enumeration of
+  the C(K, k) subsets) when that enumeration is small (C(K, k) * K * rows <=
+  :data:`MAX_ENUMERATION_VALUES`); otherwise they are not computed, and the empirical inclusion
+  frequencies are reported as Monte-Carlo estimates with their standard errors
+  (``p_included_se``; ``summary["inclusion_probs"]`` says which);
 * the copula's pairwise ``P(m_i > 1/2, m_j > 1/2) = Phi_2(Phi^-1(pi_i), Phi^-1(pi_j); R_ij)``.
 
 Each empirical probability gets a z-score ``(p_hat - p) / sqrt(p (1 - p) / n)``; the summary
 reports the largest ``|z|`` so a user sees at a glance that the sampler is right.
+
+Large inputs (memory bound): the samples are held in memory as float64, so a run keeps at most
+:data:`MAX_SAMPLE_VALUES` = 20 million sample values (160 MB; with the statistics' temporaries
+about 1.5 GB at most for the whole process, torch included: 1.4 GB measured for top-k with
+K = 100000). Without ``-n`` the number of samples is lowered to fit (and the summary says so);
+a ``-n`` that does not fit is refused (exit 2). Parameters too long for a command line come from
+a file: ``--probs`` / ``--logits`` accept a ``.npy``, ``.pt`` (a tensor) or ``.csv`` file
+(one row per line, or one value per line). The table on stderr shows at most
+:data:`MAX_TABLE_ROWS` coordinates (stats.json has them all), and the plots at most
+:data:`MAX_PLOT_CATEGORIES` categories (the most likely ones).
 """
 
 from __future__ import annotations
@@ -44,6 +58,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from relaxcli import methods as registry
@@ -76,6 +91,12 @@ SOFTPLUS_OFFSET = 1e-4  # the registry's scale = softplus(raw_scale) + 1e-4 for 
 # float64 parameters: the closed forms and JSON files then show the numbers the user typed.
 DTYPE = torch.float64
 CHUNK = 50_000  # samples per draw: bounded memory, and the same RNG stream for any --num-samples
+DEFAULT_NUM_SAMPLES = 10_000
+MAX_SAMPLE_VALUES = 20_000_000      # samples x values per sample held in memory (float64: 160 MB)
+MAX_ENUMERATION_VALUES = 20_000_000  # C(K, k) x K x rows for exact top-k inclusion probabilities
+MAX_TABLE_ROWS = 30                 # coordinates shown in the table on stderr
+MAX_PLOT_CATEGORIES = 40            # categories drawn in category_means.png / inclusion.png
+PARAM_FILE_SUFFIXES = (".npy", ".pt", ".csv")
 
 
 # ----------------------------------------------------------------------------- option support
@@ -110,6 +131,41 @@ def _require(method: registry.Method, option: str, flag: str) -> None:
 
 
 # ----------------------------------------------------------------------------- parameters
+def read_rows(text: str, option: str) -> list[list[float]]:
+    """``--probs`` / ``--logits`` text, or a ``.npy`` / ``.pt`` / ``.csv`` file of numbers (for
+    parameter vectors too long for a command line), as rows of equal length."""
+    path = Path(str(text))
+    if path.suffix.lower() not in PARAM_FILE_SUFFIXES:
+        return parse_rows(text, option)
+    if not path.is_file():
+        raise BadInput(f"{option}: {text!r} is not an existing file")
+    try:
+        if path.suffix.lower() == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".pt":
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(obj, torch.Tensor):
+                raise ValueError(f"it holds a {type(obj).__name__}, not a tensor")
+            arr = obj.detach().double().numpy()
+        else:
+            arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=float)
+            if arr.shape[1] == 1 and arr.shape[0] > 1:  # one value per line: one row
+                arr = arr.T
+        arr = np.asarray(arr, dtype=float)
+    except BadInput:
+        raise
+    except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
+        raise BadInput(f"{option}: cannot read {text!r} as numbers ({e})") from None
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.size == 0:
+        raise BadInput(f"{option}: {text!r} must hold a vector or a matrix (rows of a batch), got "
+                       f"shape {tuple(arr.shape)}")
+    if not np.isfinite(arr).all():
+        raise BadInput(f"{option}: {text!r} holds non-finite numbers")
+    return arr.tolist()
+
+
 def _softplus_inverse(y: torch.Tensor) -> torch.Tensor:
     return y + torch.log(-torch.expm1(-y))
 
@@ -149,14 +205,14 @@ def resolve_parameters(method: registry.Method, probs: str | None, logits: str |
     if method.from_logits:
         simplex = method.family in ("categorical", "subset", "simplex")
         if logits is not None:
-            rows = parse_rows(logits, "--logits")
+            rows = read_rows(logits, "--logits")
             if simplex and len(rows[0]) < 2:
                 raise BadInput("--logits: a categorical law needs at least 2 categories")
             raw = torch.tensor(rows, dtype=DTYPE)
             p = torch.softmax(raw, -1) if simplex else torch.sigmoid(raw)
         else:
             if probs is not None:
-                rows = parse_rows(probs, "--probs")
+                rows = read_rows(probs, "--probs")
             elif is_copula:
                 rows = EXAMPLE_PI
                 if tau is None:
@@ -292,12 +348,26 @@ def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict
             pad = torch.full(lr_mean.shape[:-1] + (1,), float("nan"), dtype=torch.float64)
             put("log_ratio", torch.cat([lr_mean, pad], -1))
     incl = (_accessor(method.discrete(raw, **options), "inclusion_probs")
-            if method.family == "subset" and method.discrete is not None else None)
+            if method.family == "subset" and method.discrete is not None
+            and inclusion_mode(raw, options)[0] == "exact" else None)
     if incl is not None:
         put("p_included", incl)
         if is_hard:  # the exact top-k indicator: E[z_i] = P(i in top-k)
             put("mean", incl)
     return out
+
+
+def inclusion_mode(raw: torch.Tensor, options: dict) -> tuple[str, str]:
+    """("exact", how) when the C(K, k) subsets fit the enumeration's memory bound, else
+    ("monte-carlo", why): the inclusion frequencies of the samples, with standard errors."""
+    n_cat, k = int(raw.shape[-1]), int(options.get("k", 2))
+    rows = max(1, raw.numel() // max(1, n_cat))
+    count = math.comb(n_cat, k)
+    if count * n_cat * rows <= MAX_ENUMERATION_VALUES:
+        return "exact", f"exact, by enumeration of the C({n_cat}, {k}) = {count} subsets"
+    return "monte-carlo", (f"Monte-Carlo estimates with standard errors (the exact values need "
+                           f"all C({n_cat}, {k}) = {count:.3g} subsets, more than the enumeration's "
+                           f"memory bound of {MAX_ENUMERATION_VALUES:.0e} values)")
 
 
 def pairwise_closed_form(dist) -> torch.Tensor | None:
@@ -365,6 +435,8 @@ def coordinate_stats(samples: torch.Tensor, method: registry.Method, dist, exact
                     rec["log_ratio_z"] = _z(e, ex, n, std=float(ratio_std[idx]))
                 elif key != "std":
                     rec[f"{key}_z"] = _z(e, ex, n)
+            elif key == "p_included":  # no exact value: the estimate's own standard error
+                rec["p_included_se"] = math.sqrt(max(e * (1 - e), 0.0) / n)
         records.append(rec)
     return records
 
@@ -413,12 +485,15 @@ def stats_table(records: list[dict], title: str):
         if any(f"{key}_exact" in r for r in records):
             table.add_column("exact", justify="right", style="cyan")
             cols.append((key, True))
-    for r in records:
+    for r in records[:MAX_TABLE_ROWS]:
         cells = [",".join(map(str, r["index"]))]
         for key, is_exact in cols:
             v = r.get(f"{key}_exact" if is_exact else key)
             cells.append("-" if v is None else f"{v:.3f}")
         table.add_row(*cells)
+    if len(records) > MAX_TABLE_ROWS:
+        table.caption = (f"the first {MAX_TABLE_ROWS} of {len(records)} coordinates; stats.json "
+                         "has them all")
     return table
 
 
@@ -460,17 +535,29 @@ def make_plots(run, method, samples: torch.Tensor, records: list[dict], exact: d
     per_batch = x.reshape(n, -1, kcat)
     means = per_batch.mean(0).numpy()
     ex_mean = exact.get("mean")
-    fig = plots.category_means(means, None if ex_mean is None else ex_mean.reshape(-1, kcat).numpy(),
+    # Many categories: draw the MAX_PLOT_CATEGORIES most likely ones (of row 0), so the picture
+    # keeps a readable size whatever K is.
+    show = np.arange(kcat)
+    if kcat > MAX_PLOT_CATEGORIES:
+        ref = exact.get("p_included", exact.get("p_argmax", ex_mean))
+        ref = means[0] if ref is None else ref.reshape(-1, kcat)[0].numpy()
+        show = np.sort(np.argsort(-np.asarray(ref), kind="stable")[:MAX_PLOT_CATEGORIES])
+        title += f" ({len(show)} most likely of {kcat} categories)"
+    fig = plots.category_means(means[:, show], None if ex_mean is None
+                               else ex_mean.reshape(-1, kcat).numpy()[:, show],
                                labels=[f"row {b}" for b in range(means.shape[0])] if means.shape[0] > 1
-                               else None, ylabel="mean of z_k", title=title)
+                               else None, ylabel="mean of z_k", title=title,
+                               categories=show.tolist() if kcat > MAX_PLOT_CATEGORIES else None)
     files.append(run.save_figure(fig, "category_means.png").name)
     plots.close(fig)
     if method.family == "subset" and "k" in options:
         top = x.topk(options["k"], dim=-1).indices
         freq = torch.zeros_like(x).scatter_(-1, top, 1.0).mean(0).reshape(-1, kcat).numpy()
         ex = exact.get("p_included")
-        fig = plots.topk_inclusion(freq, None if ex is None else ex.reshape(-1, kcat).numpy(),
-                                   k=options["k"], title=title + f", k={options['k']}")
+        fig = plots.topk_inclusion(freq[:, show], None if ex is None
+                                   else ex.reshape(-1, kcat).numpy()[:, show],
+                                   k=options["k"], title=title + f", k={options['k']}",
+                                   categories=show.tolist() if kcat > MAX_PLOT_CATEGORIES else None)
         files.append(run.save_figure(fig, "inclusion.png").name)
         plots.close(fig)
     elif kcat == 3:
@@ -482,9 +569,29 @@ def make_plots(run, method, samples: torch.Tensor, records: list[dict], exact: d
 
 
 # ----------------------------------------------------------------------------- the runner
+def _fit_memory(num_samples: int | None, per_sample: int) -> tuple[int, str | None]:
+    """The number of samples within MAX_SAMPLE_VALUES: the default lowered to fit (with the
+    line that says so), a given -n that does not fit refused (exit 2)."""
+    fit = MAX_SAMPLE_VALUES // max(1, per_sample)
+    if num_samples is None:
+        if fit >= DEFAULT_NUM_SAMPLES:
+            return DEFAULT_NUM_SAMPLES, None
+        if fit < 2:
+            raise BadInput(f"one sample has {per_sample} values; two of them exceed the memory "
+                           f"bound of {MAX_SAMPLE_VALUES:.0e} sample values of relax sample")
+        return fit, (f"-n lowered from {DEFAULT_NUM_SAMPLES} to {fit}: {per_sample} values per "
+                     f"sample, and relax sample keeps at most {MAX_SAMPLE_VALUES:.0e} values in "
+                     "memory")
+    if num_samples > fit:
+        raise BadInput(f"-n {num_samples} samples of {per_sample} values each exceed the memory "
+                       f"bound of {MAX_SAMPLE_VALUES:.0e} sample values; use -n {max(fit, 2)} or "
+                       "fewer" if fit >= 2 else f"one sample has {per_sample} values: too many")
+    return num_samples, None
+
+
 def run_sample(method: str, *, tau: float | None = None, probs: str | None = None,
                logits: str | None = None, k: int | None = None, correlation: str | None = None,
-               scale: str | None = None, loc: str | None = None, num_samples: int = 10_000,
+               scale: str | None = None, loc: str | None = None, num_samples: int | None = None,
                hard: bool = False, tau_forward: float | None = None, seed: int = 0, out=None,
                overwrite: bool = False, device: str = "auto", reporter: Reporter | None = None,
                argv: list[str] | None = None, threads: int | None = None) -> dict:
@@ -495,7 +602,7 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
     reporter = reporter or Reporter(quiet=True)
     # ---- setup: everything the user typed is checked before the run directory exists
     m = registry.get_method(method)
-    if num_samples < 2:
+    if num_samples is not None and num_samples < 2:
         raise BadInput(f"--num-samples must be at least 2 (to estimate a std), got {num_samples}")
     params = resolve_parameters(m, probs, logits, loc, scale, correlation, k, tau, hard)
     if tau_forward is not None:
@@ -512,6 +619,12 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
     seed_everything(seed)
     dist = build_distribution(m, raw, tau_used, opts)
     vector_event = len(dist.event_shape) > 0 and m.family != "bernoulli"
+    num_samples, lowered = _fit_memory(num_samples, math.prod(dist.batch_shape + dist.event_shape))
+    if lowered:
+        reporter.note(lowered)
+    incl_mode = inclusion_mode(raw, opts) if m.family == "subset" and "k" in opts else None
+    if incl_mode is not None and incl_mode[0] != "exact":
+        reporter.note(f"top-k inclusion probabilities: {incl_mode[1]}")
     warnings = []
     if m.family == "subset" and not hard and opts.get("relaxation", "sequential") == "sequential":
         line = sequential_relaxation_warning(float(tau_used), int(opts["k"]))
@@ -561,6 +674,11 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
             "all_finite": finite, "coordinates": records, "pairwise": pairs,
             "max_abs_z": max_z, "num_checks": n_checks, "warnings": warnings,
         }
+        if incl_mode is not None:
+            stats["inclusion_probs"] = incl_mode[0]
+            stats["inclusion_probs_note"] = incl_mode[1]
+        if lowered:
+            stats["num_samples_note"] = lowered
         run.write_json("stats.json", stats)
         # ---- save pictures and report
         files = ["samples.pt", "stats.json"]

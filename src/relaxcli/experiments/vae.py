@@ -736,6 +736,12 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
                            + (f"  IW -log p(x) {rec['test_iw_nll']:.2f}"
                               if rec["test_iw_nll"] is not None else "")
                            + f"  ({rec['seconds']:.1f} s)")
+            untrained = history[0]["test_neg_elbo"] if history[0]["epoch"] == 0 else None
+            if untrained is not None and rec["test_neg_elbo"] > 10 * abs(untrained):
+                # finite but absurd (e.g. --lr 1e10): not a NaN stop, but never silent
+                reporter.note(f"warning: epoch {epoch}'s test -ELBO {rec['test_neg_elbo']:.3g} is more "
+                              f"than 10x the untrained model's {untrained:.3g}: training is "
+                              f"diverging; the learning rate (--lr {opts['lr']:g}) is probably too large")
             if val_x is not None and rec["val_neg_elbo"] <= min(r["val_neg_elbo"] for r in history if r["epoch"] >= 1):
                 run.save_torch(BEST, {"epoch": epoch, "model": model.state_dict()})
             run.save_torch(CHECKPOINT, {
