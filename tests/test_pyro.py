@@ -87,3 +87,31 @@ def test_core_imports_without_pyro():
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "pyro-missing: relaxcli.pyro needs pyro-ppl" in out.stdout
+
+
+SHAPES = {  # constructor (keyword arguments) and the argument shapes handed to infer_shapes
+    "GumbelSoftmax": (lambda C: C(torch.ones(3, 1), logits=torch.zeros(2, 5)), {"temperature": (3, 1), "logits": (2, 5)}),
+    "LogGumbelSoftmax": (lambda C: C(0.5, probs=torch.full((4, 5), 0.2)), {"temperature": (), "probs": (4, 5)}),
+    "DecoupledStraightThroughGumbelSoftmax": (lambda C: C(torch.ones(3, 1), 1.0, logits=torch.zeros(2, 5)),
+                                              {"temperature_forward": (3, 1), "temperature_backward": (), "logits": (2, 5)}),
+    "GumbelSoftmaxTopK": (lambda C: C(2, 0.5, logits=torch.zeros(4, 6)), {"temperature": (), "logits": (4, 6)}),
+    "GeneralizedGumbelSoftmax": (lambda C: C(torch.arange(5.0), torch.ones(3, 1), logits=torch.zeros(2, 5)),
+                                 {"values": (5,), "temperature": (3, 1), "logits": (2, 5)}),
+    "InvertibleGaussian": (lambda C: C(torch.zeros(4, 2), torch.ones(2), torch.ones(3, 1)),
+                           {"loc": (4, 2), "scale": (2,), "temperature": (3, 1)}),
+    "LogisticNormalSoftmax": (lambda C: C(torch.zeros(4, 3), torch.ones(3)), {"loc": (4, 3), "scale": (3,)}),
+    "CorrelatedRelaxedBernoulli": (lambda C: C(0.5, logits=torch.zeros(4, 3), correlation=torch.eye(3).expand(2, 1, 3, 3)),
+                                   {"temperature": (), "logits": (4, 3), "correlation": (2, 1, 3, 3)}),
+    "LogitCorrelatedRelaxedBernoulli": (lambda C: C(torch.ones(4, 1), logits=torch.zeros(3), correlation=torch.eye(3)),
+                                        {"temperature": (4, 1), "logits": (3,), "correlation": (3, 3)}),
+}
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_infer_shapes_of_vector_event_classes(name):
+    # Pyro's default raised NotImplementedError for every vector event (and gave the generalized
+    # Gumbel-Softmax the values' dimension as a batch dimension).
+    make, shapes = SHAPES[name]
+    cls = getattr(RP, name)
+    d = make(cls)
+    assert cls.infer_shapes(**shapes) == (d.batch_shape, d.event_shape)

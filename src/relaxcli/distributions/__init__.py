@@ -5,6 +5,7 @@ element, follows its parameters' dtype and device, and has an exact ``log_prob``
 ``NotImplementedError`` saying why none exists).
 """
 
+from relaxcli.distributions import kl as _kl  # noqa: F401  (registers the discrete KLs)
 from relaxcli.distributions.bernoulli import (
     GaussianRelaxedBernoulli,
     HardConcrete,

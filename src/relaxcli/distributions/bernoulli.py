@@ -139,6 +139,17 @@ class _BinaryMixin(SampleWithGenerator):
         new._validate_args = self._validate_args
         return new
 
+    def _bernoulli_entropy(self) -> Tensor:
+        """-p log p - (1 - p) log(1 - p), from the logits (exact at p near 0 or 1)."""
+        logits = self.logits
+        return binary_cross_entropy_with_logits(logits, torch.sigmoid(logits), reduction="none")
+
+    def _enumerate_binary(self, expand: bool = True) -> Tensor:
+        """[0, 1] over a new leading dimension, (2, *batch_shape) (``expand=False``: batch dims 1)."""
+        values = torch.arange(2, dtype=self.logits.dtype, device=self.logits.device)
+        values = values.view((-1,) + (1,) * len(self.batch_shape))
+        return values.expand((-1,) + self.batch_shape) if expand else values
+
     def _bernoulli_log_mass(self, value: Tensor) -> Tensor:
         """log Bernoulli(value; p) = value log p + (1 - value) log(1 - p), as torch's Bernoulli."""
         logits, value = broadcast_all(self.logits, value)
@@ -234,6 +245,30 @@ class RelaxedBernoulli(HardSwitch, _BinaryMixin, Distribution):
         raise NotImplementedError("the binary Concrete mean has no closed form (it is an integral "
                                   "of a logistic-normal-like law); estimate it by sampling")
 
+    @property
+    def variance(self) -> Tensor:
+        if self.hard:
+            return self.probs * (1 - self.probs)
+        raise NotImplementedError("the binary Concrete variance has no closed form; estimate it "
+                                  "by sampling (LogitRelaxedBernoulli has one in logit space)")
+
+    def entropy(self) -> Tensor:
+        if self.hard:
+            return self._bernoulli_entropy()
+        raise NotImplementedError("the binary Concrete entropy has no closed form (E[log sigma(x) "
+                                  "+ log sigma(-x)] of a logistic x); LogitRelaxedBernoulli's is "
+                                  "2 - log tau")
+
+    @property
+    def has_enumerate_support(self) -> bool:  # the hard law is Bernoulli, the soft one continuous
+        return self.hard
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        if not self.hard:
+            raise NotImplementedError("RelaxedBernoulli.enumerate_support of soft values: the "
+                                      "relaxed law is continuous; use hard=True")
+        return self._enumerate_binary(expand)
+
     def logit_space(self) -> LogitRelaxedBernoulli:
         """The law of logit z = (logits + L)/tau with the same parameters (exact float32 densities)."""
         given = {"probs": self.probs} if "probs" in self.__dict__ and "logits" not in self.__dict__ \
@@ -294,6 +329,20 @@ class LogitRelaxedBernoulli(_BinaryMixin, Distribution):
             self._validate_sample(value)
         value = torch.as_tensor(value, dtype=self.logits.dtype, device=self.logits.device)
         return _concrete_logit_log_density(value, self.logits, self.temperature)
+
+    @property
+    def mean(self) -> Tensor:
+        """logits / tau (x is logistic with location logits/tau, scale 1/tau)."""
+        return self.logits / self.temperature
+
+    @property
+    def variance(self) -> Tensor:
+        """pi^2 / (3 tau^2)."""
+        return (math.pi ** 2 / 3.0) / self.temperature.pow(2) + torch.zeros_like(self.logits)
+
+    def entropy(self) -> Tensor:
+        """2 - log tau (a logistic law with scale 1/tau)."""
+        return 2.0 - torch.log(self.temperature) + torch.zeros_like(self.logits)
 
     def relaxed(self) -> RelaxedBernoulli:
         """The law of sigmoid(x)."""
@@ -368,6 +417,36 @@ class GaussianRelaxedBernoulli(SampleWithGenerator, Distribution):
     def prob_nonzero(self) -> Tensor:
         """P(z != 0) = Phi(loc/scale), the expected L0 norm of the gate."""
         return torch.special.ndtr(self.loc / self.scale)
+
+    def _clamp_moments(self) -> tuple[Tensor, Tensor]:
+        """E[z], E[z^2] of z = clamp(x, 0, 1), x ~ N(loc, scale^2), with a = -loc/scale,
+        b = (1 - loc)/scale: E[z] = loc dPhi + scale (phi(a) - phi(b)) + (1 - Phi(b)) and
+        E[z^2] = loc^2 dPhi + 2 loc scale (phi(a) - phi(b)) + scale^2 (dPhi + a phi(a) - b phi(b))
+        + (1 - Phi(b)), dPhi = Phi(b) - Phi(a) (tails from log_ndtr, not 1 - Phi)."""
+        loc, scale = self.loc, self.scale
+        a, b = -loc / scale, (1.0 - loc) / scale
+        phi_a = torch.exp(-0.5 * a * a) / math.sqrt(2.0 * math.pi)
+        phi_b = torch.exp(-0.5 * b * b) / math.sqrt(2.0 * math.pi)
+        inside = 1.0 - self.prob_zero - self.prob_one          # Phi(b) - Phi(a)
+        d_phi = phi_a - phi_b
+        first = loc * inside + scale * d_phi + self.prob_one
+        second = (loc.pow(2) * inside + 2.0 * loc * scale * d_phi
+                  + scale.pow(2) * (inside + a * phi_a - b * phi_b) + self.prob_one)
+        return first, second
+
+    @property
+    def mean(self) -> Tensor:
+        """E[clamp(loc + scale eps, 0, 1)] in closed form (see ``_clamp_moments``)."""
+        return self._clamp_moments()[0]
+
+    @property
+    def variance(self) -> Tensor:
+        first, second = self._clamp_moments()
+        return (second - first.pow(2)).clamp(min=0.0)
+
+    def entropy(self):
+        raise NotImplementedError("GaussianRelaxedBernoulli.entropy: a mixed law (atoms plus a "
+                                  "density) has no entropy w.r.t. a single base measure")
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
@@ -577,6 +656,13 @@ class StochasticTimesSmooth(_BinaryMixin, Distribution):
         # E[h^2] = sqrt(p) * p
         return self.probs * self.sqrt_probs - self.probs ** 2
 
+    def entropy(self) -> Tensor:
+        """Entropy of the two-point law: -r log r - (1 - r) log(1 - r), r = sqrt(p)."""
+        log_r = self.log_sqrt_probs
+        log_1m_r = torch.log(-torch.expm1(log_r))
+        r = log_r.exp()
+        return -(r * log_r + (1.0 - r) * log_1m_r)
+
 
 # ----------------------------------------------------------------------------- Straight-through
 class StraightThroughBernoulli(_BinaryMixin, Distribution):
@@ -621,3 +707,11 @@ class StraightThroughBernoulli(_BinaryMixin, Distribution):
     @property
     def variance(self) -> Tensor:
         return self.probs * (1 - self.probs)
+
+    def entropy(self) -> Tensor:
+        return self._bernoulli_entropy()
+
+    has_enumerate_support = True
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        return self._enumerate_binary(expand)

@@ -125,9 +125,42 @@ class _CategoricalParams(SampleWithGenerator, Distribution):
     def param_shape(self) -> torch.Size:
         return self._param.size()
 
+    #: arguments whose last dimension is the K categories (the rest broadcast into the batch)
+    _vector_args: ClassVar[tuple[str, ...]] = ("probs", "logits")
+
+    @classmethod
+    def infer_shapes(cls, **arg_shapes):
+        """(batch_shape, event_shape) from the shapes of the arguments (Pyro's ``infer_shapes``).
+
+        probs / logits (and ``values``) are (..., K); temperatures broadcast into the batch.
+        """
+        batch, num = [], None
+        for name, shape in arg_shapes.items():
+            shape = torch.Size(shape)
+            if name in cls._vector_args:
+                batch.append(shape[:-1])
+                num = shape[-1] if name != "values" or num is None else num
+            else:
+                batch.append(shape)
+        if num is None:
+            raise ValueError(f"{cls.__name__}.infer_shapes needs the shape of probs or logits")
+        return torch.broadcast_shapes(*batch), cls._event_shape_for(num)
+
+    @classmethod
+    def _event_shape_for(cls, num: int) -> torch.Size:
+        return torch.Size((num,))
+
     @property
     def num_categories(self) -> int:
         return self._param.shape[-1]
+
+    def _one_hot_support(self, expand: bool = True) -> Tensor:
+        """The K one-hot vectors, (K, *batch_shape, K) (``expand=False``: batch dims 1), as torch's
+        ``OneHotCategorical.enumerate_support``."""
+        num = self.num_categories
+        eye = torch.eye(num, dtype=self._param.dtype, device=self._param.device)
+        eye = eye.view((num,) + (1,) * len(self.batch_shape) + (num,))
+        return eye.expand((num,) + self.batch_shape + (num,)) if expand else eye
 
     def _expand_params(self, new, batch_shape: torch.Size) -> None:
         shape = batch_shape + self._param.shape[-1:]
@@ -230,9 +263,39 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
             return (value * self.logits).sum(-1)
         return concrete_log_density(value, self.logits, self.temperature)
 
-    def entropy(self):
-        raise NotImplementedError("GumbelSoftmax.entropy: the Concrete distribution's entropy has no "
-                                  "closed form (estimate it by Monte Carlo with log_prob).")
+    def _soft_has_none(self, what: str):
+        raise NotImplementedError(f"GumbelSoftmax.{what} of soft values: the Concrete distribution's "
+                                  f"{what} has no closed form (estimate it by Monte Carlo); the hard "
+                                  f"law (hard=True) is Categorical and has one")
+
+    @property
+    def mean(self) -> Tensor:
+        if not self.hard:
+            self._soft_has_none("mean")
+        return self.probs.expand(self.batch_shape + self.event_shape)
+
+    @property
+    def variance(self) -> Tensor:
+        if not self.hard:
+            self._soft_has_none("variance")
+        p = self.probs.expand(self.batch_shape + self.event_shape)
+        return p * (1 - p)
+
+    def entropy(self) -> Tensor:
+        if not self.hard:
+            self._soft_has_none("entropy")
+        logits = self.logits.expand(self.batch_shape + self.event_shape)
+        return -(logits.exp() * logits).sum(-1)
+
+    @property
+    def has_enumerate_support(self) -> bool:  # the hard law is finite, the relaxed one is not
+        return self.hard
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        if not self.hard:
+            raise NotImplementedError("GumbelSoftmax.enumerate_support of soft values: the relaxed "
+                                      "law is continuous; use hard=True")
+        return self._one_hot_support(expand)
 
     def log_space(self) -> LogGumbelSoftmax:
         """The law of log y = log_softmax((logits + G)/tau), same parameters (exact float32 densities)."""
@@ -397,6 +460,27 @@ class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
         """log softmax(logits / tau_f): the log-probabilities of the forward one-hot law."""
         return torch.log_softmax(self.logits / self.temperature_forward.unsqueeze(-1), dim=-1)
 
+    has_enumerate_support = True
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        """The K one-hot vectors, (K, *batch_shape, K) (Pyro's TraceEnum_ELBO enumerates them)."""
+        return self._one_hot_support(expand)
+
+    @property
+    def mean(self) -> Tensor:
+        """softmax(logits / tau_f): the forward law's probabilities."""
+        return self.forward_logits.exp().expand(self.batch_shape + self.event_shape)
+
+    @property
+    def variance(self) -> Tensor:
+        p = self.mean
+        return p * (1 - p)
+
+    def entropy(self) -> Tensor:
+        """Entropy of the forward law Categorical(softmax(logits / tau_f))."""
+        lp = self.forward_logits.expand(self.batch_shape + self.event_shape)
+        return -(lp.exp() * lp).sum(-1)
+
     def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
         logits = self._shift_free_logits  # softmax and argmax ignore a shift per row
@@ -451,6 +535,11 @@ class GeneralizedGumbelSoftmax(HardSwitch, _CategoricalParams):
         "logits": constraints.real_vector,
     }
     has_rsample = True
+    _vector_args: ClassVar[tuple[str, ...]] = ("probs", "logits", "values")
+
+    @classmethod
+    def _event_shape_for(cls, num: int) -> torch.Size:
+        return torch.Size()  # one number per variable
 
     def __init__(self, values, temperature, *, probs=None, logits=None, hard: bool = False,
                  validate_args=None):
@@ -499,6 +588,28 @@ class GeneralizedGumbelSoftmax(HardSwitch, _CategoricalParams):
                 "the mean of a soft generalized Gumbel-Softmax sample has no closed form "
                 "(E[w] != probs); use hard=True for the discrete law's mean")
         return (self.probs * self.values).sum(-1).expand(self.batch_shape)
+
+    @property
+    def variance(self) -> Tensor:
+        """sum_k p_k values_k^2 - mean^2 when ``hard`` (no closed form for soft values)."""
+        if not self.hard:
+            raise NotImplementedError(
+                "the variance of a soft generalized Gumbel-Softmax sample has no closed form; use "
+                "hard=True for the discrete law's variance")
+        m = self.mean
+        return ((self.probs * (self.values - m.unsqueeze(-1)).pow(2)).sum(-1)).expand(self.batch_shape)
+
+    def entropy(self) -> Tensor:
+        """Entropy of the discrete law over the distinct numbers in ``values`` (hard only):
+        -sum_k p_k log P(X = values_k), so repeated values are merged."""
+        if not self.hard:
+            raise NotImplementedError(
+                "the entropy of a soft generalized Gumbel-Softmax value has no closed form (its "
+                "density has none); use hard=True")
+        same = self.values.unsqueeze(-1) == self.values.unsqueeze(-2)          # (..., K, K)
+        logits = self.logits.unsqueeze(-2).expand(same.shape)
+        log_mass = torch.where(same, logits, torch.full_like(logits, -math.inf)).logsumexp(-1)
+        return -(self.probs * log_mass).sum(-1).expand(self.batch_shape)
 
     def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape) + self._param.shape[-1:]

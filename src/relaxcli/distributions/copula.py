@@ -203,6 +203,16 @@ class _CopulaGates(_BinaryMixin, Distribution):
     }
     has_rsample = True
 
+    @classmethod
+    def infer_shapes(cls, temperature=(), probs=None, logits=None, correlation=None, scale_tril=None):
+        """(batch_shape, event_shape) from the argument shapes: probs/logits (..., D) broadcast
+        with temperature; correlation/scale_tril (..., D, D); event (D,)."""
+        param = torch.Size(probs if probs is not None else logits)
+        gates = torch.broadcast_shapes(torch.Size(temperature), param)
+        matrix = correlation if correlation is not None else scale_tril
+        matrix_batch = torch.Size(matrix)[:-2] if matrix is not None else torch.Size()
+        return torch.broadcast_shapes(gates[:-1], matrix_batch), gates[-1:]
+
     def __init__(self, temperature, probs=None, logits=None, *, correlation=None, scale_tril=None,
                  validate_args=None):
         if (probs is None) == (logits is None):
@@ -403,6 +413,22 @@ class LogitCorrelatedRelaxedBernoulli(_CopulaGates):
             self._validate_sample(value)
         value = torch.as_tensor(value, dtype=self.logits.dtype, device=self.logits.device)
         return self._logit_log_density(value)
+
+    @property
+    def mean(self) -> Tensor:
+        """logits / tau: logit Phi(v_k) is a standard logistic variable (mean 0) for every k."""
+        return self.logits / self.temperature
+
+    @property
+    def variance(self) -> Tensor:
+        """pi^2 / (3 tau^2): the marginals are those of LogitRelaxedBernoulli."""
+        return (math.pi ** 2 / 3.0) / self.temperature.pow(2)
+
+    def entropy(self) -> Tensor:
+        """sum_k (2 - log tau_k) + 1/2 log|R|: the marginals' (logistic) entropies minus the
+        Gaussian copula's mutual information, -1/2 log|R|."""
+        half_log_det = torch.log(torch.diagonal(self._tril, dim1=-2, dim2=-1)).sum(-1)
+        return (2.0 - torch.log(self.temperature)).sum(-1) + half_log_det
 
     def relaxed(self) -> CorrelatedRelaxedBernoulli:
         """The law of sigmoid(x): the gates in (0, 1)."""

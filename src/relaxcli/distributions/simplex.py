@@ -99,6 +99,13 @@ class InvertibleGaussian(Distribution):
     support = constraints.simplex
     has_rsample = True
 
+    @classmethod
+    def infer_shapes(cls, loc, scale, temperature=(), delta=()):
+        """(batch_shape, event_shape) from the argument shapes: loc, scale (..., K-1) -> event (K,)."""
+        loc, scale = torch.Size(loc), torch.Size(scale)
+        batch = torch.broadcast_shapes(loc[:-1], scale[:-1], torch.Size(temperature), torch.Size(delta))
+        return batch, torch.Size((torch.broadcast_shapes(loc[-1:], scale[-1:])[0] + 1,))
+
     def __init__(self, loc, scale, temperature, delta=1.0, validate_args=None):
         loc, scale = as_tensor_pair(loc, scale)
         loc, scale = torch.broadcast_tensors(loc, scale)
@@ -219,6 +226,12 @@ class LogisticNormalSoftmax(Distribution):
     }
     support = constraints.simplex
     has_rsample = True
+
+    @classmethod
+    def infer_shapes(cls, loc, scale):
+        """(batch_shape, event_shape) from the argument shapes: loc, scale (..., K) -> event (K,)."""
+        shape = torch.broadcast_shapes(torch.Size(loc), torch.Size(scale))
+        return shape[:-1], shape[-1:]
 
     def __init__(self, loc, scale, validate_args=None):
         loc, scale = as_tensor_pair(loc, scale)

@@ -268,6 +268,27 @@ class GumbelSoftmaxTopK(HardSwitch, _CategoricalParams):
         self._check_enumerable("enumerate_log_prob")
         return self._subsets_log_prob()
 
+    @property
+    def mean(self) -> Tensor:
+        """Hard: the inclusion probabilities (exact, by enumeration). Soft: no closed form."""
+        if not self.hard:
+            raise NotImplementedError(
+                "GumbelSoftmaxTopK.mean of soft values has no closed form (see inclusion_probs() for "
+                "the hard law's, which the soft mean approaches as tau -> 0)")
+        return self.inclusion_probs()
+
+    @property
+    def variance(self) -> Tensor:
+        incl = self.mean
+        return incl * (1 - incl)
+
+    def entropy(self) -> Tensor:
+        """Hard: -sum_S q(S) log q(S) over the C(K, k) subsets. Soft: no closed form."""
+        if not self.hard:
+            raise NotImplementedError("GumbelSoftmaxTopK.entropy of soft values has no closed form")
+        lp = self.enumerate_log_prob()
+        return -(lp.exp() * lp).sum(0)
+
     def inclusion_probs(self) -> Tensor:
         """P(i is among the k draws without replacement) = sum_S q(S) 1[i in S], (*batch, K).
 
