@@ -10,7 +10,6 @@ from torch.distributions import Bernoulli, Categorical, OneHotCategorical, kl_di
 
 from relaxcli import distributions as D
 
-
 # ----------------------------------------------------------------------------- signatures
 RELAXIT_CALLS = {
     # relaxit's positional calls: each must raise, not run with another meaning
