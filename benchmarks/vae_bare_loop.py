@@ -11,6 +11,7 @@ and the ratio of their seconds per step is relaxcli's overhead.
 
 Usage:
     python benchmarks/vae_bare_loop.py --epochs 17 --threads 1            # both, seed 0
+    python benchmarks/vae_bare_loop.py --epochs 3 --init torch            # nn.Linear's init
     python benchmarks/vae_bare_loop.py --epochs 17 --input-coding centered --which bare
 """
 
@@ -35,10 +36,13 @@ from relaxcli.data import load_dataset
 N_VARS, K = 20, 10
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
+def mlp(sizes: list[int], init: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.ReLU()]
+        if init == "xavier":  # Glorot-uniform weights, zero biases (TensorFlow's default)
+            nn.init.xavier_uniform_(layers[-2].weight)
+            nn.init.zeros_(layers[-2].bias)
     return nn.Sequential(*layers[:-1])  # no ReLU after the last layer
 
 
@@ -55,7 +59,8 @@ def neg_elbo(encoder, decoder, x, tau, coding, relaxed=True):
 
 def bare_loop(args, data) -> dict:
     torch.manual_seed(args.seed)
-    encoder, decoder = mlp([784, 512, 256, N_VARS * K]), mlp([N_VARS * K, 256, 512, 784])
+    encoder = mlp([784, 512, 256, N_VARS * K], args.init)
+    decoder = mlp([N_VARS * K, 256, 512, 784], args.init)
     opt = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=args.lr)
     train = data.train.float() / 255
     step, t0, last = 0, time.perf_counter(), []
@@ -87,7 +92,7 @@ def relaxcli_run(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         s = run_train_vae(method="gumbel-softmax", reporter=Reporter(quiet=True), epochs=args.epochs,
                           lr=args.lr, tau=1.0, anneal_rate=args.anneal_rate, tau_min=args.tau_min,
-                          input_coding=args.input_coding, eval_samples=1, seed=args.seed,
+                          input_coding=args.input_coding, init=args.init, eval_samples=1, seed=args.seed,
                           data_dir=args.data_dir, device="cpu", out=Path(tmp) / "run")
     return {"which": "relaxcli", "steps": s["steps"], "train_neg_elbo": s["train_neg_elbo"],
             "test_neg_elbo": s["test_neg_elbo"], "test_kl": s["test_kl"],
@@ -101,6 +106,7 @@ def main() -> None:
     p.add_argument("--anneal-rate", type=float, default=3e-5)
     p.add_argument("--tau-min", type=float, default=0.5)
     p.add_argument("--input-coding", choices=("x", "centered"), default="x")
+    p.add_argument("--init", choices=("xavier", "torch"), default="xavier")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--which", choices=("both", "bare", "relaxcli"), default="both")
