@@ -167,3 +167,11 @@ def test_bad_protocol_options_exit_2_before_training(tmp_path, bad, fragment):
 
     with pytest.raises(BadInput, match=fragment):
         train(tmp_path / "r", epochs=1, **bad)
+
+
+def test_joint_latent_reports_no_per_variable_kl(tmp_path):
+    """The copula's KL is one number for its whole vector: no per-variable KL or active count
+    (a length-1 list would read as 1 of 6 variables active)."""
+    s = train(tmp_path / "r", "correlated-bernoulli", epochs=1, categories=None)
+    assert s["kl_per_variable"] is None and s["test_active_vars"] is None
+    assert s["test_kl"] is not None and s["latent_vars"] == 6

@@ -418,11 +418,13 @@ def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, 
         if advance is not None:  # progress of a long (final) evaluation, in images
             advance(x.shape[0])
     kl_vars = kl_vars / n
+    # a joint law (the copula) has one KL for all its variables: no per-variable numbers
+    per_variable = kl_vars.numel() == laws.latent.n_vars
     return {f"{prefix}_neg_elbo": tot_elbo / n, f"{prefix}_iw_nll": tot_iw / n if iw else None,
             f"{prefix}_kl": tot_kl / n, f"{prefix}_recon": (tot_elbo - tot_kl) / n,
-            f"{prefix}_active_vars": int((kl_vars > ACTIVE_KL).sum()),
+            f"{prefix}_active_vars": int((kl_vars > ACTIVE_KL).sum()) if per_variable else None,
             f"{prefix}_mean_max_prob": None if top_prob is None else top_prob / n,
-            f"{prefix}_kl_per_variable": kl_vars.tolist()}
+            f"{prefix}_kl_per_variable": kl_vars.tolist() if per_variable else None}
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -731,7 +733,8 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
             history.append(rec)
             reporter.print(f"epoch {epoch}: train -ELBO {rec['train_neg_elbo']:.2f}  test -ELBO "
                            f"{rec['test_neg_elbo']:.2f} (KL {rec['test_kl']:.1f}, "
-                           f"{rec['test_active_vars']}/{latent.n_vars} active)"
+                           + (f"{rec['test_active_vars']}/{latent.n_vars} active)"
+                              if rec["test_active_vars"] is not None else "joint latent)")
                            + (f"  val {rec['val_neg_elbo']:.2f}" if val_x is not None else "")
                            + (f"  IW -log p(x) {rec['test_iw_nll']:.2f}"
                               if rec["test_iw_nll"] is not None else "")
