@@ -14,6 +14,36 @@ import numpy as np
 
 from relaxcli.errors import BadInput
 
+NUMBER_FILE_SUFFIXES = (".npy", ".pt", ".csv")
+
+
+def load_numbers(text: str, option: str) -> np.ndarray:
+    """The array of numbers in a ``.npy``, ``.pt`` (a saved tensor) or ``.csv`` file (one value
+    per line reads as one row); any unreadable file is bad input naming ``option``."""
+    path = Path(str(text))
+    suffix = path.suffix.lower()
+    if suffix not in NUMBER_FILE_SUFFIXES:
+        raise BadInput(f"{option}: {text!r} must end in {', '.join(NUMBER_FILE_SUFFIXES)}")
+    if not path.is_file():
+        raise BadInput(f"{option}: {text!r} is not an existing file")
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix == ".pt":
+            import torch  # only a .pt file needs it
+
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(obj, torch.Tensor):
+                raise ValueError(f"it holds a {type(obj).__name__}, not a tensor")
+            arr = obj.detach().double().numpy()
+        else:
+            arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=float)
+            if arr.shape[1] == 1 and arr.shape[0] > 1:  # one value per line: one row
+                arr = arr.T
+        return np.asarray(arr, dtype=float)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
+        raise BadInput(f"{option}: cannot read {text!r} as numbers ({e})") from None
+
 
 def parse_number(text: str, option: str) -> float:
     try:
@@ -85,19 +115,10 @@ def load_correlation(text: str, dim: int, option: str = "--correlation") -> np.n
                            f"equal correlation must lie in ({-1.0 / (dim - 1):.4g}, 1) to be "
                            "positive definite")
     else:
-        path = Path(text)
-        if not path.is_file():
-            raise BadInput(f"{option}: {text!r} is neither a number nor an existing .npy/.csv file")
-        try:
-            if path.suffix.lower() == ".npy":
-                r = np.load(path, allow_pickle=False)
-            elif path.suffix.lower() == ".csv":
-                r = np.loadtxt(path, delimiter=",", ndmin=2)
-            else:
-                raise BadInput(f"{option}: {text!r} must end in .npy or .csv")
-        except (OSError, ValueError) as e:
-            raise BadInput(f"{option}: cannot read {text!r} as a matrix ({e})") from None
-        r = np.asarray(r, dtype=float)
+        if not Path(text).is_file():
+            raise BadInput(f"{option}: {text!r} is neither a number nor an existing "
+                           f"{'/'.join(NUMBER_FILE_SUFFIXES)} file")
+        r = load_numbers(text, option)
     if r.ndim != 2 or r.shape != (dim, dim):
         raise BadInput(f"{option}: need a {dim}x{dim} correlation matrix (one row and column per "
                        f"variable), got shape {tuple(r.shape)}")

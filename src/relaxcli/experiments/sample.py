@@ -66,9 +66,11 @@ from relaxcli.console import Reporter
 from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
 from relaxcli.experiments._parse import (
+    NUMBER_FILE_SUFFIXES,
     check_positive,
     check_probabilities,
     load_correlation,
+    load_numbers,
     parse_number,
     parse_rows,
 )
@@ -96,7 +98,6 @@ MAX_SAMPLE_VALUES = 20_000_000      # samples x values per sample held in memory
 MAX_ENUMERATION_VALUES = 20_000_000  # C(K, k) x K x rows for exact top-k inclusion probabilities
 MAX_TABLE_ROWS = 30                 # coordinates shown in the table on stderr
 MAX_PLOT_CATEGORIES = 40            # categories drawn in category_means.png / inclusion.png
-PARAM_FILE_SUFFIXES = (".npy", ".pt", ".csv")
 
 
 # ----------------------------------------------------------------------------- option support
@@ -134,28 +135,9 @@ def _require(method: registry.Method, option: str, flag: str) -> None:
 def read_rows(text: str, option: str) -> list[list[float]]:
     """``--probs`` / ``--logits`` text, or a ``.npy`` / ``.pt`` / ``.csv`` file of numbers (for
     parameter vectors too long for a command line), as rows of equal length."""
-    path = Path(str(text))
-    if path.suffix.lower() not in PARAM_FILE_SUFFIXES:
+    if Path(str(text)).suffix.lower() not in NUMBER_FILE_SUFFIXES:
         return parse_rows(text, option)
-    if not path.is_file():
-        raise BadInput(f"{option}: {text!r} is not an existing file")
-    try:
-        if path.suffix.lower() == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif path.suffix.lower() == ".pt":
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(obj, torch.Tensor):
-                raise ValueError(f"it holds a {type(obj).__name__}, not a tensor")
-            arr = obj.detach().double().numpy()
-        else:
-            arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=float)
-            if arr.shape[1] == 1 and arr.shape[0] > 1:  # one value per line: one row
-                arr = arr.T
-        arr = np.asarray(arr, dtype=float)
-    except BadInput:
-        raise
-    except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
-        raise BadInput(f"{option}: cannot read {text!r} as numbers ({e})") from None
+    arr = load_numbers(text, option)
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.size == 0:
