@@ -142,18 +142,27 @@ def test_xavier_init_zero_biases():
     assert float(first.abs().max()) <= bound and float(first.abs().max()) > 0.9 * bound
 
 
-def test_resuming_a_run_made_before_input_coding_keeps_2x_minus_1(tmp_path):
-    """A run directory written by relaxcli 0.1 has no input_coding: it was trained on 2x - 1."""
-    train(tmp_path / "r", epochs=1)
+def test_resuming_a_run_made_before_input_coding_keeps_2x_minus_1(tmp_path, monkeypatch):
+    """A run directory written by relaxcli 0.1 has no input_coding / init: it was trained on 2x - 1
+    with nn.Linear's init, and its resume must rebuild that model, not today's default."""
+    train(tmp_path / "r", epochs=1, input_coding="centered", init="torch")
     cfg_path = tmp_path / "r" / "config.json"
     cfg = json.loads(cfg_path.read_text())
     for key in vae.RESUME_DEFAULTS:
         cfg["options"].pop(key)
     cfg_path.write_text(json.dumps(cfg))
     (tmp_path / "r" / "status").write_text("interrupted\n")
+    built = []
+    real_init = vae.VAE.__init__
+
+    def spy(self, *args, **kwargs):
+        built.append((kwargs.get("input_coding"), kwargs.get("init")))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(vae.VAE, "__init__", spy)
     s = vae.run_train_vae(method=None, reporter=Reporter(quiet=True), resume=tmp_path / "r", epochs=2)
     assert s["epochs"] == 2
-    assert json.loads(cfg_path.read_text())["options"].get("input_coding", "centered") == "centered"
+    assert built == [("centered", "torch")]
 
 
 @pytest.mark.parametrize("bad, fragment", [
