@@ -29,7 +29,7 @@ else
 fi
 : "${EXTRA:=}"
 if [[ -z "${METHODS:-}" ]]; then
-  METHODS="$(python -c 'from relaxcli.experiments.vae import suitable_methods; print(" ".join(suitable_methods()))')"
+  METHODS="$(python -c 'from relaxcli.commands.vae import suitable_methods; print(" ".join(suitable_methods()))')"
 fi
 
 for method in $(list_of "$METHODS"); do

@@ -17,7 +17,7 @@ import torch
 
 from relaxcli import cli
 from relaxcli.estimators.conditional import categorical_relaxed_pair
-from relaxcli.experiments import reinforce as R
+from relaxcli.commands import reinforce as R
 
 SUMMARY_KEYS = {"env", "estimator", "baseline", "episodes", "env_steps", "episodes_to_solve",
                 "steps_to_solve", "eval_return_greedy", "eval_return_stochastic", "wall_seconds"}

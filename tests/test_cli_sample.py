@@ -10,7 +10,7 @@ import torch
 
 from relaxcli import methods as registry
 from relaxcli.cli import main
-from relaxcli.experiments import sample as S
+from relaxcli.commands import sample as S
 from relaxcli.runs import read_status
 
 BUILDABLE = [m.name for m in registry.METHODS.values() if m.builder is not None]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from relaxcli.estimators import make_estimator
-from relaxcli.experiments import gradbench as G
+from relaxcli.commands import gradbench as G
 from relaxcli.methods import METHODS, get_method
 
 CPU = torch.device("cpu")

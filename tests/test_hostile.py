@@ -422,7 +422,7 @@ def test_diverged_run_keeps_its_last_good_checkpoint(tmp_path, capsys, monkeypat
     """A loss that turns NaN in epoch 2 stops the run; epoch 1's checkpoint is what remains."""
     import torch
 
-    from relaxcli.experiments import vae
+    from relaxcli.commands import vae
 
     r = tmp_path / "run"
     calls = {"n": 0}
@@ -499,7 +499,7 @@ def test_sample_topk_large_k_is_an_estimate_with_errors_and_small_pictures(tmp_p
 
 
 def test_sample_memory_bound(tmp_path, capsys):
-    from relaxcli.experiments import sample
+    from relaxcli.commands import sample
 
     f = tmp_path / "logits.npy"
     np.save(f, np.zeros(5000))
@@ -545,7 +545,7 @@ def test_compare_huge_values_do_not_overflow(tmp_path, capsys):
 def test_bridge_negative_kl_is_labelled_noise(monkeypatch):
     import torch
 
-    from relaxcli.experiments import bridge
+    from relaxcli.commands import bridge
 
     monkeypatch.setattr(bridge.lb, "kl_monte_carlo",
                         lambda p, q, num_samples: (torch.tensor(-0.002), torch.tensor(0.003)))

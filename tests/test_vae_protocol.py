@@ -11,7 +11,7 @@ import torch
 
 from relaxcli import methods as registry
 from relaxcli.console import Reporter
-from relaxcli.experiments import vae
+from relaxcli.commands import vae
 from relaxcli.runs import read_metrics
 
 SMALL = {"dataset": "synthetic", "hidden": "32", "eval_samples": 3, "seed": 0, "device": "cpu",

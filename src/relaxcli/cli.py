@@ -7,7 +7,7 @@ written so far and is marked ``interrupted``; ``train-vae`` and ``reinforce`` ru
 continued with ``--resume``).
 
 This module holds no science: every command is one function that hands its options to a runner
-in :mod:`relaxcli.experiments`.
+in :mod:`relaxcli.commands`.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def sample(
     Score-function estimators (reinforce, arm, ...) have no relaxed distribution: their discrete
     law is sampled.
     """
-    from relaxcli.experiments.sample import run_sample
+    from relaxcli.commands.sample import run_sample
 
     invoke(run_sample, json_out=json_out, quiet=quiet, method=method, tau=tau, probs=probs,
            logits=logits, k=k, correlation=correlation, scale=scale, loc=loc,
@@ -277,7 +277,7 @@ def bridge(
     standard errors) and, for K = 3, simplex heatmaps on one colour scale: dirichlet.png,
     logistic_normal.png, dirichlet_back.png and bridge.png (all three).
     """
-    from relaxcli.experiments.bridge import run_bridge
+    from relaxcli.commands.bridge import run_bridge
 
     invoke(run_bridge, json_out=json_out, quiet=quiet, alpha=alpha, random=random, dim=dim,
            num_samples=num_samples, seed=seed, out=out, overwrite=overwrite, device=device,
@@ -326,7 +326,7 @@ def grad_bench(
 
     Writes summary.json, results.csv and bias_variance_vs_tau.png (training.png with --train).
     """
-    from relaxcli.experiments.gradbench import run_grad_bench
+    from relaxcli.commands.gradbench import run_grad_bench
 
     invoke(run_grad_bench, json_out=json_out, quiet=quiet, problem=problem, methods=methods,
            tau=tau, draws=draws, target=target, categories=categories, tune_steps=tune_steps,
@@ -413,7 +413,7 @@ def train_vae(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a VAE on binarised MNIST with the method's latent; report test -ELBO and an IW bound."""
-    from relaxcli.experiments.vae import run_train_vae
+    from relaxcli.commands.vae import run_train_vae
 
     refuse_options_beside_resume(ctx, resume, may_change=("epochs", "threads"))
 
@@ -477,7 +477,7 @@ def reinforce(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a softmax policy with REINFORCE (baselines) or RELAX on a gymnasium environment."""
-    from relaxcli.experiments.reinforce import reinforce as run_reinforce
+    from relaxcli.commands.reinforce import reinforce as run_reinforce
 
     refuse_options_beside_resume(ctx, resume, may_change=("threads",))
 
@@ -512,7 +512,7 @@ def compare(
     quiet: QuietOpt = False,
 ) -> None:
     """Compare completed runs: mean +/- std over seeds per group, as a table, CSV, Markdown and curves."""
-    from relaxcli.experiments.compare import run_compare
+    from relaxcli.commands.compare import run_compare
 
     invoke(run_compare, json_out=json_out, quiet=quiet, run_dirs=run_dirs, group_by=group_by,
            metrics=metric, out=out, overwrite=overwrite)

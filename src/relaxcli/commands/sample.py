@@ -65,7 +65,7 @@ from relaxcli import methods as registry
 from relaxcli.console import Reporter
 from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
-from relaxcli.experiments._parse import (
+from relaxcli.commands._parse import (
     NUMBER_FILE_SUFFIXES,
     check_positive,
     check_probabilities,
