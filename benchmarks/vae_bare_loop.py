@@ -86,8 +86,8 @@ def bare_loop(args, data) -> dict:
 
 
 def relaxcli_run(args) -> dict:
-    from relaxcli.console import Reporter
     from relaxcli.commands.vae import run_train_vae
+    from relaxcli.console import Reporter
 
     with tempfile.TemporaryDirectory() as tmp:
         s = run_train_vae(method="gumbel-softmax", reporter=Reporter(quiet=True), epochs=args.epochs,

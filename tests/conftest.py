@@ -19,3 +19,17 @@ def data_dir() -> str | None:
     """RELAX_DATA_DIR when it holds MNIST raw files (CI points it at the shared data)."""
     d = os.environ.get("RELAX_DATA_DIR")
     return d if d and os.path.isdir(os.path.join(d, "MNIST", "raw")) else None
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """``run_cli(argv) -> (exit code, stdout, stderr)``: the ``relax`` CLI in-process."""
+    from relaxcli.cli import main
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as e:
+            main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return e.value.code, captured.out, captured.err
+
+    return run

@@ -5,15 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from relaxcli.cli import main
 from relaxcli.runs import read_status
-
-
-def run_cli(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 def _grid_kl(alpha, mu, var, n=300):
@@ -37,9 +29,9 @@ def _grid_kl(alpha, mu, var, n=300):
     return float(np.sum(w * (log_dir - log_ln))) * 2
 
 
-def test_default_bridge_numbers_and_pictures(tmp_path, capsys):
+def test_default_bridge_numbers_and_pictures(tmp_path, run_cli):
     out = tmp_path / "b"
-    code, stdout, err = run_cli(["bridge", "-n", "20000", "--out", str(out), "--json"], capsys)
+    code, stdout, err = run_cli(["bridge", "-n", "20000", "--out", str(out), "--json"])
     assert code == 0, err
     s = json.loads(stdout)
     assert s == json.loads((out / "summary.json").read_text())
@@ -75,10 +67,9 @@ def test_default_bridge_numbers_and_pictures(tmp_path, capsys):
     assert float(np.std(img[..., :3])) > 0.05
 
 
-def test_k_not_3_gives_numbers_and_says_no_plots(tmp_path, capsys):
+def test_k_not_3_gives_numbers_and_says_no_plots(tmp_path, run_cli):
     out = tmp_path / "b4"
-    code, _stdout, err = run_cli(["bridge", "--alpha", "1,2,3,4", "-n", "2000", "--out", str(out)],
-                                capsys)
+    code, _stdout, err = run_cli(["bridge", "--alpha", "1,2,3,4", "-n", "2000", "--out", str(out)])
     assert code == 0
     assert "only for K = 3" in err
     s = json.loads((out / "summary.json").read_text())
@@ -87,10 +78,10 @@ def test_k_not_3_gives_numbers_and_says_no_plots(tmp_path, capsys):
     assert not list(out.glob("*.png"))
 
 
-def test_random_alpha_is_reproducible(tmp_path, capsys):
+def test_random_alpha_is_reproducible(tmp_path, run_cli):
     def go(seed, name):
         code, stdout, _ = run_cli(["bridge", "--random", "--dim", "4", "--seed", str(seed), "-n",
-                                   "1000", "--out", str(tmp_path / name), "--json"], capsys)
+                                   "1000", "--out", str(tmp_path / name), "--json"])
         assert code == 0
         return json.loads(stdout)
 
@@ -112,12 +103,12 @@ BAD = [
 
 
 @pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, run_cli):
     (tmp_path / "afile").write_text("x")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "out")]
-    code, _stdout, err = run_cli(["bridge", *argv], capsys)
+    code, _stdout, err = run_cli(["bridge", *argv])
     assert code == 2 and message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()

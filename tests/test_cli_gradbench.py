@@ -9,24 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from relaxcli import cli
-
 KEYS = {"problem", "parameters", "exact_gradient", "results"}
 ROW_KEYS = {"method", "tau", "unbiased", "mean", "bias", "variance", "mse", "snr", "seconds_per_estimate", "draws"}
 FAST = ["--draws", "300", "--tune-steps", "5", "--device", "cpu", "--quiet"]
 
 
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as e:
-        cli.main(args)
-    c = capsys.readouterr()
-    return e.value.code, c.out, c.err
 
-
-def test_happy_path_files_and_json(tmp_path, capsys):
+def test_happy_path_files_and_json(tmp_path, run_cli):
     out = tmp_path / "gb"
     code, stdout, _ = run_cli(["grad-bench", "--methods", "relaxed-bernoulli,reinforce,rebar,disarm",
-                               "--tau", "0.1,1", "--out", str(out), "--json", *FAST], capsys)
+                               "--tau", "0.1,1", "--out", str(out), "--json", *FAST])
     assert code == 0
     summary = json.loads(stdout)
     assert set(summary) == KEYS
@@ -45,11 +37,11 @@ def test_happy_path_files_and_json(tmp_path, capsys):
     assert (img < 128).mean() > 0.005  # lines and text, not a blank canvas
 
 
-def test_same_seed_same_summary(tmp_path, capsys):
+def test_same_seed_same_summary(tmp_path, run_cli):
     def once(name):
         code, stdout, _ = run_cli(["grad-bench", "--problem", "categorical-quadratic", "--categories", "3",
                                    "--methods", "gumbel-softmax,reinforce-rloo,relax", "--tau", "0.5",
-                                   "--seed", "4", "--out", str(tmp_path / name), "--json", *FAST], capsys)
+                                   "--seed", "4", "--out", str(tmp_path / name), "--json", *FAST])
         assert code == 0
         s = json.loads(stdout)
         for r in s["results"]:
@@ -61,9 +53,9 @@ def test_same_seed_same_summary(tmp_path, capsys):
     assert len(a["parameters"]) == 3 and len(a["exact_gradient"]) == 3
 
 
-def test_default_methods_multi_and_train_mode(tmp_path, capsys):
+def test_default_methods_multi_and_train_mode(tmp_path, run_cli):
     code, stdout, _ = run_cli(["grad-bench", "--problem", "bernoulli-multi", "--methods", "reinforce,relax",
-                               "--train", "--steps", "20", "--out", str(tmp_path / "t"), "--json", *FAST], capsys)
+                               "--train", "--steps", "20", "--out", str(tmp_path / "t"), "--json", *FAST])
     assert code == 0
     s = json.loads(stdout)
     assert [r["method"] for r in s["results"]] == ["reinforce", "relax"]
@@ -80,9 +72,9 @@ def test_default_methods_multi_and_train_mode(tmp_path, capsys):
     (["--tau", "-1"], "--tau"),
     (["--problem", "nope"], "unknown problem"),
 ])
-def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, needle):
+def test_bad_input_exits_2_with_one_line(tmp_path, run_cli, args, needle):
     out = tmp_path / "bad"
-    code, stdout, err = run_cli(["grad-bench", *args, "--out", str(out), "--device", "cpu"], capsys)
+    code, stdout, err = run_cli(["grad-bench", *args, "--out", str(out), "--device", "cpu"])
     assert code == 2
     assert stdout == ""
     lines = err.strip().splitlines()

@@ -2,21 +2,11 @@
 
 import json
 
-import pytest
-
-from relaxcli.cli import main
 from relaxcli.methods import METHODS
 
 
-def run_cli(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
-
-
-def test_list_json_has_every_method_and_field(capsys):
-    code, out, _err = run_cli(["list", "--json"], capsys)
+def test_list_json_has_every_method_and_field(run_cli):
+    code, out, _err = run_cli(["list", "--json"])
     assert code == 0
     rows = json.loads(out)
     assert [r["name"] for r in rows] == list(METHODS)
@@ -27,8 +17,8 @@ def test_list_json_has_every_method_and_field(capsys):
         assert str(m.paper.year) in r["paper"]
 
 
-def test_list_table_shows_every_method_on_one_line(capsys):
-    code, out, err = run_cli(["list"], capsys)
+def test_list_table_shows_every_method_on_one_line(run_cli):
+    code, out, err = run_cli(["list"])
     assert code == 0 and "Traceback" not in out + err
     for header in ("name", "family", "kind", "unbiased", "exact", "log_prob", "paper", "default", "tau"):
         assert header in out
@@ -40,8 +30,8 @@ def test_list_table_shows_every_method_on_one_line(capsys):
         assert m.family in row[0] and m.kind in row[0] and str(m.paper.year) in row[0]
 
 
-def test_list_unknown_option_is_one_line_exit_2(capsys):
-    code, out, err = run_cli(["list", "--bogus"], capsys)
+def test_list_unknown_option_is_one_line_exit_2(run_cli):
+    code, out, err = run_cli(["list", "--bogus"])
     assert code == 2 and out == ""
     assert "bogus" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

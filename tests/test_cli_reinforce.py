@@ -15,19 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from relaxcli import cli
-from relaxcli.estimators.conditional import categorical_relaxed_pair
 from relaxcli.commands import reinforce as R
+from relaxcli.estimators.conditional import categorical_relaxed_pair
 
 SUMMARY_KEYS = {"env", "estimator", "baseline", "episodes", "env_steps", "episodes_to_solve",
                 "steps_to_solve", "eval_return_greedy", "eval_return_stochastic", "wall_seconds"}
 
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        cli.main(args)
-    captured = capsys.readouterr()
-    return e.value.code, captured.out, captured.err
 
 
 def returns_of(run_dir: Path) -> list[float]:
@@ -39,11 +32,11 @@ def comparable(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in ("wall_seconds", "run_dir")}
 
 
-def test_cartpole_writes_files_and_learns(tmp_path, capsys):
+def test_cartpole_writes_files_and_learns(tmp_path, run_cli):
     out = tmp_path / "cp"
     code, stdout, _ = run_cli(["reinforce", "--env", "CartPole-v1", "--episodes", "120",
                                "--num-envs", "4", "--lr", "0.01", "--eval-episodes", "4",
-                               "--seed", "1", "--device", "cpu", "--out", str(out), "--json"], capsys)
+                               "--seed", "1", "--device", "cpu", "--out", str(out), "--json"])
     assert code == 0
     summary = json.loads(stdout)
     assert SUMMARY_KEYS <= set(summary)
@@ -66,22 +59,22 @@ def test_cartpole_writes_files_and_learns(tmp_path, capsys):
     assert policy["n_actions"] == 2 and policy["obs_dim"] == 4
 
 
-def test_same_seed_same_returns_and_other_seed_differs(tmp_path, capsys):
+def test_same_seed_same_returns_and_other_seed_differs(tmp_path, run_cli):
     base = ["reinforce", "--env", "CartPole-v1", "--episodes", "12", "--num-envs", "3",
             "--eval-episodes", "2", "--device", "cpu", "--quiet"]
     for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
-        code, _, err = run_cli(base + ["--seed", seed, "--out", str(tmp_path / name)], capsys)
+        code, _, err = run_cli(base + ["--seed", seed, "--out", str(tmp_path / name)])
         assert code == 0, err
     assert returns_of(tmp_path / "a") == returns_of(tmp_path / "b")
     assert returns_of(tmp_path / "a") != returns_of(tmp_path / "c")
 
 
 @pytest.mark.parametrize("estimator,baseline", [("reinforce", "value"), ("relax", "mean")])
-def test_resume_equals_uninterrupted_run(tmp_path, capsys, monkeypatch, estimator, baseline):
+def test_resume_equals_uninterrupted_run(tmp_path, run_cli, monkeypatch, estimator, baseline):
     args = ["reinforce", "--env", "CartPole-v1", "--episodes", "16", "--num-envs", "2",
             "--estimator", estimator, "--baseline", baseline, "--eval-episodes", "3",
             "--seed", "3", "--device", "cpu", "--json"]
-    code, stdout, _ = run_cli(args + ["--out", str(tmp_path / "full")], capsys)
+    code, stdout, _ = run_cli(args + ["--out", str(tmp_path / "full")])
     assert code == 0
     full = json.loads(stdout)
 
@@ -96,13 +89,13 @@ def test_resume_equals_uninterrupted_run(tmp_path, capsys, monkeypatch, estimato
         return real_collect(*a, **k)
 
     monkeypatch.setattr(R, "collect_batch", interrupting_collect)
-    code, _, err = run_cli(args + ["--out", str(tmp_path / "cut")], capsys)
+    code, _, err = run_cli(args + ["--out", str(tmp_path / "cut")])
     assert code == 130 and "resume with" in err
     assert (tmp_path / "cut" / "status").read_text().startswith("interrupted")
     assert not (tmp_path / "cut" / "summary.json").exists()
     monkeypatch.setattr(R, "collect_batch", real_collect)
 
-    code, stdout, err = run_cli(["reinforce", "--resume", str(tmp_path / "cut"), "--json"], capsys)
+    code, stdout, err = run_cli(["reinforce", "--resume", str(tmp_path / "cut"), "--json"])
     assert code == 0, err
     resumed = json.loads(stdout)
     assert comparable(resumed) == comparable(full)
@@ -114,16 +107,16 @@ def test_resume_equals_uninterrupted_run(tmp_path, capsys, monkeypatch, estimato
 
     assert metric_lines(tmp_path / "cut") == metric_lines(tmp_path / "full")
     # a completed run cannot be resumed again
-    code, _, err = run_cli(["reinforce", "--resume", str(tmp_path / "cut")], capsys)
+    code, _, err = run_cli(["reinforce", "--resume", str(tmp_path / "cut")])
     assert code == 2 and "already completed" in err
 
 
-def test_acrobot_relax_short_run(tmp_path, capsys):
+def test_acrobot_relax_short_run(tmp_path, run_cli):
     out = tmp_path / "ac"
     code, stdout, err = run_cli(["reinforce", "--episodes", "2", "--num-envs", "2",
                                  "--estimator", "relax", "--baseline", "value",
                                  "--eval-episodes", "1", "--device", "cpu", "--out", str(out),
-                                 "--json"], capsys)
+                                 "--json"])
     assert code == 0, err
     s = json.loads(stdout)
     assert s["env"] == "Acrobot-v1" and s["estimator"] == "relax" and s["episodes"] == 2
@@ -146,23 +139,23 @@ def test_acrobot_relax_short_run(tmp_path, capsys):
     (["--num-envs", "0"], "--num-envs must be >= 1"),
     (["--lr", "0"], "--lr must be a positive number"),
 ])
-def test_bad_options_exit_2_before_writing(tmp_path, capsys, args, needle):
+def test_bad_options_exit_2_before_writing(tmp_path, run_cli, args, needle):
     out = tmp_path / "bad"
-    code, _, err = run_cli(["reinforce", *args, "--out", str(out)], capsys)
+    code, _, err = run_cli(["reinforce", *args, "--out", str(out)])
     assert code == 2
     lines = [x for x in err.strip().splitlines() if x]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], err
     assert not out.exists()
 
 
-def test_resume_of_a_missing_directory_exits_2(tmp_path, capsys):
-    code, _, err = run_cli(["reinforce", "--resume", str(tmp_path / "nope")], capsys)
+def test_resume_of_a_missing_directory_exits_2(tmp_path, run_cli):
+    code, _, err = run_cli(["reinforce", "--resume", str(tmp_path / "nope")])
     assert code == 2 and "not a run directory" in err
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pygame") is not None, reason="pygame is installed")
-def test_video_without_pygame_exits_2(tmp_path, capsys):
-    code, _, err = run_cli(["reinforce", "--video", "--out", str(tmp_path / "v")], capsys)
+def test_video_without_pygame_exits_2(tmp_path, run_cli):
+    code, _, err = run_cli(["reinforce", "--video", "--out", str(tmp_path / "v")])
     assert code == 2 and "pip install 'relaxcli[render]'" in err
 
 
@@ -235,8 +228,8 @@ def test_episode_gif_is_an_animation_of_the_frames():
     (["reinforce", "--lr", "0.1", "--seed", "3"], "--lr, --seed"),
     (["train-vae", "--tau", "0.3", "--epochs", "4"], "--tau"),
 ])
-def test_resume_refuses_options_it_would_ignore(tmp_path, capsys, argv, dropped):
+def test_resume_refuses_options_it_would_ignore(tmp_path, run_cli, argv, dropped):
     """--resume takes its options from config.json: others beside it are refused, not ignored."""
-    code, _, err = run_cli([*argv, "--resume", str(tmp_path / "run")], capsys)
+    code, _, err = run_cli([*argv, "--resume", str(tmp_path / "run")])
     assert code == 2 and f"drop {dropped}" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()

@@ -9,18 +9,11 @@ import pytest
 import torch
 
 from relaxcli import methods as registry
-from relaxcli.cli import main
 from relaxcli.commands import sample as S
 from relaxcli.runs import read_status
 
 BUILDABLE = [m.name for m in registry.METHODS.values() if m.builder is not None]
 
-
-def run_cli(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 def assert_png(path):
@@ -32,9 +25,9 @@ def assert_png(path):
 
 
 @pytest.mark.parametrize("name", BUILDABLE)
-def test_every_method_happy_path(name, tmp_path, capsys):
+def test_every_method_happy_path(name, tmp_path, run_cli):
     out = tmp_path / name
-    code, stdout, err = run_cli(["sample", name, "-n", "400", "--out", str(out), "--json"], capsys)
+    code, stdout, err = run_cli(["sample", name, "-n", "400", "--out", str(out), "--json"])
     assert code == 0, err
     summary = json.loads(stdout)  # --json: summary.json on stdout and nothing else
     assert summary == json.loads((out / "summary.json").read_text())
@@ -54,9 +47,9 @@ def test_every_method_happy_path(name, tmp_path, capsys):
     assert cfg["argv"] == ["relax", "sample", name, "-n", "400", "--out", str(out), "--json"]
 
 
-def test_hard_concrete_matches_its_closed_forms(tmp_path, capsys):
+def test_hard_concrete_matches_its_closed_forms(tmp_path, run_cli):
     code, stdout, _ = run_cli(["sample", "hard-concrete", "--tau", "0.5", "-n", "20000",
-                               "--out", str(tmp_path / "hc"), "--json"], capsys)
+                               "--out", str(tmp_path / "hc"), "--json"])
     s = json.loads(stdout)
     assert code == 0 and s["tau"] == 0.5
     rec = s["coordinates"][0]
@@ -69,9 +62,9 @@ def test_hard_concrete_matches_its_closed_forms(tmp_path, capsys):
     assert_png(tmp_path / "hc" / "histogram.png")
 
 
-def test_correlated_default_is_the_methods_md_example(tmp_path, capsys):
+def test_correlated_default_is_the_methods_md_example(tmp_path, run_cli):
     code, stdout, _ = run_cli(["sample", "correlated-bernoulli", "-n", "20000",
-                               "--out", str(tmp_path / "c"), "--json"], capsys)
+                               "--out", str(tmp_path / "c"), "--json"])
     s = json.loads(stdout)
     assert code == 0
     assert s["tau"] == 0.1 and s["batch_shape"] == [2] and s["event_shape"] == [3]
@@ -93,18 +86,18 @@ def _phi(x):
     return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 
 
-def test_topk_hard_frequencies_match_enumeration(tmp_path, capsys):
+def test_topk_hard_frequencies_match_enumeration(tmp_path, run_cli):
     code, stdout, _ = run_cli(["sample", "topk", "--hard", "--k", "3", "-n", "20000",
-                               "--out", str(tmp_path / "t"), "--json"], capsys)
+                               "--out", str(tmp_path / "t"), "--json"])
     s = json.loads(stdout)
     assert code == 0 and all("p_included_exact" in r for r in s["coordinates"])
     assert s["max_abs_z"] < 4.5
     assert_png(tmp_path / "t" / "inclusion.png")
 
 
-def test_gumbel_softmax_simplex_plot_and_argmax_law(tmp_path, capsys):
+def test_gumbel_softmax_simplex_plot_and_argmax_law(tmp_path, run_cli):
     code, stdout, _ = run_cli(["sample", "gumbel-softmax", "--probs", "0.1,0.3,0.6", "--tau", "0.5",
-                               "-n", "20000", "--out", str(tmp_path / "g"), "--json"], capsys)
+                               "-n", "20000", "--out", str(tmp_path / "g"), "--json"])
     s = json.loads(stdout)
     assert code == 0
     assert [r["p_argmax_exact"] for r in s["coordinates"]] == pytest.approx([0.1, 0.3, 0.6])
@@ -112,9 +105,9 @@ def test_gumbel_softmax_simplex_plot_and_argmax_law(tmp_path, capsys):
     assert_png(tmp_path / "g" / "simplex.png")
 
 
-def test_gaussian_gate_probs_mean_threshold_and_scale(tmp_path, capsys):
+def test_gaussian_gate_probs_mean_threshold_and_scale(tmp_path, run_cli):
     code, stdout, _ = run_cli(["sample", "gaussian-bernoulli", "--probs", "0.3,0.7", "--scale", "0.2",
-                               "-n", "20000", "--out", str(tmp_path / "gb"), "--json"], capsys)
+                               "-n", "20000", "--out", str(tmp_path / "gb"), "--json"])
     s = json.loads(stdout)
     assert code == 0
     assert [r["p_gt_half_exact"] for r in s["coordinates"]] == pytest.approx([0.3, 0.7])
@@ -123,9 +116,9 @@ def test_gaussian_gate_probs_mean_threshold_and_scale(tmp_path, capsys):
         "builder_options"] == {"scale": 0.2}
 
 
-def test_stochastic_times_smooth_mean_is_p(tmp_path, capsys):
+def test_stochastic_times_smooth_mean_is_p(tmp_path, run_cli):
     _code, stdout, _ = run_cli(["sample", "stochastic-times-smooth", "--logits", "-1,0.5",
-                               "-n", "20000", "--out", str(tmp_path / "sts"), "--json"], capsys)
+                               "-n", "20000", "--out", str(tmp_path / "sts"), "--json"])
     s = json.loads(stdout)
     p = 1 / (1 + np.exp(-np.array([-1.0, 0.5])))
     assert [r["mean_exact"] for r in s["coordinates"]] == pytest.approx(p)
@@ -142,10 +135,10 @@ def test_loc_scale_methods_get_the_parameters_asked_for():
         assert torch.allclose(d.scale, torch.full_like(d.loc, 0.3))
 
 
-def test_same_seed_same_summary_other_seed_differs(tmp_path, capsys):
+def test_same_seed_same_summary_other_seed_differs(tmp_path, run_cli):
     def go(seed, name):
         code, stdout, _ = run_cli(["sample", "relaxed-bernoulli", "-n", "500", "--seed", str(seed),
-                                   "--out", str(tmp_path / name), "--json"], capsys)
+                                   "--out", str(tmp_path / name), "--json"])
         assert code == 0
         return json.loads(stdout)
 
@@ -154,13 +147,13 @@ def test_same_seed_same_summary_other_seed_differs(tmp_path, capsys):
     assert a != c
 
 
-def test_refuses_non_empty_out_unless_overwrite(tmp_path, capsys):
+def test_refuses_non_empty_out_unless_overwrite(tmp_path, run_cli):
     out = str(tmp_path / "r")
-    assert run_cli(["sample", "hard-concrete", "-n", "50", "--out", out, "-q"], capsys)[0] == 0
-    code, stdout, err = run_cli(["sample", "hard-concrete", "-n", "50", "--out", out], capsys)
+    assert run_cli(["sample", "hard-concrete", "-n", "50", "--out", out, "-q"])[0] == 0
+    code, stdout, err = run_cli(["sample", "hard-concrete", "-n", "50", "--out", out])
     assert code == 2 and "--overwrite" in err and "Traceback" not in err
     code, stdout, err = run_cli(["sample", "hard-concrete", "-n", "50", "--out", out, "--overwrite",
-                                 "--quiet"], capsys)
+                                 "--quiet"])
     assert code == 0 and stdout == "" and err == ""  # --quiet: nothing at all
 
 
@@ -200,13 +193,13 @@ BAD = [
 
 
 @pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a[1:3]) for a, _ in BAD])
-def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, run_cli):
     _bad_matrices(tmp_path)
     (tmp_path / "afile").write_text("x")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "out")]
-    code, stdout, err = run_cli(argv + ["--json"], capsys)
+    code, stdout, err = run_cli(argv + ["--json"])
     assert code == 2
     assert message in err
     assert "Traceback" not in err and stdout == ""
@@ -214,13 +207,13 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # bad input is caught before the run starts
 
 
-def test_ctrl_c_marks_interrupted_keeps_samples_exit_130(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_marks_interrupted_keeps_samples_exit_130(tmp_path, run_cli, monkeypatch):
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(S, "coordinate_stats", interrupt)
     code, _stdout, err = run_cli(["sample", "hard-concrete", "-n", "100", "--out",
-                                 str(tmp_path / "i")], capsys)
+                                 str(tmp_path / "i")])
     assert code == 130
     assert read_status(tmp_path / "i") == "interrupted"
     assert (tmp_path / "i" / "samples.pt").exists()
@@ -238,9 +231,9 @@ def test_console_script_json_is_the_only_stdout(tmp_path):
     assert argv[1:3] == ["sample", "st-gumbel-softmax"]
 
 
-def test_logistic_normal_log_ratio_matches_its_gaussian(tmp_path, capsys):
+def test_logistic_normal_log_ratio_matches_its_gaussian(tmp_path, run_cli):
     code, stdout, _ = run_cli(["sample", "logistic-normal", "--loc", "1,0,-0.5", "--scale", "0.5",
-                               "-n", "20000", "--out", str(tmp_path / "ln"), "--json"], capsys)
+                               "-n", "20000", "--out", str(tmp_path / "ln"), "--json"])
     s = json.loads(stdout)
     assert code == 0
     # log(z_k / z_K) ~ N(loc_k - loc_K, ...): means 1.5 and 0.5 (METHODS.md section 3)
@@ -248,12 +241,12 @@ def test_logistic_normal_log_ratio_matches_its_gaussian(tmp_path, capsys):
     assert s["max_abs_z"] < 4.5
 
 
-def test_score_function_methods_sample_their_discrete_law(tmp_path, capsys):
+def test_score_function_methods_sample_their_discrete_law(tmp_path, run_cli):
     names = [m.name for m in registry.METHODS.values() if m.builder is None and m.discrete]
     if not names:
         pytest.skip("no score-function method registered")
     code, _stdout, err = run_cli(["sample", names[0], "--probs", "0.3,0.6", "-n", "5000",
-                                 "--out", str(tmp_path / "sf")], capsys)
+                                 "--out", str(tmp_path / "sf")])
     assert code == 0 and "discrete law" in err
     s = json.loads((tmp_path / "sf" / "summary.json").read_text())
     assert [r["mean_exact"] for r in s["coordinates"]] == pytest.approx([0.3, 0.6])
@@ -261,10 +254,9 @@ def test_score_function_methods_sample_their_discrete_law(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("tau, k, warned", [("1", "2", True), ("0.5", "3", True), ("0.5", "2", False)])
-def test_topk_sequential_relaxation_warns_where_it_over_counts(tau, k, warned, tmp_path, capsys):
+def test_topk_sequential_relaxation_warns_where_it_over_counts(tau, k, warned, tmp_path, run_cli):
     out = tmp_path / "t"
-    code, _, err = run_cli(["sample", "topk", "--tau", tau, "--k", k, "-n", "200", "--out", str(out)],
-                           capsys)
+    code, _, err = run_cli(["sample", "topk", "--tau", tau, "--k", k, "-n", "200", "--out", str(out)])
     assert code == 0
     lines = [line for line in err.splitlines() if "over-counts" in line]
     assert len(lines) == (1 if warned else 0)

@@ -13,8 +13,8 @@ from torch.distributions import Bernoulli, OneHotCategorical
 
 from relaxcli import methods as registry
 from relaxcli.cli import main
-from relaxcli.console import Reporter
 from relaxcli.commands import vae
+from relaxcli.console import Reporter
 from relaxcli.runs import read_metrics
 
 SMALL = {"dataset": "synthetic", "hidden": "32", "eval_samples": 3, "seed": 0, "device": "cpu"}

@@ -11,8 +11,8 @@ import dataclasses
 import pytest
 import torch
 
-from relaxcli.estimators import make_estimator
 from relaxcli.commands import gradbench as G
+from relaxcli.estimators import make_estimator
 from relaxcli.methods import METHODS, get_method
 
 CPU = torch.device("cpu")

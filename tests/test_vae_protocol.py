@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from relaxcli import methods as registry
-from relaxcli.console import Reporter
 from relaxcli.commands import vae
+from relaxcli.console import Reporter
 from relaxcli.runs import read_metrics
 
 SMALL = {"dataset": "synthetic", "hidden": "32", "eval_samples": 3, "seed": 0, "device": "cpu",

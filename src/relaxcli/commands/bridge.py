@@ -23,9 +23,9 @@ import torch
 from torch.distributions import Dirichlet, kl_divergence
 
 from relaxcli import bridge as lb
+from relaxcli.commands._parse import parse_rows
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
-from relaxcli.commands._parse import parse_rows
 from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
 DEFAULT_ALPHA = [2.0, 5.0, 9.0]

@@ -62,9 +62,6 @@ import numpy as np
 import torch
 
 from relaxcli import methods as registry
-from relaxcli.console import Reporter
-from relaxcli.distributions.subset import sequential_relaxation_warning
-from relaxcli.errors import BadInput
 from relaxcli.commands._parse import (
     NUMBER_FILE_SUFFIXES,
     check_positive,
@@ -74,6 +71,9 @@ from relaxcli.commands._parse import (
     parse_number,
     parse_rows,
 )
+from relaxcli.console import Reporter
+from relaxcli.distributions.subset import sequential_relaxation_warning
+from relaxcli.errors import BadInput
 from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
 # METHODS.md section 1, the copula's worked example (batch 2, event 3).
