@@ -25,7 +25,7 @@ from relaxcli.distributions.copula import (
     LogitCorrelatedRelaxedBernoulli,
 )
 from relaxcli.distributions.simplex import InvertibleGaussian, LogisticNormalSoftmax
-from relaxcli.distributions.subset import GumbelSoftmaxTopK
+from relaxcli.distributions.subset import GumbelSoftmaxTopK, KSubset, SimpleKSubset
 
 __all__ = [
     "CorrelatedRelaxedBernoulli",
@@ -36,11 +36,13 @@ __all__ = [
     "GumbelSoftmaxTopK",
     "HardConcrete",
     "InvertibleGaussian",
+    "KSubset",
     "LogGumbelSoftmax",
     "LogisticNormalSoftmax",
     "LogitCorrelatedRelaxedBernoulli",
     "LogitRelaxedBernoulli",
     "RelaxedBernoulli",
+    "SimpleKSubset",
     "StochasticTimesSmooth",
     "StraightThroughBernoulli",
 ]
