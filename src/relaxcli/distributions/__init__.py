@@ -10,6 +10,7 @@ from relaxcli.distributions.bernoulli import (
     GaussianRelaxedBernoulli,
     HardConcrete,
     LogitRelaxedBernoulli,
+    ReinMaxBernoulli,
     RelaxedBernoulli,
     StochasticTimesSmooth,
     StraightThroughBernoulli,
@@ -17,21 +18,24 @@ from relaxcli.distributions.bernoulli import (
 from relaxcli.distributions.categorical import (
     DecoupledStraightThroughGumbelSoftmax,
     GeneralizedGumbelSoftmax,
+    GumbelRao,
     GumbelSoftmax,
     LogGumbelSoftmax,
+    ReinMaxCategorical,
 )
 from relaxcli.distributions.copula import (
     CorrelatedRelaxedBernoulli,
     LogitCorrelatedRelaxedBernoulli,
 )
 from relaxcli.distributions.simplex import InvertibleGaussian, LogisticNormalSoftmax
-from relaxcli.distributions.subset import GumbelSoftmaxTopK, KSubset, SimpleKSubset
+from relaxcli.distributions.subset import GumbelSoftmaxTopK, KSubset, PerturbedTopK, SimpleKSubset
 
 __all__ = [
     "CorrelatedRelaxedBernoulli",
     "DecoupledStraightThroughGumbelSoftmax",
     "GaussianRelaxedBernoulli",
     "GeneralizedGumbelSoftmax",
+    "GumbelRao",
     "GumbelSoftmax",
     "GumbelSoftmaxTopK",
     "HardConcrete",
@@ -41,6 +45,9 @@ __all__ = [
     "LogisticNormalSoftmax",
     "LogitCorrelatedRelaxedBernoulli",
     "LogitRelaxedBernoulli",
+    "PerturbedTopK",
+    "ReinMaxBernoulli",
+    "ReinMaxCategorical",
     "RelaxedBernoulli",
     "SimpleKSubset",
     "StochasticTimesSmooth",

@@ -211,3 +211,20 @@ def log1mexp(x: Tensor) -> Tensor:
     half = torch.full_like(x, -0.6931471805599453)
     return torch.where(near, torch.log(-torch.expm1(torch.where(near, x, half))),
                        torch.log1p(-torch.exp(torch.where(near, half, x))))
+
+
+def conditional_gumbel(log_p: Tensor, b: Tensor, v: Tensor) -> Tensor:
+    """z ~ p(log p + G | argmax = b) from uniforms ``v``: the conditional Gumbel construction.
+
+    ``log_p`` must be *normalised* log-probabilities (..., K) and ``b`` one-hot (broadcasting);
+    with E_i = -log v_i ~ Exp(1): z_b = -log E_b (the max of Gumbels with locations log p_i is
+    Gumbel(log sum p) = Gumbel(0)), and z_i = -log(E_i / p_i + E_b) for i != b (Gumbel(log p_i)
+    truncated below z_b), in log space. Differentiable in ``log_p`` for fixed ``v`` (REBAR's
+    reparameterised z~); Gumbel-Rao holds the noise z - log p fixed instead. Tucker et al. 2017,
+    appendix; Paulus et al. 2021, section 3.
+    """
+    shape = torch.broadcast_shapes(log_p.shape, b.shape, v.shape)
+    log_neg_log_v = torch.log(-torch.log(v))                   # log E_i, E_i ~ Exp(1)
+    top = (log_neg_log_v * b).sum(-1, keepdim=True)            # log E_b
+    others = -torch.logaddexp(log_neg_log_v - log_p, top.expand(shape))
+    return torch.where(b > 0.5, -top.expand(shape), others)

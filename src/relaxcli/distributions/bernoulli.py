@@ -45,6 +45,7 @@ __all__ = [
     "GaussianRelaxedBernoulli",
     "HardConcrete",
     "LogitRelaxedBernoulli",
+    "ReinMaxBernoulli",
     "RelaxedBernoulli",
     "StochasticTimesSmooth",
     "StraightThroughBernoulli",
@@ -694,6 +695,82 @@ class StraightThroughBernoulli(_BinaryMixin, Distribution):
         p = self.probs
         b = (uniform_open(shape, p, generator) < p.detach()).to(p.dtype)
         return straight_through(b, p)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        return self._bernoulli_log_mass(value)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.probs
+
+    @property
+    def variance(self) -> Tensor:
+        return self.probs * (1 - self.probs)
+
+    def entropy(self) -> Tensor:
+        return self._bernoulli_entropy()
+
+    has_enumerate_support = True
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        return self._enumerate_binary(expand)
+
+
+# ----------------------------------------------------------------------------- ReinMax (K = 2)
+class ReinMaxBernoulli(_BinaryMixin, Distribution):
+    r"""ReinMax for a Bernoulli unit (Liu, Liu, Gao, Han 2023, arXiv 2304.08612), as the
+    categorical :class:`~relaxcli.distributions.ReinMax` with K = 2 and logits (0, a).
+
+    Forward b ~ Bernoulli(sigmoid(a)), exactly 0 or 1. Backward, with p = sigmoid(a) and the
+    Heun midpoint q = (sigmoid(a / tau) + b) / 2 (the probability of 1 in ReinMax's pi_1):
+
+        d value / d a = 2 q (1 - q) - p (1 - p) / 2,
+
+    i.e. value = b + (2 q(1-q) - p(1-p)/2) (a - sg(a)) with q, p held fixed. (Straight-through
+    with p would give p (1 - p).) The paper prefers tau >= 1; tau is any positive number here.
+    ``log_prob`` is the Bernoulli log-mass; the KL is the Bernoulli one.
+
+    Example:
+        >>> import torch
+        >>> a = torch.zeros(1, requires_grad=True)
+        >>> b = ReinMaxBernoulli(1.0, logits=a).rsample()
+        >>> b.sum().backward(); a.grad.tolist()   # q = 3/4 or 1/4: 2 * 3/16 - 1/8
+        [0.25]
+    """
+
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
+        "temperature": constraints.positive, "probs": constraints.unit_interval, "logits": constraints.real}
+    support = constraints.boolean
+    has_rsample = True
+
+    def __init__(self, temperature, *, probs=None, logits=None, validate_args=None):
+        (self.temperature, param), is_probs = _binary_params(probs, logits, extra=(temperature,))
+        if is_probs:
+            self.probs = param
+        else:
+            self.logits = param
+        Distribution.__init__(self, param.shape, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(ReinMaxBernoulli, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.temperature = self.temperature.expand(batch_shape)
+        self._expand_binary(new, batch_shape)
+        Distribution.__init__(new, batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        logits = self.logits
+        with torch.no_grad():
+            p = torch.sigmoid(logits)
+            b = (uniform_open(shape, logits, generator) < p).to(logits.dtype)
+            q = 0.5 * (torch.sigmoid(logits / self.temperature) + b)
+            slope = 2.0 * q * (1.0 - q) - 0.5 * p * (1.0 - p)
+        return b + slope * (logits - logits.detach())   # the added term is exactly 0 in value
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:

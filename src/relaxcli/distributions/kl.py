@@ -4,6 +4,7 @@ Registered when ``relaxcli.distributions`` is imported (the simplex KLs live in
 :mod:`relaxcli.distributions.simplex`):
 
 - straight-through Bernoulli || Bernoulli (torch's), both ways, and || itself;
+- ReinMax (Bernoulli: || Bernoulli; categorical: || OneHotCategorical) and Gumbel-Rao likewise;
 - hard Gumbel-Softmax || OneHotCategorical (torch's), both ways, and || itself; the decoupled
   ST-GS's forward law Categorical(softmax(logits / tau_f)) likewise;
 - hard top-k || hard top-k (same K and k), by the enumeration of the C(K, k) subsets;
@@ -21,8 +22,13 @@ from torch.distributions import Bernoulli, OneHotCategorical
 from torch.distributions.kl import register_kl
 from torch.nn.functional import logsigmoid
 
-from relaxcli.distributions.bernoulli import StraightThroughBernoulli
-from relaxcli.distributions.categorical import DecoupledStraightThroughGumbelSoftmax, GumbelSoftmax
+from relaxcli.distributions.bernoulli import ReinMaxBernoulli, StraightThroughBernoulli
+from relaxcli.distributions.categorical import (
+    DecoupledStraightThroughGumbelSoftmax,
+    GumbelRao,
+    GumbelSoftmax,
+    ReinMaxCategorical,
+)
 from relaxcli.distributions.subset import GumbelSoftmaxTopK, KSubset
 
 __all__: list[str] = []
@@ -39,8 +45,11 @@ def _bernoulli_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
 @register_kl(StraightThroughBernoulli, Bernoulli)
 @register_kl(Bernoulli, StraightThroughBernoulli)
 @register_kl(StraightThroughBernoulli, StraightThroughBernoulli)
+@register_kl(ReinMaxBernoulli, Bernoulli)
+@register_kl(Bernoulli, ReinMaxBernoulli)
+@register_kl(ReinMaxBernoulli, ReinMaxBernoulli)
 def _kl_st_bernoulli(p, q) -> Tensor:
-    """The straight-through Bernoulli's forward law is Bernoulli(p): the Bernoulli KL."""
+    """The straight-through Bernoulli's (and ReinMax's) forward law is Bernoulli(p): the Bernoulli KL."""
     return _bernoulli_kl(p.logits, q.logits)
 
 
@@ -70,6 +79,11 @@ for _p, _q in [(GumbelSoftmax, OneHotCategorical), (OneHotCategorical, GumbelSof
                (GumbelSoftmax, DecoupledStraightThroughGumbelSoftmax),
                (DecoupledStraightThroughGumbelSoftmax, GumbelSoftmax)]:
     register_kl(_p, _q)(_categorical_kl)
+
+# ReinMax and Gumbel-Rao sample Categorical(softmax(logits)) forward (normalised .logits)
+for _cls in (ReinMaxCategorical, GumbelRao):
+    for _p, _q in [(_cls, OneHotCategorical), (OneHotCategorical, _cls), (_cls, _cls)]:
+        register_kl(_p, _q)(_categorical_kl)
 
 
 @register_kl(GumbelSoftmaxTopK, GumbelSoftmaxTopK)

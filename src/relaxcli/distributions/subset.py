@@ -3,7 +3,7 @@
 Two laws over k-hot vectors live here: :class:`GumbelSoftmaxTopK` (k draws without replacement,
 with relaxations) and :class:`KSubset` (independent Bernoullis conditioned on exactly k ones,
 exact by an O(nk) dynamic programme), with :class:`SimpleKSubset`, its straight-through version
-with SIMPLE's gradient.
+with SIMPLE's gradient, and :class:`PerturbedTopK` (perturb-and-MAP with I-MLE's gradient).
 
 GumbelSoftmaxTopK perturbs the normalised logits once, kappa = log p + G, and relaxes the top-k
 indicator of kappa. By the Gumbel-top-k theorem (Kool, van Hoof, Welling 2019, arXiv 1903.06059)
@@ -32,9 +32,23 @@ from relaxcli.distributions._numerics import (
 )
 from relaxcli.distributions.categorical import _categorical_params, _CategoricalParams
 
-__all__ = ["MAX_ENUMERATED_SUBSETS", "MAX_EXACT_K", "GumbelSoftmaxTopK", "KHot", "KSubset", "ScaledSimplex",
-           "SimpleKSubset", "ksubset_log_partition", "ksubset_marginals", "ksubset_sample",
-           "log_elementary_symmetric", "sequential_relaxation_warning"]
+__all__ = [
+    "MAX_ENUMERATED_SUBSETS",
+    "MAX_EXACT_K",
+    "GumbelSoftmaxTopK",
+    "KHot",
+    "KSubset",
+    "PerturbedTopK",
+    "ScaledSimplex",
+    "SimpleKSubset",
+    "imle_topk",
+    "ksubset_log_partition",
+    "ksubset_marginals",
+    "ksubset_sample",
+    "log_elementary_symmetric",
+    "sequential_relaxation_warning",
+    "sum_of_gamma_noise",
+]
 
 _EMPTY = torch.Size()  # default sample_shape (a module singleton, not a call)
 
@@ -863,3 +877,169 @@ class SimpleKSubset(KSubset):
 
     def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         return straight_through(self.sample(sample_shape, generator), self.mean)
+
+
+# ----------------------------------------------------------------------------- perturb-and-MAP
+NOISES = ("sog", "gumbel")
+
+
+def sum_of_gamma_noise(shape: torch.Size, like: Tensor, k: int, terms: int = 10) -> Tensor:
+    """Sum-of-Gamma noise (Niepert, Minervini, Franceschi 2021, arXiv 2106.01798, section 5):
+
+    eps = (1/k) (sum_{s=1}^{S} Gamma(shape 1/k, rate s/k) - log S),
+
+    S = ``terms``. The sum of k such i.i.d. variables tends to a Gumbel(0, 1) as S grows, so the
+    top-k of (logits + eps) approximates a draw of the k-subset law (the paper's motivation).
+    One independent draw per element, dtype/device of ``like`` (no ``generator``: torch's Gamma
+    sampler takes none).
+    """
+    conc = torch.full(shape, 1.0 / k, dtype=like.dtype, device=like.device)
+    total = torch.zeros(shape, dtype=like.dtype, device=like.device)
+    for s in range(1, terms + 1):
+        total = total + torch._standard_gamma(conc) * (k / s)    # Gamma(1/k, rate s/k)
+    return (total - math.log(terms)) / k
+
+
+class _PerturbAndMAP(torch.autograd.Function):
+    """z = top-k(theta + eps) forward; I-MLE's finite difference (z - z') / lambda backward, with
+    z' = top-k(theta - lambda dL/dz + eps) for the same eps (the PID target distribution)."""
+
+    @staticmethod
+    def forward(ctx, theta, noise, k, lam):
+        z = topk_indicator(theta + noise, k)
+        ctx.save_for_backward(theta, noise, z)
+        ctx.k, ctx.lam = k, lam
+        return z
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_z):
+        theta, noise, z = ctx.saved_tensors
+        z_target = topk_indicator(theta - ctx.lam * grad_z + noise, ctx.k)
+        return (z - z_target) / ctx.lam, None, None, None
+
+
+def imle_topk(theta: Tensor, noise: Tensor, k: int, lam: float) -> Tensor:
+    """top-k(theta + noise) with I-MLE's backward; ``theta`` broadcasts against ``noise``."""
+    return _PerturbAndMAP.apply(theta.expand(noise.shape), noise, k, float(lam))
+
+
+class PerturbedTopK(Distribution):
+    r"""Perturb-and-MAP k-subsets with I-MLE's gradient (Niepert, Minervini, Franceschi 2021,
+    "Implicit MLE: Backpropagating Through Discrete Exponential Family Distributions",
+    arXiv 2106.01798).
+
+    Forward: z = top-k indicator of theta + tau * eps (the MAP state of the k-subset exponential
+    family at perturbed logits), eps ~ Sum-of-Gamma(k, S) (``noise="sog"``, the paper's; see
+    :func:`sum_of_gamma_noise`) or Gumbel(0, 1) (``noise="gumbel"``).
+
+    Backward (``rsample``): the I-MLE finite difference with the perturbation-based implicit
+    differentiation (PID) target theta' = theta - lambda dL/dz, for the same eps:
+
+        grad_theta ~ (z - top-k(theta' + tau eps)) / lambda.
+
+    lambda multiplies the upstream gradient as it arrives here (torch-imle's convention), so its
+    useful size depends on how the loss is reduced; :class:`relaxcli.estimators.IMLEEstimator`
+    applies it to each sample's own cost gradient instead. Biased (a finite-difference estimate
+    of the gradient of a perturb-and-MAP surrogate).
+
+    The law of z: with ``noise="gumbel"``, top-k(theta + tau G) = top-k(theta/tau + G) is exactly
+    the Gumbel-top-k law of softmax(theta/tau) (k draws without replacement), so ``log_prob``,
+    ``enumerate_log_prob`` and the KL are :class:`GumbelSoftmaxTopK`'s (k <= 12). With the
+    Sum-of-Gamma noise the law of z has no closed form: those raise ``NotImplementedError``
+    (it only approximates :class:`KSubset`).
+
+    Args:
+        k: subset size, 1 <= k < n.
+        logits: theta, shape (..., n).
+        temperature: tau > 0, the noise scale (1.0).
+        noise: "sog" or "gumbel".
+        lam: lambda > 0 of the finite difference (10.0).
+        terms: S, the number of Gamma terms of the Sum-of-Gamma noise (10).
+
+    Example:
+        >>> import torch
+        >>> d = PerturbedTopK(2, torch.zeros(5))
+        >>> z = d.rsample((3,))
+        >>> z.shape, z.sum(-1).tolist()
+        (torch.Size([3, 5]), [2.0, 2.0, 2.0])
+    """
+
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
+        "logits": constraints.real_vector, "temperature": constraints.positive}
+    has_rsample = True
+
+    def __init__(self, k: int, logits, temperature=1.0, *, noise: str = "sog", lam: float = 10.0,
+                 terms: int = 10, validate_args=None):
+        logits, temperature = as_float_tensors(logits, temperature)
+        if logits.dim() < 1:
+            raise ValueError(f"Expected parameter logits to have at least one dimension, but found shape {tuple(logits.shape)}")
+        num = logits.shape[-1]
+        if isinstance(k, bool) or not isinstance(k, int) and not (isinstance(k, float) and k.is_integer()):
+            raise ValueError(f"Expected parameter k to be an integer with 1 <= k < n = {num}, but found {k!r}")
+        k = int(k)
+        if not 1 <= k < num:
+            raise ValueError(f"Expected parameter k to satisfy 1 <= k < n = {num}, but found k = {k}")
+        if noise not in NOISES:
+            raise ValueError(f"Expected parameter noise to be one of {NOISES}, but found {noise!r}")
+        if not float(lam) > 0:
+            raise ValueError(f"Expected parameter lambda to be > 0, but found {lam!r}")
+        if int(terms) < 1:
+            raise ValueError(f"Expected parameter terms to be a positive integer, but found {terms!r}")
+        self.k, self.logits, self.temperature = k, logits, temperature
+        self.noise, self.lam, self.terms = noise, float(lam), int(terms)
+        batch_shape = torch.broadcast_shapes(logits.shape[:-1], temperature.shape)
+        super().__init__(batch_shape, logits.shape[-1:], validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=1)
+    def support(self):
+        return KHot(self.k)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(PerturbedTopK, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.k, new.noise, new.lam, new.terms = self.k, self.noise, self.lam, self.terms
+        new.logits = self.logits.expand(batch_shape + self.event_shape)
+        new.temperature = self.temperature
+        super(PerturbedTopK, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def perturbation(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        """tau * eps, one draw per element of sample_shape + batch_shape + (n,) (no gradient)."""
+        shape = self._extended_shape(sample_shape)
+        like = self.logits.detach()
+        if self.noise == "gumbel":
+            eps = gumbel_noise(shape, like, generator)
+        else:
+            eps = sum_of_gamma_noise(shape, like, self.k, self.terms)
+        return self.temperature.unsqueeze(-1).detach() * eps
+
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        return imle_topk(self.logits, self.perturbation(sample_shape, generator), self.k, self.lam)
+
+    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        with torch.no_grad():
+            return topk_indicator(self.logits + self.perturbation(sample_shape, generator), self.k)
+
+    def exact_law(self) -> GumbelSoftmaxTopK:
+        """The law of z for Gumbel noise: GumbelSoftmaxTopK(k, logits = theta / tau, hard)."""
+        if self.noise != "gumbel":
+            raise NotImplementedError(
+                "PerturbedTopK with Sum-of-Gamma noise: the law of top-k(theta + eps) has no closed form "
+                "(it approximates the k-subset law); use noise='gumbel' for an exact law")
+        return GumbelSoftmaxTopK(self.k, 1.0, logits=self.logits / self.temperature.unsqueeze(-1),
+                                 hard=True, validate_args=False)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return self.exact_law().log_prob(value)
+
+    @property
+    def has_enumerate_support(self) -> bool:
+        return self.noise == "gumbel"
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        return self.exact_law().enumerate_support(expand)
+
+    def enumerate_log_prob(self) -> Tensor:
+        return self.exact_law().enumerate_log_prob()

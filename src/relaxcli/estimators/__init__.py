@@ -26,9 +26,15 @@ from relaxcli.estimators.conditional import (
     categorical_conditional,
     categorical_relaxed_pair,
 )
+from relaxcli.estimators.imle import IMLEEstimator
 from relaxcli.estimators.pathwise import PathwiseEstimator
 from relaxcli.estimators.rebar import ControlVariateNet, RebarEstimator
-from relaxcli.estimators.score import ARMEstimator, DisARMEstimator, ReinforceEstimator
+from relaxcli.estimators.score import (
+    ARMEstimator,
+    DisARMEstimator,
+    MuPropEstimator,
+    ReinforceEstimator,
+)
 
 
 def make_estimator(method, n_samples: int = 1, **options) -> Estimator:
@@ -48,6 +54,8 @@ __all__ = [
     "DisARMEstimator",
     "Estimate",
     "Estimator",
+    "IMLEEstimator",
+    "MuPropEstimator",
     "PathwiseEstimator",
     "RebarEstimator",
     "ReinforceEstimator",

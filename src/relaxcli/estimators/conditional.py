@@ -48,7 +48,12 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from relaxcli.distributions._numerics import gumbel_noise, logistic_noise, uniform_open
+from relaxcli.distributions._numerics import (
+    conditional_gumbel,
+    gumbel_noise,
+    logistic_noise,
+    uniform_open,
+)
 
 __all__ = [
     "bernoulli_conditional",
@@ -99,15 +104,9 @@ def categorical_conditional(logits: Tensor, b: Tensor, v: Tensor | None = None) 
     uniforms (fresh when None). Differentiable in ``logits``.
     """
     log_p = torch.log_softmax(logits, dim=-1)  # normalise: the construction needs sum p = 1
-    shape = torch.broadcast_shapes(log_p.shape, b.shape)
     if v is None:
-        v = uniform_open(shape, logits)
-    log_neg_log_v = torch.log(-torch.log(v))                   # log E_i, E_i ~ Exp(1)
-    top = (log_neg_log_v * b).sum(-1, keepdim=True)            # log E_b
-    # z_b = -log E_b  (Gumbel(0): the max of Gumbels with locations log p_i);
-    # z_i = -log(E_i / p_i + E_b)  (Gumbel(log p_i) truncated below z_b), in log space.
-    others = -torch.logaddexp(log_neg_log_v - log_p, top.expand(shape))
-    return torch.where(b > 0.5, -top.expand(shape), others)
+        v = uniform_open(torch.broadcast_shapes(log_p.shape, b.shape), logits)
+    return conditional_gumbel(log_p, b, v)
 
 
 def categorical_relaxed_pair(logits: Tensor, sample_shape=()) -> tuple[Tensor, Tensor, Tensor]:

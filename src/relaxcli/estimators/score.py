@@ -152,3 +152,45 @@ class DisARMEstimator(Estimator):
         weight = sign * (b != b_anti).to(a.dtype) * torch.sigmoid(a.detach().abs())
         grad = (0.5 * diff * weight).mean(0) / batch
         return Estimate(loss=attach_gradient(f.mean(), a, grad), cost=f.detach())
+
+
+class MuPropEstimator(Estimator):
+    """MuProp (Gu, Levine, Sutskever, Mnih 2016, arXiv 1511.05176): the score function with a
+    first-order Taylor control variate of f around the mean-field point mu = E[b], plus its
+    analytic expectation:
+
+        g = (f(b) - f(mu_) - f'(mu_)^T (b - mu_)) grad log p(b) + f'(mu_)^T grad mu,   mu_ = sg(mu).
+
+    Unbiased for any differentiable f: E[(f(mu_) + f'(mu_)^T (b - mu_)) grad log p(b)] =
+    grad E[f'(mu_)^T b] = f'(mu_)^T grad mu (the control variate is linear in b). ``cost`` is
+    called once more at mu (shape (1, B, *latent)) and differentiated w.r.t. mu only (no gradient
+    reaches the cost's own parameters from that call); a cost that is not differentiable in z
+    gives f' = 0 (REINFORCE with the baseline f(mu)). Works for every law with ``mean`` and
+    ``log_prob``: Bernoulli, categorical, and the k-subset law (``mean`` = exact marginals).
+    """
+
+    families = ("bernoulli", "categorical", "subset")
+
+    def forward(self, raw: Tensor, cost: Cost, tau: float | None = None) -> Estimate:
+        n, batch = self.n_samples, raw.shape[0]
+        law = self.method.discrete(raw, family=self.family)
+        b = law.sample((n,))
+        f = check_cost(cost(b), n, batch)
+        loss = f.mean()
+        if not self._needs_raw_grad(raw):
+            return Estimate(loss=loss, cost=f.detach())
+        mu = law.mean                                             # (B, *latent), a function of raw
+        at = mu.detach().unsqueeze(0).requires_grad_()            # (1, B, *latent)
+        f_mu = check_cost(cost(at), 1, batch)
+        slope = None
+        if f_mu.requires_grad:
+            (slope,) = torch.autograd.grad(f_mu.sum(), at, allow_unused=True)
+        if slope is None:
+            slope = torch.zeros_like(at)
+        # the control variate h(b) = f(mu_) + f'(mu_)^T (b - mu_), per sample and row
+        h = f_mu.detach() + sum_event(slope * (b - at.detach()), n, batch)
+        log_prob = sum_event(law.log_prob(b), n, batch)
+        score = ((f.detach() - h) * log_prob).mean()
+        analytic = (slope.squeeze(0) * mu).sum() / batch          # f'(mu_)^T mu(raw), per row / B
+        return Estimate(loss=loss + (score - score.detach()) + (analytic - analytic.detach()),
+                        cost=f.detach())
