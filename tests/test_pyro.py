@@ -37,6 +37,12 @@ CASES = {
     "LogitRelaxedBernoulli": (torch.zeros(3), lambda C, p: C(0.5, logits=p)),
     "LogGumbelSoftmax": (torch.zeros(4), lambda C, p: C(0.5, logits=p)),
     "LogitCorrelatedRelaxedBernoulli": (torch.zeros(3), lambda C, p: C(0.5, logits=p, correlation=R)),
+    "ReinMaxBernoulli": (torch.zeros(3), lambda C, p: C(1.0, logits=p)),
+    "ReinMaxCategorical": (torch.zeros(4), lambda C, p: C(1.0, logits=p)),
+    "GumbelRao": (torch.zeros(4), lambda C, p: C(0.5, logits=p, samples=3)),
+    "KSubset": (torch.zeros(5), lambda C, p: C(2, logits=p)),
+    "SimpleKSubset": (torch.zeros(5), lambda C, p: C(2, logits=p)),
+    "PerturbedTopK": (torch.zeros(5), lambda C, p: C(2, p, 1.0, noise="gumbel")),
 }
 
 

@@ -35,15 +35,21 @@ __all__ = [
     "DecoupledStraightThroughGumbelSoftmax",
     "GaussianRelaxedBernoulli",
     "GeneralizedGumbelSoftmax",
+    "GumbelRao",
     "GumbelSoftmax",
     "GumbelSoftmaxTopK",
     "HardConcrete",
     "InvertibleGaussian",
+    "KSubset",
     "LogGumbelSoftmax",
     "LogisticNormalSoftmax",
     "LogitCorrelatedRelaxedBernoulli",
     "LogitRelaxedBernoulli",
+    "PerturbedTopK",
+    "ReinMaxBernoulli",
+    "ReinMaxCategorical",
     "RelaxedBernoulli",
+    "SimpleKSubset",
     "StochasticTimesSmooth",
     "StraightThroughBernoulli",
 ]
@@ -107,3 +113,27 @@ class LogGumbelSoftmax(_D.LogGumbelSoftmax, TorchDistributionMixin):
 
 class LogitCorrelatedRelaxedBernoulli(_D.LogitCorrelatedRelaxedBernoulli, TorchDistributionMixin):
     """Pyro-ready :class:`relaxcli.distributions.LogitCorrelatedRelaxedBernoulli`."""
+
+
+class GumbelRao(_D.GumbelRao, TorchDistributionMixin):
+    """Pyro-ready :class:`relaxcli.distributions.GumbelRao`."""
+
+
+class KSubset(_D.KSubset, TorchDistributionMixin):
+    """Pyro-ready :class:`relaxcli.distributions.KSubset`."""
+
+
+class PerturbedTopK(_D.PerturbedTopK, TorchDistributionMixin):
+    """Pyro-ready :class:`relaxcli.distributions.PerturbedTopK`."""
+
+
+class ReinMaxBernoulli(_D.ReinMaxBernoulli, TorchDistributionMixin):
+    """Pyro-ready :class:`relaxcli.distributions.ReinMaxBernoulli`."""
+
+
+class ReinMaxCategorical(_D.ReinMaxCategorical, TorchDistributionMixin):
+    """Pyro-ready :class:`relaxcli.distributions.ReinMaxCategorical`."""
+
+
+class SimpleKSubset(_D.SimpleKSubset, TorchDistributionMixin):
+    """Pyro-ready :class:`relaxcli.distributions.SimpleKSubset`."""
