@@ -954,7 +954,7 @@ class PerturbedTopK(Distribution):
         logits: theta, shape (..., n).
         temperature: tau > 0, the noise scale (1.0).
         noise: "sog" or "gumbel".
-        lam: lambda > 0 of the finite difference (10.0).
+        lam: lambda > 0 of the finite difference (1.0, torch-imle's default; with it the division is a no-op).
         terms: S, the number of Gamma terms of the Sum-of-Gamma noise (10).
 
     Example:
@@ -969,7 +969,7 @@ class PerturbedTopK(Distribution):
         "logits": constraints.real_vector, "temperature": constraints.positive}
     has_rsample = True
 
-    def __init__(self, k: int, logits, temperature=1.0, *, noise: str = "sog", lam: float = 10.0,
+    def __init__(self, k: int, logits, temperature=1.0, *, noise: str = "sog", lam: float = 1.0,
                  terms: int = 10, validate_args=None):
         logits, temperature = as_float_tensors(logits, temperature)
         if logits.dim() < 1:

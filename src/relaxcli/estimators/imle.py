@@ -30,7 +30,7 @@ from relaxcli.estimators.base import Cost, Estimate, Estimator, attach_gradient,
 
 class IMLEEstimator(Estimator):
     """I-MLE with per-sample lambda (see the module docstring). Options: ``lambda`` (> 0, the
-    finite-difference step, 10.0), and the build options of the method's ``PerturbedTopK``
+    finite-difference step, 1.0), and the build options of the method's ``PerturbedTopK``
     (``k``, ``noise``, ``terms``)."""
 
     families = ("subset",)
