@@ -822,6 +822,10 @@ class KSubset(Distribution):
         mu = self.mean
         return mu * (1 - mu)
 
+    def inclusion_probs(self) -> Tensor:
+        """P(i in S) = the marginals (the name :class:`GumbelSoftmaxTopK` uses for them)."""
+        return self.mean
+
     @property
     def mode(self) -> Tensor:
         """The most probable subset: the k largest logits."""
