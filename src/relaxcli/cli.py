@@ -135,8 +135,8 @@ def list_methods(
         return
     rows = [
         {
-            "name": m.name, "family": m.family, "families": list(registry.method_families(m)),
-            "kind": m.kind, "unbiased": m.unbiased,
+            "name": m.name, "family": m.family.value, "families": [f.value for f in m.families],
+            "kind": m.kind.value, "unbiased": m.unbiased,
             "exact_log_prob": m.exact_log_prob, "paper": m.paper.cite(),
             "default_tau": m.default_tau, "summary": m.summary, "paper_short": m.paper.short(),
         }

@@ -121,7 +121,7 @@ def bridge_plots(run, dirichlet, logistic_normal, back, title: str) -> list[str]
     points, triangles = plots.simplex_lattice(120)
     x = torch.as_tensor(points, dtype=DTYPE, device=dirichlet.concentration.device)
     dens = {}
-    for name, d in (("Dirichlet(alpha)", dirichlet), ("logistic-normal approximation", logistic_normal),
+    for name, d in (("Dirichlet(alpha)", dirichlet), ("logistic normal approximation", logistic_normal),
                     ("Dirichlet back-approximation", back)):
         with torch.no_grad():
             dens[name] = d.log_prob(x).exp().cpu().numpy()

@@ -28,105 +28,31 @@ from __future__ import annotations
 import csv
 import io
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from itertools import product
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from relaxcli import methods as registry
 from relaxcli import plots
 from relaxcli.errors import BadInput
 from relaxcli.estimators import make_estimator
+from relaxcli.problems import PROBLEMS, Problem, draw_estimates, make_problem, statistics, tune
 from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
-PROBLEMS = ("bernoulli-quadratic", "categorical-quadratic", "bernoulli-multi")
-MULTI_TARGETS = (0.6, 0.51, 0.48)
 DEFAULT_TAUS = "0.05,0.1,0.2,0.5,1,2"
-TUNE_BATCH = 64
-CHUNK = 10_000  # estimates per batched call (bounds memory)
 VARIANCE_DRAWS = 200  # estimates per variance point in --train mode
-
-
-@dataclass
-class Problem:
-    """A benchmark problem: logits ``theta`` (param shape), per-sample cost and exact gradient."""
-
-    name: str
-    family: str
-    theta: Tensor                      # param_shape: (D,) Bernoulli, (1, K) categorical
-    cost: Callable[[Tensor], Tensor]   # (n, B, *param_shape) -> (n, B)
-    outcomes: Tensor                   # every discrete value, (N, *param_shape)
-    info: dict
-
-    def expected_cost(self, theta: Tensor) -> Tensor:
-        """Exact E[f(b)] by enumeration (differentiable in ``theta``)."""
-        law = registry.discrete_law(theta, family=self.family)
-        log_p = law.log_prob(self.outcomes).reshape(len(self.outcomes), -1).sum(-1)
-        f = self.cost(self.outcomes.unsqueeze(1)).squeeze(1)
-        return (log_p.exp() * f).sum()
-
-    def exact_gradient(self, theta: Tensor | None = None) -> Tensor:
-        th = (self.theta if theta is None else theta).detach().clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(self.expected_cost(th), th)
-        return g
-
-    def optimum(self) -> float:
-        f = self.cost(self.outcomes.unsqueeze(1)).squeeze(1)
-        return float(f.min())
-
-
-def make_problem(name: str, target: float, categories: int, seed: int, device: torch.device) -> Problem:
-    dtype = torch.float32
-    if name == "bernoulli-quadratic":
-        t = torch.tensor([target], dtype=dtype, device=device)
-        theta = torch.zeros(1, dtype=dtype, device=device)
-        info = {"target": target}
-    elif name == "bernoulli-multi":
-        t = torch.tensor(MULTI_TARGETS, dtype=dtype, device=device)
-        theta = torch.zeros(3, dtype=dtype, device=device)
-        info = {"targets": list(MULTI_TARGETS)}
-    else:
-        gen = torch.Generator().manual_seed(seed)
-        theta = torch.randn(1, categories, generator=gen).to(dtype=dtype, device=device)
-        t = torch.rand(1, categories, generator=gen).to(dtype=dtype, device=device)
-        outcomes = torch.eye(categories, dtype=dtype, device=device).unsqueeze(1)
-        info = {"categories": categories, "cost_vector": t.flatten().tolist()}
-        return Problem(name, "categorical", theta, lambda z: ((z - t) ** 2).sum((-2, -1)), outcomes, info)
-    d = theta.numel()
-    outcomes = torch.tensor(list(product([0.0, 1.0], repeat=d)), dtype=dtype, device=device)
-    return Problem(name, "bernoulli", theta, lambda z: ((z - t) ** 2).sum(-1), outcomes, info)
 
 
 # ----------------------------------------------------------------------------- method selection
 def _compatible(method: registry.Method, problem: Problem) -> bool:
-    """Can ``method`` run on ``problem``: right family, logits parameters, discrete-shaped samples."""
-    if not method.supports(problem.family) or not method.from_logits or method.discrete is None:
-        return False
-    if method.builder is None:
-        return method.estimator is not None
-    raw = problem.theta.unsqueeze(0)
-    try:
-        d = method.build(raw, method.default_tau if method.default_tau is not None else 1.0)
-    except NotImplementedError:
-        return False
-    law = method.discrete(raw, family=problem.family)
-    return tuple(d.batch_shape + d.event_shape) == tuple(law.batch_shape + law.event_shape)
+    """Can ``method`` run on ``problem``: right family, logits parameters, samples in the space
+    of the discrete law (the problem's cost is a function of such points)."""
+    return (method.supports(problem.family) and method.from_logits and method.discrete is not None
+            and method.sample_in_law_space)
 
 
 def applicable_methods(problem: Problem) -> list[registry.Method]:
     return [m for m in registry.METHODS.values() if _compatible(m, problem)]
-
-
-def _has_temperature(method: registry.Method) -> bool:
-    return method.builder is not None and method.default_tau is not None
-
-
-def _n_samples(method: registry.Method) -> int:
-    return 2 if method.options.get("baseline") == "leave-one-out" else 1
 
 
 def _parse_taus(tau: str) -> list[float]:
@@ -162,65 +88,19 @@ def _select_methods(names: str | None, problem: Problem) -> list[registry.Method
 
 # ----------------------------------------------------------------------------- measuring
 def _estimator(method, problem: Problem):
-    kw = {}
-    if method.builder is None:
-        kw["family"] = problem.family
-        if method.estimator is not None and "network" in method.options:
-            kw["latent_size"] = problem.theta.numel()
-    return make_estimator(method, n_samples=_n_samples(method), **kw).to(problem.theta.device)
+    kw = {"latent_size": problem.theta.numel()} if method.needs_latent_size else {}
+    return make_estimator(method, n_samples=method.min_samples, family=problem.family,
+                          **kw).to(problem.theta.device)
 
 
-def _batch(problem: Problem, rows: int) -> Tensor:
-    return problem.theta.expand((rows,) + problem.theta.shape).clone().requires_grad_(True)
 
 
-def draw_estimates(est, problem: Problem, draws: int, tau: float | None) -> tuple[Tensor, float]:
-    """``draws`` independent estimates (draws, P) at theta and the seconds per estimate."""
-    out, seconds = [], 0.0
-    for start in range(0, draws, CHUNK):
-        rows = min(CHUNK, draws - start)
-        raw = _batch(problem, rows)
-        t0 = time.perf_counter()
-        est(raw, problem.cost, tau).loss.backward()
-        seconds += time.perf_counter() - t0
-        out.append(raw.grad.reshape(rows, -1) * rows)
-    return torch.cat(out).double(), seconds / draws
-
-
-def tune(est, problem: Problem, steps: int, lr: float = 0.01) -> None:
-    """Fit an estimator's own parameters (variance objective) and state at the fixed theta."""
-    params = [p for p in est.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr) if params else None
-    est.train()
-    for _ in range(steps):
-        raw = _batch(problem, TUNE_BATCH)
-        out = est(raw, problem.cost)
-        if opt is not None:
-            opt.zero_grad()
-        out.loss.backward()
-        if opt is not None:
-            opt.step()
-    est.eval()
-
-
-def statistics(g: Tensor, exact: Tensor) -> dict:
-    mean = g.mean(0)
-    bias = mean - exact
-    var = g.var(0) if len(g) > 1 else torch.zeros_like(mean)
-    trace = float(var.sum())
-    return {
-        "mean": mean.tolist(), "bias": bias.tolist(), "variance": trace,
-        "mse": float(((g - exact) ** 2).sum(1).mean()),
-        "snr": float(mean.norm() / math.sqrt(trace)) if trace > 0 else None,
-        # not in summary.json: the standard error of the bias, for the table
-        "_bias_se": (var / len(g)).sqrt().tolist(),
-    }
 
 
 def _rows(methods, taus) -> list[tuple[registry.Method, float | None]]:
     rows = []
     for m in methods:
-        if _has_temperature(m):
+        if m.has_temperature:
             rows.extend((m, t) for t in taus)
         else:
             rows.append((m, None))
@@ -268,7 +148,7 @@ def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: s
     options = {"problem": problem, "methods": [m.name for m in chosen], "tau": taus, "draws": draws,
                "target": target, "categories": categories, "train": train, "steps": steps,
                "tune_steps": tune_steps, "tune_lr": tune_lr, "lr": lr, "problem_info": prob.info,
-               "n_samples": {m.name: _n_samples(m) for m in chosen}, "threads": threads}
+               "n_samples": {m.name: m.min_samples for m in chosen}, "threads": threads}
     run = create_run("grad-bench", problem, options, out=out, overwrite=overwrite, seed=seed,
                      device=str(dev))
     with run_context(run):
@@ -318,7 +198,7 @@ def _measure(run, reporter, prob: Problem, chosen, taus, draws, tune_steps, tune
 
 def _sweep_series(results, chosen):
     """Per relaxed method: tau -> (||bias||, variance); unbiased/untempered ones as references."""
-    temp = {m.name for m in chosen if _has_temperature(m)}
+    temp = {m.name for m in chosen if m.has_temperature}
     sweeps: dict[str, dict] = {}
     refs: dict[str, dict] = {}
     for r in results:
@@ -340,7 +220,7 @@ def _table(reporter, prob, exact, results, tuned, tune_steps) -> None:
     caption = "bias/SE: largest |bias_i| / standard error over coordinates (> 4: clearly biased)."
     if tuned:
         caption += (f" Tuned for {tune_steps} steps at fixed theta, then frozen: "
-                    f"{', '.join(sorted(set(tuned)))} (rebar/relax tau = learned temperature).")
+                    f"{', '.join(sorted(set(tuned)))} (a tau shown for a method without one is the temperature it learned).")
     table = Table(title=f"grad-bench {prob.name}: exact gradient "
                         f"{', '.join(f'{x:.5g}' for x in exact.tolist())}", caption=caption)
     for col in ("method", "tau", "unbiased", "mean", "bias", "bias/SE", "variance", "MSE", "SNR", "us/estimate"):
@@ -387,7 +267,7 @@ def _train(run, reporter, prob: Problem, chosen, taus, steps, tune_steps, lr, se
             curve = {"step": [], "loss": [], "log10_variance": []}
             for step in range(steps + 1):
                 if step % every == 0 or step == steps:
-                    view = Problem(prob.name, prob.family, theta.detach(), prob.cost, prob.outcomes, prob.info)
+                    view = prob.at(theta.detach())
                     with torch.no_grad():
                         loss = float(prob.expected_cost(theta))
                     est.eval()
