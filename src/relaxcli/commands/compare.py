@@ -33,7 +33,7 @@ from typing import Any
 from relaxcli import runs
 from relaxcli.commands import report_for
 from relaxcli.errors import BadInput
-from relaxcli.report import Metric, Report, fmt_value
+from relaxcli.report import Curve, Metric, Report, fmt_value
 
 # config.json keys that describe the machine, not the experiment (not offered for --group-by).
 _META_KEYS = {"options", "argv", "platform", "python_version", "relaxcli_version", "torch_version",
@@ -297,7 +297,7 @@ def fmt_cell(metric: Metric, s: dict) -> str:
 
 
 # --------------------------------------------------------------------------------- curves
-def _curve_of_run(curve, path: Path) -> tuple[list[float], list[float]] | None:
+def _curve_of_run(curve: Curve, path: Path) -> tuple[list[float], list[float]] | None:
     """One run's learning curve from metrics.jsonl as the report's ``curve`` declares it: (x, y)
     over the records where both are numbers, smoothed by the command's own function; or None."""
     pts = []
@@ -585,7 +585,7 @@ def _notes(c: Comparison) -> list[str]:
     return notes
 
 
-def write_outputs(c: Comparison, options: CompareOptions, figure) -> dict:
+def write_outputs(c: Comparison, options: CompareOptions, figure: tuple[str, dict] | None) -> dict:
     """The compare run directory: comparison.csv/.md, curves.png, per_run.csv, summary.json."""
     inputs = [Path(r.path) for r in c.runs] + [Path(s["path"]) for s in c.skipped]
     out = None if options.out is None else Path(options.out)
@@ -662,7 +662,7 @@ def group_figure(c: Comparison) -> tuple[str, dict] | None:
         "untrained_x": curve.untrained_x, "legend_title": curve.legend_title if order else None}
 
 
-def _references(curve, runs_ok: list[RunRecord]) -> dict:
+def _references(curve: Curve, runs_ok: list[RunRecord]) -> dict:
     """The curve's reference line: the summary value of ``curve.reference`` when all runs agree."""
     if curve.reference is None:
         return {}
