@@ -507,15 +507,20 @@ def compare(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Directory for comparison.csv, comparison.md, curves.png and summary.json "
         "(default runs/compare/<UTC time>). Must be new or empty unless --overwrite.")] = None,
+    per_run_csv: Annotated[bool, typer.Option(
+        "--per-run-csv", help="Also write per_run.csv: one row per run (grad-bench: per run and "
+        "result row) with its group keys, the compared metrics, and config.json and summary.json "
+        "flattened (config.*, options.*, summary.*), for pandas.")] = False,
     overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Compare completed runs: mean +/- std over seeds per group, as a table, CSV, Markdown and curves."""
-    from relaxcli.commands.compare import run_compare
+    from relaxcli.commands.compare import CompareOptions, run_compare
 
-    invoke(run_compare, json_out=json_out, quiet=quiet, run_dirs=run_dirs, group_by=group_by,
-           metrics=metric, out=out, overwrite=overwrite)
+    invoke(run_compare, json_out=json_out, quiet=quiet, options=CompareOptions(
+        run_dirs=run_dirs, group_by=group_by, metrics=metric, out=out, overwrite=overwrite,
+        per_run_csv=per_run_csv))
 
 
 def _exception_types(name: str) -> tuple[type, ...]:

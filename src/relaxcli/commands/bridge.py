@@ -26,6 +26,7 @@ from relaxcli import bridge as lb
 from relaxcli.commands._parse import parse_rows
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
+from relaxcli.report import Metric, Report, declare_report
 from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
 DEFAULT_ALPHA = [2.0, 5.0, 9.0]
@@ -33,6 +34,13 @@ RANDOM_RANGE = (0.5, 20.0)  # --random: alpha_k log-uniform in this range
 DTYPE = torch.float64
 CHUNK = 200_000
 DEFAULT_RANDOM_DIM = 3
+
+# What `relax compare` reads from these runs (relaxcli.report): every numeric summary key.
+REPORT = declare_report(Report(
+    command="bridge",
+    metrics=(Metric("round_trip_max_abs_error", label="round-trip max |Δα|", better="lower"),),
+    default_metrics=None,
+))
 
 
 def parse_alpha(alpha: str | None, random: bool, dim: int | None) -> list[float] | None:

@@ -37,10 +37,98 @@ from relaxcli import plots
 from relaxcli.errors import BadInput
 from relaxcli.estimators import make_estimator
 from relaxcli.problems import PROBLEMS, Problem, draw_estimates, make_problem, statistics, tune
+from relaxcli.report import Metric, Report, Rows, declare_report, fmt_value
 from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
 DEFAULT_TAUS = "0.05,0.1,0.2,0.5,1,2"
 VARIANCE_DRAWS = 200  # estimates per variance point in --train mode
+
+
+# ------------------------------------------------------------ what `relax compare` reads (report)
+def _compare_tau(options: dict, row: dict, key: str):
+    """A result row's group value. A tau the bench did not sweep was learned by the method itself
+    (REBAR/RELAX tune theirs), differs from seed to seed, and is grouped as "learned"."""
+    v = row.get(key)
+    swept = options.get("tau")
+    if key == "tau" and isinstance(v, (int, float)) and isinstance(swept, list) and not any(
+            isinstance(t, (int, float)) and math.isclose(v, t, rel_tol=1e-9) for t in swept):
+        return "learned"
+    return v
+
+
+def _compare_figure(keys: list[str], groups: list[dict]) -> tuple[str, dict] | None:
+    """Per problem (the non-row group keys): each method's ||bias|| and variance over runs against
+    tau for tempered methods, one point for the others (plots.gradbench_problems); with the
+    variance alone (--metric without bias_norm), variance against tau (plots.compare_curves)."""
+    def value(g, m):
+        s = g["metrics"].get(m)
+        return (None, None) if s is None or s["mean"] is None else (s["mean"], s["std"] or 0.0)
+
+    if not any(value(g, "variance_trace")[0] is not None for g in groups):
+        return None
+    has_bias = any(value(g, "bias_norm")[0] is not None for g in groups)
+    problems: dict[str, tuple[dict, dict]] = {}
+    for g in groups:
+        var, var_sd = value(g, "variance_trace")
+        if var is None:
+            continue
+        bias, bias_sd = value(g, "bias_norm")
+        problem = ", ".join(fmt_value(g["key"][k]) for k in keys)
+        sweeps, refs = problems.setdefault(problem, ({}, {}))
+        method, tau = g["key"].get("method"), g["key"].get("tau")
+        unbiased = method in registry.METHODS and registry.get_method(method).unbiased
+        if isinstance(tau, (int, float)) and not isinstance(tau, bool):
+            s = sweeps.setdefault(method, {"tau": [], "bias": [], "variance": [], "bias_std": [],
+                                           "variance_std": []})
+            for k, v in (("tau", float(tau)), ("bias", bias), ("variance", var),
+                         ("bias_std", bias_sd), ("variance_std", var_sd)):
+                s[k].append(v)
+        else:  # no temperature, or one the method learned ("learned")
+            refs[method] = {"bias": bias, "variance": var, "unbiased": unbiased, "tau": tau,
+                            "bias_std": bias_sd, "variance_std": var_sd}
+    if not has_bias:
+        lines = {m: {"x": s["tau"], "mean": s["variance"], "std": s["variance_std"]}
+                 for sw, _ in problems.values() for m, s in sw.items()}
+        refs = {m: r["variance"] for _, rf in problems.values() for m, r in rf.items()}
+        return "compare_curves", {
+            "lines": lines, "references": refs, "xlabel": "temperature τ",
+            "ylabel": "variance (trace) of the gradient estimate",
+            "title": "grad-bench: variance against temperature", "logx": True, "logy": True,
+            "better": "lower", "value_name": "at the largest τ"}
+    for sweeps, _ in problems.values():
+        for s in sweeps.values():  # points in the order of tau
+            order = sorted(range(len(s["tau"])), key=lambda i: s["tau"][i])
+            for k in s:
+                s[k] = [s[k][i] for i in order]
+    return "gradbench_problems", {
+        "problems": problems,
+        "title": "grad-bench: bias and variance of each gradient estimator, mean ± std over runs",
+    }
+
+
+# One comparison row per (method, tau) result; vectors become numbers: ||bias||_2, the trace of
+# the covariance (sum of per-coordinate variances), MSE summed over coordinates, the mean SNR.
+REPORT = declare_report(Report(
+    command="grad-bench",
+    metrics=(
+        Metric("bias_norm", label="‖bias‖", better="lower", source="bias", reduce="norm"),
+        Metric("variance_trace", label="tr variance", better="lower", source="variance",
+               reduce="sum"),
+        Metric("mse", label="MSE", better="lower", reduce="sum"),
+        Metric("snr", label="SNR", better="higher", reduce="mean"),
+        Metric("seconds_per_estimate", label="s/estimate", better="lower", reduce="norm"),
+        Metric("variance", reduce="sum"),
+    ),
+    default_metrics=("bias_norm", "variance_trace", "mse", "snr", "seconds_per_estimate"),
+    group_by=("problem",),
+    # the rows' methods and temperatures, the seed-drawn problem_info, the budget of draws
+    averaged_over=frozenset({"methods", "tau", "problem_info", "n_samples"}),
+    rows=Rows(field="results", keys=("method", "tau"), key_value=_compare_tau),
+    default_reduce="norm",  # bias, mean, exact_gradient: the Euclidean norm
+    figure=_compare_figure,
+    table_note="‖bias‖ is the Euclidean norm of the bias vector, tr variance the sum of "
+               "per-coordinate variances.",
+))
 
 
 # ----------------------------------------------------------------------------- method selection

@@ -73,6 +73,7 @@ from relaxcli.commands._parse import (
 from relaxcli.console import Reporter
 from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
+from relaxcli.report import Metric, Report, declare_report
 from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
 # METHODS.md section 1, the copula's worked example (batch 2, event 3).
@@ -96,6 +97,14 @@ MAX_SAMPLE_VALUES = 20_000_000      # samples x values per sample held in memory
 MAX_ENUMERATION_VALUES = 20_000_000  # C(K, k) x K x rows for exact top-k inclusion probabilities
 MAX_TABLE_ROWS = 30                 # coordinates shown in the table on stderr
 MAX_PLOT_CATEGORIES = 40            # categories drawn in category_means.png / inclusion.png
+
+# What `relax compare` reads from these runs (relaxcli.report): every numeric summary key.
+REPORT = declare_report(Report(
+    command="sample",
+    metrics=(Metric("max_abs_z", label="largest |z|"), Metric("num_checks", label="checks"),
+             Metric("all_finite", label="all finite")),
+    default_metrics=None,
+))
 
 
 # ----------------------------------------------------------------------------- option support

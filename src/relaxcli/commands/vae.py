@@ -82,6 +82,7 @@ from relaxcli.data import BINARIZATIONS, DATASETS, Binarizer, load_dataset
 from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
 from relaxcli.estimators import make_estimator
+from relaxcli.report import Curve, Metric, Report, declare_report
 from relaxcli.runs import (
     Refused,
     RunFailed,
@@ -105,6 +106,32 @@ RESUME_DEFAULTS = {"input_coding": "centered", "init": "torch", "lr_decay": 1.0,
 
 # Default latent sizes per family: (number of variables, categories per variable).
 DEFAULT_LATENT = {"bernoulli": (200, 1), "categorical": (20, 10), "subset": (20, 10), "simplex": (20, 10)}
+
+# What `relax compare` reads from these runs (relaxcli.report): the metrics, the test -ELBO curve.
+REPORT = declare_report(Report(
+    command=COMMAND,
+    metrics=(
+        Metric("test_neg_elbo", label="test -ELBO", better="lower"),
+        Metric("test_iw_nll", label="IW bound on -log p(x)", better="lower"),
+        Metric("test_kl", label="KL (nats)"),
+        Metric("test_active_vars", label="active vars"),
+        Metric("seconds_per_epoch", label="s/epoch", better="lower"),
+        Metric("train_neg_elbo", label="train -ELBO", better="lower"),
+        Metric("val_neg_elbo", label="val -ELBO"),
+        Metric("test_recon", label="reconstruction"),
+        Metric("test_mean_max_prob", label="mean max q"),
+        Metric("train_cpu_seconds_per_epoch", label="train CPU s/epoch"),
+        Metric("wall_seconds", label="wall s", better="lower"),
+    ),
+    default_metrics=("test_neg_elbo", "test_iw_nll", "test_kl", "test_active_vars",
+                     "seconds_per_epoch"),
+    group_by=("dataset", "method"),
+    curve=Curve(x="epoch", y=("test_neg_elbo",), xlabel="epoch", ylabel="test -ELBO (nats)",
+                title="train-vae: test -ELBO per epoch, mean ± std over runs (lower is better)",
+                better="lower", legend_metric="test_neg_elbo",
+                legend_title="final test -ELBO, best first", facet_by_kind=True,
+                untrained_x=0.0),  # epoch 0 is the untrained model: kept off the y range
+))
 
 
 # ----------------------------------------------------------------------------- method checks
