@@ -12,9 +12,13 @@ in :mod:`relaxcli.commands`.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
 import json
 import math
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,8 +27,10 @@ import typer
 
 import relaxcli
 from relaxcli import methods as registry
+from relaxcli.commands.bridge import BridgeOptions
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
+from relaxcli.options import Cli, cli_fields, non_finite
 from relaxcli.runs import RunFailed, Terminated
 
 app = typer.Typer(
@@ -90,6 +96,52 @@ def invoke(runner: Callable[..., dict], *, json_out: bool, quiet: bool, **kwargs
     if json_out:
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()
+
+
+def _typer_parameter(f, hint) -> inspect.Parameter:
+    """The Typer parameter of one options-dataclass field (its flag, help, default, bounds)."""
+    cli: Cli = f.metadata["cli"]
+    if cli.argument:
+        info = typer.Argument(help=cli.help, show_default=cli.show_default)
+    else:
+        info = typer.Option(*cli.flags, help=cli.help, show_default=cli.show_default,
+                            min=cli.min, max=cli.max, hidden=cli.hidden)
+    default = f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[hint, info])
+
+
+def options_command(name: str, options_cls: type, runner: str, *, resume_may_change=None) -> None:
+    """Register command ``name``: its options are the fields of ``options_cls`` (written once,
+    in the command's module), plus --json and --quiet; ``runner`` ("module:function") gets
+    ``(options, reporter)``. ``resume_may_change``: the fields that may be given beside
+    ``--resume`` (commands that resume), everything else typed beside it is refused."""
+    hints = typing.get_type_hints(options_cls)
+    params = [_typer_parameter(f, hints[f.name]) for f in cli_fields(options_cls)]
+    params += [
+        inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=QuietOpt),
+    ]
+    if resume_may_change is not None:
+        params.insert(0, inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                           annotation=typer.Context))
+
+    def command(ctx: typer.Context | None = None, **values: Any) -> None:
+        json_out, quiet = values.pop("json_out"), values.pop("quiet")
+        if resume_may_change is not None:
+            refuse_options_beside_resume(ctx, values.get("resume"), tuple(resume_may_change))
+        options = options_cls(**values)
+        problem = non_finite(options)
+        if problem:
+            fail(problem)
+        module, function = runner.split(":")
+        run = getattr(importlib.import_module(module), function)
+        invoke(run, json_out=json_out, quiet=quiet, options=options)
+
+    command.__signature__ = inspect.Signature(params)
+    command.__doc__ = options_cls.__doc__
+    command.__name__ = name.replace("-", "_")
+    app.command(name)(command)
 
 
 def refuse_options_beside_resume(ctx: typer.Context, resume: Path | None, may_change: tuple[str, ...] = ()) -> None:
@@ -250,38 +302,7 @@ def sample(
            overwrite=overwrite, device=device, threads=threads)
 
 
-@app.command("bridge")
-def bridge(
-    alpha: Annotated[str | None, typer.Option(
-        "--alpha", help="Dirichlet concentration, a comma list of K >= 2 positive numbers "
-        "(default 2,5,9).", show_default=False)] = None,
-    random: Annotated[bool, typer.Option(
-        "--random", help="Draw alpha at random from --seed instead (log-uniform in [0.5, 20]), "
-        "with --dim categories.")] = False,
-    dim: Annotated[int | None, typer.Option(
-        "--dim", help="Number of categories K for --random (default 3); refused without --random "
-        "(--alpha fixes K then).", show_default=False)] = None,
-    num_samples: Annotated[int, typer.Option(
-        "--num-samples", "-n", help="Monte Carlo samples for the moments and KL estimates.")] = 100_000,
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Laplace bridge: Dir(alpha) -> logistic normal (mu, Sigma) -> Dirichlet (alpha').
-
-    Writes summary.json (mu, Sigma, alpha', moments of each, Monte Carlo KL estimates with
-    standard errors) and, for K = 3, simplex heatmaps on one colour scale: dirichlet.png,
-    logistic_normal.png, dirichlet_back.png and bridge.png (all three).
-    """
-    from relaxcli.commands.bridge import run_bridge
-
-    invoke(run_bridge, json_out=json_out, quiet=quiet, alpha=alpha, random=random, dim=dim,
-           num_samples=num_samples, seed=seed, out=out, overwrite=overwrite, device=device,
-           threads=threads)
+options_command("bridge", BridgeOptions, "relaxcli.commands.bridge:run_bridge")
 
 
 @app.command("grad-bench")
