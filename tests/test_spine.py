@@ -26,7 +26,7 @@ class ToyStraightThrough(Bernoulli):
 
     has_rsample = True
 
-    def rsample(self, sample_shape=torch.Size()):
+    def rsample(self, sample_shape=torch.Size()):  # noqa: B008 (torch's own signature)
         p = self.probs.expand(self._extended_shape(sample_shape))
         b = torch.bernoulli(p.detach())
         return b + p - p.detach()

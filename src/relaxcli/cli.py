@@ -28,6 +28,7 @@ import typer
 import relaxcli
 from relaxcli import methods as registry
 from relaxcli.commands.bridge import BridgeOptions
+from relaxcli.commands.gradbench import GradBenchOptions
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
 from relaxcli.options import Cli, cli_fields, non_finite
@@ -305,54 +306,7 @@ def sample(
 options_command("bridge", BridgeOptions, "relaxcli.commands.bridge:run_bridge")
 
 
-@app.command("grad-bench")
-def grad_bench(
-    problem: Annotated[str, typer.Option(
-        "--problem", help="bernoulli-quadratic (E[(b - t)^2], RELAX's toy), categorical-quadratic "
-        "(K categories, random cost vector from --seed) or bernoulli-multi "
-        "(sum_i (b_i - p_i)^2, p = 0.6, 0.51, 0.48). Exact gradients by enumeration.")] = "bernoulli-quadratic",
-    methods: Annotated[str | None, typer.Option(
-        "--methods", help="Comma list of registry methods (see 'relax list'); default: every "
-        "method that applies to the problem's family.", show_default=False)] = None,
-    tau: Annotated[str, typer.Option(
-        "--tau", help="Comma list of temperatures (> 0) swept for relaxed and straight-through "
-        "methods; REBAR/RELAX learn their own.")] = "0.05,0.1,0.2,0.5,1,2",
-    draws: Annotated[int, typer.Option(
-        "--draws", help="Independent gradient estimates per method and temperature (>= 2).")] = 10_000,
-    target: Annotated[float, typer.Option(
-        "--target", help="t in bernoulli-quadratic's (b - t)^2 (0.45 and 0.499 are RELAX's).")] = 0.45,
-    categories: Annotated[int, typer.Option(
-        "--categories", help="K for categorical-quadratic (>= 2).")] = 5,
-    tune_steps: Annotated[int, typer.Option(
-        "--tune-steps", help="Adam steps that fit estimators' own parameters (baselines, REBAR's "
-        "eta and temperature, RELAX's network) at the fixed theta before they are frozen.")] = 2000,
-    tune_lr: Annotated[float, typer.Option(
-        "--tune-lr", help="Adam learning rate of that tuning (REBAR's best eta and temperature on "
-        "the toy problem are in the hundreds, so a slow rate never reaches them).")] = 0.1,
-    train: Annotated[bool, typer.Option(
-        "--train", help="Instead of measuring at fixed theta, optimise theta with each method for "
-        "--steps steps and plot the loss and gradient variance (RELAX's toy figure).")] = False,
-    steps: Annotated[int, typer.Option("--steps", help="Optimisation steps in --train mode.")] = 1000,
-    lr: Annotated[float, typer.Option(
-        "--lr", help="Adam learning rate of theta and the estimators' parameters in --train mode.")] = 0.01,
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Bias, variance, MSE, SNR and speed of every gradient estimator against the exact gradient.
-
-    Writes summary.json, results.csv and bias_variance_vs_tau.png (training.png with --train).
-    """
-    from relaxcli.commands.gradbench import run_grad_bench
-
-    invoke(run_grad_bench, json_out=json_out, quiet=quiet, problem=problem, methods=methods,
-           tau=tau, draws=draws, target=target, categories=categories, tune_steps=tune_steps,
-           tune_lr=tune_lr, train=train, steps=steps, lr=lr, seed=seed, out=out, overwrite=overwrite, device=device,
-           threads=threads)
+options_command("grad-bench", GradBenchOptions, "relaxcli.commands.gradbench:run_grad_bench")
 
 
 @app.command("train-vae")

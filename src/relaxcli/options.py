@@ -80,7 +80,7 @@ class RunOptions:
 
     seed: int = option(0, "--seed", min=0, max=2**63 - 1, help=(
         "Random seed (0 to 2^63 - 1): the same seed gives the same numbers on the same machine."))
-    out: Path | None = option(None, "--out", show_default=False, help=(  # noqa: RUF009
+    out: Path | None = option(None, "--out", show_default=False, help=(
         "Run directory to write (default runs/<command>/<method>-<UTC time>). Must be new or "
         "empty unless --overwrite."))
     overwrite: bool = option(False, "--overwrite", help=(

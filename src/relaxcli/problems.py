@@ -27,13 +27,26 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from enum import Enum
 from itertools import product
 
 import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, OneHotCategorical
 
-PROBLEMS = ("bernoulli-quadratic", "categorical-quadratic", "bernoulli-multi")
+
+class ProblemName(str, Enum):
+    """The problems :func:`make_problem` builds."""
+
+    BERNOULLI_QUADRATIC = "bernoulli-quadratic"
+    CATEGORICAL_QUADRATIC = "categorical-quadratic"
+    BERNOULLI_MULTI = "bernoulli-multi"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+PROBLEMS = tuple(p.value for p in ProblemName)
 MULTI_TARGETS = (0.6, 0.51, 0.48)
 CHUNK = 10_000  # estimates per batched call (bounds memory)
 TUNE_BATCH = 64

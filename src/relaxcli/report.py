@@ -9,7 +9,7 @@ figure of its own. ``relax compare`` looks the declaration up by config.json's `
 knows no command by name; a command without one is compared on every numeric summary key.
 
 Example:
-    >>> declare_report(Report(command="toy", metrics=(
+    >>> _ = declare_report(Report(command="toy", metrics=(
     ...     Metric("loss", label="final loss", better="lower"),), default_metrics=("loss",)))
     >>> REPORTS["toy"].metric("loss").label
     'final loss'

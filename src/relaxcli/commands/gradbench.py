@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 
@@ -36,7 +36,8 @@ from relaxcli import methods as registry
 from relaxcli import plots
 from relaxcli.errors import BadInput
 from relaxcli.estimators import make_estimator
-from relaxcli.problems import PROBLEMS, Problem, draw_estimates, make_problem, statistics, tune
+from relaxcli.options import RunOptions, option
+from relaxcli.problems import Problem, ProblemName, draw_estimates, make_problem, statistics, tune
 from relaxcli.report import Metric, Report, Rows, declare_report, fmt_value
 from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
@@ -200,53 +201,85 @@ def _tau_label(tau) -> str:
 
 
 # ----------------------------------------------------------------------------- the runner
-def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: str | None = None,
-                   tau: str = DEFAULT_TAUS, draws: int = 10_000, target: float = 0.45,
-                   categories: int = 5, seed: int = 0, train: bool = False, steps: int = 1000,
-                   tune_steps: int = 2000, tune_lr: float = 0.1, lr: float = 0.01,
-                   out: Path | None = None,
-                   overwrite: bool = False, device: str = "auto", threads: int | None = None) -> dict:
-    # ---- validate everything before the run directory exists
-    if problem not in PROBLEMS:
-        raise BadInput(f"unknown problem {problem!r}; choose from {', '.join(PROBLEMS)}")
-    if draws < 2:
-        raise BadInput(f"--draws must be an integer >= 2, got {draws}")
-    if not math.isfinite(target):
-        raise BadInput(f"--target must be a finite number, got {target}")
-    if categories < 2:
-        raise BadInput(f"--categories must be >= 2, got {categories}")
-    if tune_steps < 0:
-        raise BadInput(f"--tune-steps must be >= 0, got {tune_steps}")
-    if train and steps < 1:
-        raise BadInput(f"--steps must be >= 1, got {steps}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise BadInput(f"--lr must be > 0, got {lr}")
-    if not (math.isfinite(tune_lr) and tune_lr > 0):
-        raise BadInput(f"--tune-lr must be > 0, got {tune_lr}")
-    taus = _parse_taus(tau)
+@dataclass(kw_only=True)
+class GradBenchOptions(RunOptions):
+    """Bias, variance, MSE, SNR and speed of every gradient estimator against the exact gradient.
+
+    Writes summary.json, results.csv and bias_variance_vs_tau.png (training.png with --train).
+    """
+
+    problem: ProblemName = option(ProblemName.BERNOULLI_QUADRATIC, "--problem", help=(
+        "bernoulli-quadratic (E[(b - t)^2], RELAX's toy), categorical-quadratic (K categories, "
+        "random cost vector from --seed) or bernoulli-multi (sum_i (b_i - p_i)^2, p = 0.6, 0.51, "
+        "0.48). Exact gradients by enumeration."))
+    methods: str | None = option(None, "--methods", show_default=False, help=(
+        "Comma list of registry methods (see 'relax list'); default: every method that applies "
+        "to the problem's family."))
+    tau: str = option(DEFAULT_TAUS, "--tau", help=(
+        "Comma list of temperatures (> 0) swept for methods with a temperature; methods that "
+        "learn theirs (REBAR, RELAX) use the learned one."))
+    draws: int = option(10_000, "--draws", help="Independent gradient estimates per method and temperature (>= 2).")
+    target: float = option(0.45, "--target", help=(
+        "t in bernoulli-quadratic's (b - t)^2 (0.45 and 0.499 are RELAX's)."))
+    categories: int = option(5, "--categories", help="K for categorical-quadratic (>= 2).")
+    tune_steps: int = option(2000, "--tune-steps", help=(
+        "Adam steps that fit estimators' own parameters (baselines, REBAR's eta and temperature, "
+        "RELAX's network) at the fixed theta before they are frozen."))
+    tune_lr: float = option(0.1, "--tune-lr", help=(
+        "Adam learning rate of that tuning (REBAR's best eta and temperature on the toy problem "
+        "are in the hundreds, so a slow rate never reaches them)."))
+    train: bool = option(False, "--train", help=(
+        "Instead of measuring at fixed theta, optimise theta with each method for --steps steps "
+        "and plot the loss and gradient variance (RELAX's toy figure)."))
+    steps: int = option(1000, "--steps", help="Optimisation steps in --train mode.")
+    lr: float = option(0.01, "--lr", help=(
+        "Adam learning rate of theta and the estimators' parameters in --train mode."))
+
+
+def run_grad_bench(options: GradBenchOptions, reporter) -> dict:
+    """Measure (or, with --train, optimise with) every chosen estimator on one exact problem."""
+    o = options
+    taus = _validate(o)  # everything checked before the run directory exists
     try:
-        dev = resolve_device(device)
+        dev = resolve_device(o.device)
     except ValueError as e:
         raise BadInput(str(e)) from None
-    threads = set_threads(threads)
-    seed_everything(seed)
-    prob = make_problem(problem, target, categories, seed, dev)
-    chosen = _select_methods(methods, prob)
-
-    options = {"problem": problem, "methods": [m.name for m in chosen], "tau": taus, "draws": draws,
-               "target": target, "categories": categories, "train": train, "steps": steps,
-               "tune_steps": tune_steps, "tune_lr": tune_lr, "lr": lr, "problem_info": prob.info,
-               "n_samples": {m.name: m.min_samples for m in chosen}, "threads": threads}
-    run = create_run("grad-bench", problem, options, out=out, overwrite=overwrite, seed=seed,
-                     device=str(dev))
+    threads = set_threads(o.threads)
+    seed_everything(o.seed)
+    prob = make_problem(str(o.problem), o.target, o.categories, o.seed, dev)
+    chosen = _select_methods(o.methods, prob)
+    config = {"problem": str(o.problem), "methods": [m.name for m in chosen], "tau": taus,
+              "draws": o.draws, "target": o.target, "categories": o.categories, "train": o.train,
+              "steps": o.steps, "tune_steps": o.tune_steps, "tune_lr": o.tune_lr, "lr": o.lr,
+              "problem_info": prob.info, "n_samples": {m.name: m.min_samples for m in chosen},
+              "threads": threads}
+    run = create_run("grad-bench", str(o.problem), config, out=o.out, overwrite=o.overwrite,
+                     seed=o.seed, device=str(dev))
     with run_context(run):
-        if train:
-            summary = _train(run, reporter, prob, chosen, taus, steps, tune_steps, lr, seed)
+        if o.train:
+            summary = _train(run, reporter, prob, chosen, taus, o.steps, o.tune_steps, o.lr, o.seed)
         else:
-            summary = _measure(run, reporter, prob, chosen, taus, draws, tune_steps, tune_lr, seed)
+            summary = _measure(run, reporter, prob, chosen, taus, o.draws, o.tune_steps, o.tune_lr,
+                               o.seed)
         summary = run.finish(summary)
     reporter.print(f"wrote {run.path}")
     return summary
+
+
+def _validate(o: GradBenchOptions) -> list[float]:
+    """One clear line (exit 2) for any unusable option; the temperatures to sweep."""
+    checks = [
+        (o.draws >= 2, f"--draws must be an integer >= 2, got {o.draws}"),
+        (o.categories >= 2, f"--categories must be >= 2, got {o.categories}"),
+        (o.tune_steps >= 0, f"--tune-steps must be >= 0, got {o.tune_steps}"),
+        (not o.train or o.steps >= 1, f"--steps must be >= 1, got {o.steps}"),
+        (o.lr > 0, f"--lr must be > 0, got {o.lr}"),
+        (o.tune_lr > 0, f"--tune-lr must be > 0, got {o.tune_lr}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise BadInput(message)
+    return _parse_taus(o.tau)
 
 
 def _measure(run, reporter, prob: Problem, chosen, taus, draws, tune_steps, tune_lr, seed) -> dict:
