@@ -35,10 +35,10 @@ def raw_shape(method: Method) -> tuple[tuple[int, ...], str, dict]:
     if method.family == "bernoulli":
         return (256, 200), "256x200", {}
     if method.family == "subset":
-        return (256, method.param_size(1000)), "256, top-10 of 1000", {"k": 10}
+        return (256, method.params.size(1000)), "256, top-10 of 1000", {"k": 10}
     if method.name == "invertible-gaussian":
-        return (256, 20, method.param_size(10)), "256x20x9 (K=10)", {}
-    return (256, 20, method.param_size(10)), "256x20x10", {}
+        return (256, 20, method.params.size(10)), "256x20x9 (K=10)", {}
+    return (256, 20, method.params.size(10)), "256x20x10", {}
 
 
 def torch_builtin(method: Method) -> Callable[[torch.Tensor, float], torch.distributions.Distribution] | None:
@@ -82,7 +82,7 @@ def make_step(build: Callable, raw: torch.Tensor, tau: float) -> Callable[[], No
 def run(repeats: int, names: list[str] | None = None) -> list[dict]:
     rows = []
     for method in METHODS.values():
-        if method.builder is None or (names and method.name not in names):
+        if method.relaxed is None or (names and method.name not in names):
             continue
         shape, size, opts = raw_shape(method)
         torch.manual_seed(0)
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated registry names to time (default: every sampler)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
-    unknown = [n for n in names if n not in METHODS or METHODS[n].builder is None]
+    unknown = [n for n in names if n not in METHODS or METHODS[n].relaxed is None]
     if unknown:
         parser.error(f"--methods: not registry samplers: {', '.join(unknown)}")
     if args.repeats < 1 or args.threads < 1:

@@ -70,7 +70,7 @@ def test_default_methods_multi_and_train_mode(tmp_path, run_cli):
     (["--draws", "-5"], "--draws"),
     (["--tau", "0.5,0"], "--tau"),
     (["--tau", "-1"], "--tau"),
-    (["--problem", "nope"], "unknown problem"),
+    (["--problem", "nope"], "is not one of"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, run_cli, args, needle):
     out = tmp_path / "bad"

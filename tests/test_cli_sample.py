@@ -12,7 +12,7 @@ from relaxcli import methods as registry
 from relaxcli.commands import sample as S
 from relaxcli.runs import read_status
 
-BUILDABLE = [m.name for m in registry.METHODS.values() if m.builder is not None]
+BUILDABLE = [m.name for m in registry.METHODS.values() if m.relaxed is not None]
 
 
 
@@ -242,7 +242,7 @@ def test_logistic_normal_log_ratio_matches_its_gaussian(tmp_path, run_cli):
 
 
 def test_score_function_methods_sample_their_discrete_law(tmp_path, run_cli):
-    names = [m.name for m in registry.METHODS.values() if m.builder is None and m.discrete]
+    names = [m.name for m in registry.METHODS.values() if m.relaxed is None and m.discrete]
     if not names:
         pytest.skip("no score-function method registered")
     code, _stdout, err = run_cli(["sample", names[0], "--probs", "0.3,0.6", "-n", "5000",

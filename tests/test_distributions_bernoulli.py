@@ -336,7 +336,7 @@ def test_gaussian_gate_mixed_law_integrates_to_one():
 
 
 # ----------------------------------------------------------------------------- registry
-@pytest.mark.parametrize("method", [m.name for m in methods_where(family="bernoulli") if m.builder])
+@pytest.mark.parametrize("method", [m.name for m in methods_where(family="bernoulli") if m.relaxed])
 def test_registry_builders(method):
     from relaxcli.methods import get_method
 

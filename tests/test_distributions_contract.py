@@ -11,13 +11,13 @@ import torch
 
 from relaxcli.methods import METHODS
 
-BUILDABLE = [name for name, m in METHODS.items() if m.builder is not None]
+BUILDABLE = [name for name, m in METHODS.items() if m.relaxed is not None]
 K = 5  # categories (or Bernoulli units)
 
 
 def raw_like(method, batch, fill=None, dtype=torch.float32, device=None):
     """Raw parameters of shape batch + (param_size(K),) (Bernoulli family: batch + (K units,))."""
-    width = K if method.family == "bernoulli" else method.param_size(K)
+    width = K if method.family == "bernoulli" else method.params.size(K)
     shape = tuple(batch) + (width,)
     if fill is None:
         return torch.randn(shape, dtype=dtype, device=device)
@@ -27,7 +27,7 @@ def raw_like(method, batch, fill=None, dtype=torch.float32, device=None):
 def build(name, raw, tau=None):
     m = METHODS[name]
     # every temperature-like option follows tau, so the extremes are tested for all of them
-    opts = {k: tau for k in m.options if k.startswith("tau_")} if tau is not None else {}
+    opts = {k: tau for k in m.settings if k.startswith("tau_")} if tau is not None else {}
     return m.build(raw, tau, **opts)
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import pytest
 import torch
 
+from relaxcli import problems as P
 from relaxcli.commands import gradbench as G
 from relaxcli.estimators import make_estimator
 from relaxcli.methods import METHODS, get_method
@@ -20,7 +21,7 @@ DRAWS = 20_000
 
 
 def problem(name: str, theta=None):
-    p = G.make_problem(name, 0.45, 4, seed=3, device=CPU)
+    p = P.make_problem(name, 0.45, 4, seed=3, device=CPU)
     if theta is not None:
         p = dataclasses.replace(p, theta=torch.tensor(theta))
     return p
@@ -35,13 +36,19 @@ UNBIASED = [m.name for m in METHODS.values() if m.unbiased]
 CASES = [(m, p) for p in PROBLEMS for m in UNBIASED if get_method(m).supports(PROBLEMS[p].family)]
 
 
+def estimator_for(m, prob):
+    """The estimator grad-bench builds for method record ``m`` on ``prob`` (its public fields)."""
+    kw = {"latent_size": prob.theta.numel()} if m.needs_latent_size else {}
+    return make_estimator(m, n_samples=m.min_samples, family=prob.family, **kw)
+
+
 def estimates(method: str, prob, draws=DRAWS, tau=None, tune_steps=0, tune_lr=0.01, **options):
     m = get_method(method)
-    est = G._estimator(m, prob) if not options else make_estimator(m, G._n_samples(m), family=prob.family, **options)
+    est = estimator_for(m, prob) if not options else make_estimator(m, m.min_samples, family=prob.family, **options)
     if tune_steps:
-        G.tune(est, prob, tune_steps, tune_lr)
+        P.tune(est, prob, tune_steps, tune_lr)
     est.eval()
-    g, _ = G.draw_estimates(est, prob, draws, tau)
+    g, _ = P.draw_estimates(est, prob, draws, tau)
     return g
 
 
@@ -118,30 +125,30 @@ def test_loss_value_is_mean_cost_and_cost_params_get_their_gradient(prob_name):
     """loss == mean cost exactly; a parameter w inside the cost gets d/dw mean f(b) only."""
     prob = PROBLEMS[prob_name]
     for m in _runnable(prob):
-        est = G._estimator(m, prob)
+        est = estimator_for(m, prob)
         est.train()
         w = torch.tensor(1.5, requires_grad=True)
-        raw = G._batch(prob, 8)
+        raw = prob.batch(8)
         out = est(raw, lambda z, w=w: w * prob.cost(z))
         assert out.loss.dim() == 0
         assert out.loss.item() == out.cost.mean().item(), m.name
         assert out.cost.shape[1] == 8 and not out.cost.requires_grad
         out.loss.backward()
         assert raw.grad is not None and torch.isfinite(raw.grad).all(), m.name
-        if m.builder is None:  # score-function: the cost is evaluated at b only
+        if m.relaxed is None:  # score-function: the cost is evaluated at b only
             assert torch.allclose(w.grad, out.cost.mean() / 1.5), m.name
 
 
 @pytest.mark.parametrize("method", ["rebar", "relax"])
 def test_variance_step_fills_parameter_grads_and_leaves_raw_gradient_unchanged(method):
     prob = PROBLEMS["bernoulli-multi"]
-    est = G._estimator(get_method(method), prob)
+    est = estimator_for(get_method(method), prob)
     grads = {}
     for mode in ("train", "eval"):
         getattr(est, mode)()
         est.zero_grad()
         torch.manual_seed(5)
-        raw = G._batch(prob, 16)
+        raw = prob.batch(16)
         est(raw, prob.cost).loss.backward()
         grads[mode] = raw.grad.clone()
         if mode == "train":
@@ -157,7 +164,7 @@ def test_variance_step_fills_parameter_grads_and_leaves_raw_gradient_unchanged(m
 def test_variance_step_is_the_gradient_of_the_squared_estimate():
     """eta.grad equals d/deta mean_i ||g_i||^2, checked by central finite differences."""
     prob = PROBLEMS["bernoulli-quadratic"]
-    est = G._estimator(get_method("rebar"), prob).double()
+    est = estimator_for(get_method("rebar"), prob).double()
     prob64 = dataclasses.replace(prob, theta=prob.theta.double())
     cost64 = lambda z: ((z - 0.45) ** 2).sum(-1)
 
@@ -167,7 +174,7 @@ def test_variance_step_is_the_gradient_of_the_squared_estimate():
         est.zero_grad()
         est.train(train)
         torch.manual_seed(9)
-        raw = G._batch(prob64, 32)
+        raw = prob64.batch(32)
         est(raw, cost64).loss.backward()
         return raw.grad * 32, est.eta.grad
 
@@ -183,15 +190,15 @@ def test_reinforce_baselines():
     prob = PROBLEMS["bernoulli-quadratic"]
     m = get_method("reinforce")
     learned = make_estimator(m, baseline="learned")
-    raw = G._batch(prob, 32)
+    raw = prob.batch(32)
     out = learned(raw, prob.cost)
     out.loss.backward()
     # least-squares gradient towards the cost: 2 (c - mean f), c = 0 initially
     assert torch.allclose(learned.baseline.grad, -2 * out.cost.mean())
     ma = make_estimator(m, baseline="moving-average", decay=0.5)
-    ma(G._batch(prob, 32), prob.cost)
+    ma(prob.batch(32), prob.cost)
     first = float(ma.average)
-    out = ma(G._batch(prob, 32), prob.cost)
+    out = ma(prob.batch(32), prob.cost)
     assert float(ma.average) == pytest.approx(0.5 * first + 0.5 * float(out.cost.mean()))
     with pytest.raises(ValueError, match="n_samples >= 2"):
         make_estimator(get_method("reinforce-rloo"), n_samples=1)
@@ -206,7 +213,7 @@ def test_registry_records():
         assert m.estimator is not None, m.name
     for name in ("reinforce", "reinforce-rloo", "rebar", "relax"):
         m = get_method(name)
-        assert m.kind == "score-function" and m.unbiased and m.builder is None
+        assert m.kind == "score-function" and m.unbiased and m.relaxed is None
         assert m.supports("bernoulli") and m.supports("categorical")
     for name in ("arm", "disarm"):
         assert get_method(name).supports("bernoulli") and not get_method(name).supports("categorical")

@@ -459,3 +459,12 @@ def test_compare_gradbench_figure_per_problem(tmp_path, monkeypatch):
     assert sweeps["relaxed-bernoulli"]["variance"] == pytest.approx([0.2, 0.1])
     assert refs["disarm"]["unbiased"] and refs["disarm"]["variance"] == 0.0
     assert refs["relax"]["tau"] == "learned" and refs["relax"]["unbiased"]
+
+
+def test_gradbench_figure_without_any_temperature_method():
+    """Only methods without a temperature (e.g. straight-through and DisARM): no log-scale crash."""
+    refs = {"straight-through-bernoulli": {"bias": 2e-3, "variance": 0.06, "unbiased": False},
+            "disarm": {"bias": 0.0, "variance": 0.0, "unbiased": True}}
+    fig = plots.gradbench_tau_sweep({}, refs)
+    fig.canvas.draw()
+    plots.close(fig)

@@ -36,7 +36,7 @@ class _FixedEncoder(vae.VAE):
 def _laws(method_name, n_vars, k):
     m = registry.get_method(method_name)
     latent = vae.latent_for(m, m.family, n_vars, None if m.family == "bernoulli" else k)
-    return vae.Laws(m, latent, dict(m.options), "discrete"), latent
+    return vae.Laws(m, latent, dict(m.settings), "discrete"), latent
 
 
 def test_diagnostics_of_a_posterior_equal_to_the_prior():

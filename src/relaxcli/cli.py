@@ -12,9 +12,13 @@ in :mod:`relaxcli.commands`.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
 import json
 import math
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,8 +27,11 @@ import typer
 
 import relaxcli
 from relaxcli import methods as registry
+from relaxcli.commands.bridge import BridgeOptions
+from relaxcli.commands.gradbench import GradBenchOptions
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
+from relaxcli.options import Cli, cli_fields, non_finite
 from relaxcli.runs import RunFailed, Terminated
 
 app = typer.Typer(
@@ -92,6 +99,52 @@ def invoke(runner: Callable[..., dict], *, json_out: bool, quiet: bool, **kwargs
         sys.stdout.flush()
 
 
+def _typer_parameter(f, hint) -> inspect.Parameter:
+    """The Typer parameter of one options-dataclass field (its flag, help, default, bounds)."""
+    cli: Cli = f.metadata["cli"]
+    if cli.argument:
+        info = typer.Argument(help=cli.help, show_default=cli.show_default)
+    else:
+        info = typer.Option(*cli.flags, help=cli.help, show_default=cli.show_default,
+                            min=cli.min, max=cli.max, hidden=cli.hidden)
+    default = f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[hint, info])
+
+
+def options_command(name: str, options_cls: type, runner: str, *, resume_may_change=None) -> None:
+    """Register command ``name``: its options are the fields of ``options_cls`` (written once,
+    in the command's module), plus --json and --quiet; ``runner`` ("module:function") gets
+    ``(options, reporter)``. ``resume_may_change``: the fields that may be given beside
+    ``--resume`` (commands that resume), everything else typed beside it is refused."""
+    hints = typing.get_type_hints(options_cls)
+    params = [_typer_parameter(f, hints[f.name]) for f in cli_fields(options_cls)]
+    params += [
+        inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=QuietOpt),
+    ]
+    if resume_may_change is not None:
+        params.insert(0, inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                           annotation=typer.Context))
+
+    def command(ctx: typer.Context | None = None, **values: Any) -> None:
+        json_out, quiet = values.pop("json_out"), values.pop("quiet")
+        if resume_may_change is not None:
+            refuse_options_beside_resume(ctx, values.get("resume"), tuple(resume_may_change))
+        options = options_cls(**values)
+        problem = non_finite(options)
+        if problem:
+            fail(problem)
+        module, function = runner.split(":")
+        run = getattr(importlib.import_module(module), function)
+        invoke(run, json_out=json_out, quiet=quiet, options=options)
+
+    command.__signature__ = inspect.Signature(params)
+    command.__doc__ = options_cls.__doc__
+    command.__name__ = name.replace("-", "_")
+    app.command(name)(command)
+
+
 def refuse_options_beside_resume(ctx: typer.Context, resume: Path | None, may_change: tuple[str, ...] = ()) -> None:
     """--resume takes every option from the run's config.json, so an option typed beside it
     would be silently ignored: refuse it instead (exit 2), naming what may be given."""
@@ -135,8 +188,8 @@ def list_methods(
         return
     rows = [
         {
-            "name": m.name, "family": m.family, "families": list(registry.method_families(m)),
-            "kind": m.kind, "unbiased": m.unbiased,
+            "name": m.name, "family": m.family.value, "families": [f.value for f in m.families],
+            "kind": m.kind.value, "unbiased": m.unbiased,
             "exact_log_prob": m.exact_log_prob, "paper": m.paper.cite(),
             "default_tau": m.default_tau, "summary": m.summary, "paper_short": m.paper.short(),
         }
@@ -250,88 +303,10 @@ def sample(
            overwrite=overwrite, device=device, threads=threads)
 
 
-@app.command("bridge")
-def bridge(
-    alpha: Annotated[str | None, typer.Option(
-        "--alpha", help="Dirichlet concentration, a comma list of K >= 2 positive numbers "
-        "(default 2,5,9).", show_default=False)] = None,
-    random: Annotated[bool, typer.Option(
-        "--random", help="Draw alpha at random from --seed instead (log-uniform in [0.5, 20]), "
-        "with --dim categories.")] = False,
-    dim: Annotated[int | None, typer.Option(
-        "--dim", help="Number of categories K for --random (default 3); refused without --random "
-        "(--alpha fixes K then).", show_default=False)] = None,
-    num_samples: Annotated[int, typer.Option(
-        "--num-samples", "-n", help="Monte Carlo samples for the moments and KL estimates.")] = 100_000,
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Laplace bridge: Dir(alpha) -> logistic normal (mu, Sigma) -> Dirichlet (alpha').
-
-    Writes summary.json (mu, Sigma, alpha', moments of each, Monte Carlo KL estimates with
-    standard errors) and, for K = 3, simplex heatmaps on one colour scale: dirichlet.png,
-    logistic_normal.png, dirichlet_back.png and bridge.png (all three).
-    """
-    from relaxcli.commands.bridge import run_bridge
-
-    invoke(run_bridge, json_out=json_out, quiet=quiet, alpha=alpha, random=random, dim=dim,
-           num_samples=num_samples, seed=seed, out=out, overwrite=overwrite, device=device,
-           threads=threads)
+options_command("bridge", BridgeOptions, "relaxcli.commands.bridge:run_bridge")
 
 
-@app.command("grad-bench")
-def grad_bench(
-    problem: Annotated[str, typer.Option(
-        "--problem", help="bernoulli-quadratic (E[(b - t)^2], RELAX's toy), categorical-quadratic "
-        "(K categories, random cost vector from --seed) or bernoulli-multi "
-        "(sum_i (b_i - p_i)^2, p = 0.6, 0.51, 0.48). Exact gradients by enumeration.")] = "bernoulli-quadratic",
-    methods: Annotated[str | None, typer.Option(
-        "--methods", help="Comma list of registry methods (see 'relax list'); default: every "
-        "method that applies to the problem's family.", show_default=False)] = None,
-    tau: Annotated[str, typer.Option(
-        "--tau", help="Comma list of temperatures (> 0) swept for relaxed and straight-through "
-        "methods; REBAR/RELAX learn their own.")] = "0.05,0.1,0.2,0.5,1,2",
-    draws: Annotated[int, typer.Option(
-        "--draws", help="Independent gradient estimates per method and temperature (>= 2).")] = 10_000,
-    target: Annotated[float, typer.Option(
-        "--target", help="t in bernoulli-quadratic's (b - t)^2 (0.45 and 0.499 are RELAX's).")] = 0.45,
-    categories: Annotated[int, typer.Option(
-        "--categories", help="K for categorical-quadratic (>= 2).")] = 5,
-    tune_steps: Annotated[int, typer.Option(
-        "--tune-steps", help="Adam steps that fit estimators' own parameters (baselines, REBAR's "
-        "eta and temperature, RELAX's network) at the fixed theta before they are frozen.")] = 2000,
-    tune_lr: Annotated[float, typer.Option(
-        "--tune-lr", help="Adam learning rate of that tuning (REBAR's best eta and temperature on "
-        "the toy problem are in the hundreds, so a slow rate never reaches them).")] = 0.1,
-    train: Annotated[bool, typer.Option(
-        "--train", help="Instead of measuring at fixed theta, optimise theta with each method for "
-        "--steps steps and plot the loss and gradient variance (RELAX's toy figure).")] = False,
-    steps: Annotated[int, typer.Option("--steps", help="Optimisation steps in --train mode.")] = 1000,
-    lr: Annotated[float, typer.Option(
-        "--lr", help="Adam learning rate of theta and the estimators' parameters in --train mode.")] = 0.01,
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Bias, variance, MSE, SNR and speed of every gradient estimator against the exact gradient.
-
-    Writes summary.json, results.csv and bias_variance_vs_tau.png (training.png with --train).
-    """
-    from relaxcli.commands.gradbench import run_grad_bench
-
-    invoke(run_grad_bench, json_out=json_out, quiet=quiet, problem=problem, methods=methods,
-           tau=tau, draws=draws, target=target, categories=categories, tune_steps=tune_steps,
-           tune_lr=tune_lr, train=train, steps=steps, lr=lr, seed=seed, out=out, overwrite=overwrite, device=device,
-           threads=threads)
+options_command("grad-bench", GradBenchOptions, "relaxcli.commands.gradbench:run_grad_bench")
 
 
 @app.command("train-vae")
@@ -507,15 +482,20 @@ def compare(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Directory for comparison.csv, comparison.md, curves.png and summary.json "
         "(default runs/compare/<UTC time>). Must be new or empty unless --overwrite.")] = None,
+    per_run_csv: Annotated[bool, typer.Option(
+        "--per-run-csv", help="Also write per_run.csv: one row per run (grad-bench: per run and "
+        "result row) with its group keys, the compared metrics, and config.json and summary.json "
+        "flattened (config.*, options.*, summary.*), for pandas.")] = False,
     overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Compare completed runs: mean +/- std over seeds per group, as a table, CSV, Markdown and curves."""
-    from relaxcli.commands.compare import run_compare
+    from relaxcli.commands.compare import CompareOptions, run_compare
 
-    invoke(run_compare, json_out=json_out, quiet=quiet, run_dirs=run_dirs, group_by=group_by,
-           metrics=metric, out=out, overwrite=overwrite)
+    invoke(run_compare, json_out=json_out, quiet=quiet, options=CompareOptions(
+        run_dirs=run_dirs, group_by=group_by, metrics=metric, out=out, overwrite=overwrite,
+        per_run_csv=per_run_csv))
 
 
 def _exception_types(name: str) -> tuple[type, ...]:

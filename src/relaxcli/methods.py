@@ -1,15 +1,18 @@
-"""THE registry: one :class:`Method` record per CLI method name.
+"""THE registry: one typed :class:`Method` record per CLI method name.
 
-``relax list``, the CLI's choices, the VAE's latent construction, grad-bench's method list, the
-README table and the parametrised tests all read :data:`METHODS`. Adding a method is one class
-(in ``distributions/`` or ``estimators/``) plus one :func:`register` call here.
+``relax list``, the CLI's choices, every command, the README table and the parametrised tests
+read :data:`METHODS`. Adding a method is one class (in ``distributions/`` or ``estimators/``)
+plus one :func:`register` call here; commands read the record's typed fields and never a
+method's name.
 
-Parameter convention (what runners hand to :meth:`Method.build`): ``raw`` is an unconstrained
-tensor whose last dimension holds ``param_size(K)`` numbers per latent variable, where ``K`` is
-the number of categories (1 for a Bernoulli unit). For methods with ``from_logits=True``, ``raw``
-*is* the logits of the underlying discrete law (Bernoulli(sigmoid(raw)) or
-Categorical(softmax(raw))), so exact gradients can be enumerated and discrete evaluation is
-possible.
+Parameters: what commands hand to :meth:`Method.build` is ``raw``, an unconstrained tensor whose
+last dimension holds ``method.params.size(K)`` numbers per latent variable (``K`` categories; 1
+for a Bernoulli unit). Two packings exist, each written once here:
+
+* :class:`Logits`: ``raw`` *are* the logits of the discrete law (Bernoulli(sigmoid(raw)) or
+  Categorical(softmax(raw))), so exact gradients can be enumerated and the discrete law evaluated;
+* :class:`LocScale`: ``raw = [loc, softplus^-1(scale - 1e-4)]`` of a Gaussian with
+  ``K - reduced_by`` coordinates (IGR: K - 1, the logistic normal: K).
 
 Example:
     >>> import torch
@@ -23,8 +26,12 @@ Example:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -36,8 +43,32 @@ from relaxcli import estimators as E
 from relaxcli.distributions._numerics import ndtri_sigmoid
 from relaxcli.errors import BadInput
 
-FAMILIES = ("bernoulli", "categorical", "subset", "simplex")
-KINDS = ("relaxed", "straight-through", "score-function")
+
+class Family(str, Enum):
+    """The kind of discrete variable a method serves."""
+
+    BERNOULLI = "bernoulli"
+    CATEGORICAL = "categorical"
+    SUBSET = "subset"
+    SIMPLEX = "simplex"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Kind(str, Enum):
+    """How a method gets a gradient."""
+
+    RELAXED = "relaxed"
+    STRAIGHT_THROUGH = "straight-through"
+    SCORE_FUNCTION = "score-function"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FAMILIES = tuple(f.value for f in Family)
+KINDS = tuple(k.value for k in Kind)
 
 
 @dataclass(frozen=True)
@@ -59,65 +90,177 @@ class Paper:
         return f"{self.authors} ({self.year})" + (f", arXiv:{self.arxiv}" if self.arxiv else "")
 
 
+# ----------------------------------------------------------------------------- parameter packings
 @dataclass(frozen=True)
-class Method:
-    """One registry record. See the module docstring for the ``raw`` parameter convention.
+class Logits:
+    """``raw`` are the logits of the discrete law: one number per Bernoulli unit, K per
+    categorical variable. The neutral parameters (a prior) are logits 0: the uniform law."""
 
-    Fields:
+    from_logits = True
+
+    def size(self, categories: int) -> int:
+        return categories
+
+    def categories(self, size: int) -> int:
+        """K from the number of raw numbers per variable (the inverse of :meth:`size`)."""
+        return size
+
+    def neutral(self, shape, device=None, dtype=None) -> Tensor:
+        return torch.zeros(shape, device=device, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class LocScale:
+    """``raw = [loc, softplus^-1(scale - offset)]`` of a Gaussian with ``K - reduced_by``
+    coordinates per variable (IGR: ``reduced_by = 1``; the logistic normal: 0)."""
+
+    reduced_by: int = 0
+    offset: float = 1e-4
+    from_logits = False
+
+    def size(self, categories: int) -> int:
+        return 2 * (categories - self.reduced_by)
+
+    def categories(self, size: int) -> int:
+        if size % 2:
+            raise ValueError(f"loc/scale parameters come in pairs, got {size} numbers")
+        return size // 2 + self.reduced_by
+
+    def unpack(self, raw: Tensor) -> tuple[Tensor, Tensor]:
+        """(loc, scale) with scale = softplus(raw_scale) + offset > 0."""
+        half = raw.shape[-1] // 2
+        return raw[..., :half], torch.nn.functional.softplus(raw[..., half:]) + self.offset
+
+    def pack(self, loc: Tensor, scale: Tensor) -> Tensor:
+        """The ``raw`` of (loc, scale); ``scale`` must exceed ``offset``."""
+        loc, scale = torch.broadcast_tensors(torch.as_tensor(loc), torch.as_tensor(scale))
+        if bool((scale <= self.offset).any()):
+            raise ValueError(f"scale must be greater than {self.offset:g}, got {scale.min().item():g}")
+        y = scale - self.offset
+        return torch.cat([loc, y + torch.log(-torch.expm1(-y))], -1)  # softplus^-1(y)
+
+    def neutral(self, shape, device=None, dtype=None) -> Tensor:
+        """loc 0 and scale 1 (the standard Gaussian's log-ratio law)."""
+        raw = torch.zeros(shape, device=device, dtype=dtype)
+        y = 1.0 - self.offset
+        raw[..., raw.shape[-1] // 2:] = y + math.log(-math.expm1(-y))
+        return raw
+
+
+LOGITS = Logits()
+
+
+# ----------------------------------------------------------------------------- the record
+@dataclass(frozen=True, kw_only=True)
+class Method:
+    """One registry record, built by keyword only.
+
+    Identity and documentation:
         name: kebab-case CLI name.
-        family: "bernoulli" | "categorical" | "subset" | "simplex".
-        kind: "relaxed" | "straight-through" | "score-function".
-        unbiased: whether its gradient estimate of the discrete objective is unbiased.
-        exact_log_prob: whether its distribution's ``log_prob`` is the exact density/mass of
-            what it samples (False where METHODS.md allows ``NotImplementedError``).
-        paper: the reference.
-        default_tau: default temperature (None where the method has none).
-        summary: one line for ``relax list`` and the README.
-        builder: ``builder(raw, tau, **options) -> Distribution`` (None for score-function
-            methods, which use :attr:`discrete`).
-        param_size: numbers per latent variable as a function of K.
-        from_logits: ``raw`` are the logits of the underlying discrete law.
-        discrete: ``discrete(raw, **options) -> Distribution`` of the underlying discrete law
-            (None when the method has no discrete counterpart, e.g. IGR).
-        options: extra keyword options ``builder`` accepts, with defaults (CLI and VAE use them).
-        rounds_to_discrete: rounding a sample (z > 1/2 per Bernoulli unit, argmax of a vector)
-            is an exact draw of ``discrete(raw, **options)`` at every temperature (binary
-            Concrete: sigmoid((l + L)/tau) > 1/2 iff l + L > 0; Gumbel-max for argmax).
-        estimator: ``estimator(method, **options)`` returning the gradient estimator module
-            (filled in by ``relaxcli.estimators``; pathwise for every distribution method).
-        families: further latent families a score-function estimator also serves (REINFORCE,
-            REBAR and RELAX work for Bernoulli *and* categorical latents; ``family`` is the
-            first). Use :meth:`supports` rather than comparing ``family``.
+        kind: :class:`Kind`; unbiased: its gradient of the discrete objective is unbiased;
+        exact_log_prob: its distribution's ``log_prob`` is the exact density/mass of what it samples.
+        paper, summary: the reference and one line for ``relax list`` / the README.
+        families: the :class:`Family` values it serves, its own first (score-function estimators
+            serve Bernoulli *and* categorical latents).
+
+    The math:
+        params: how ``raw`` is packed (:class:`Logits` or :class:`LocScale`).
+        relaxed: ``relaxed(raw, tau, **settings) -> Distribution`` (None for score-function
+            methods, which sample :attr:`discrete`).
+        discrete: ``discrete(raw, family, **settings) -> Distribution``, the exact discrete law
+            behind it (None where it has none, e.g. IGR). Every discrete law has a KL registered
+            with ``torch.distributions.kl_divergence`` (a test checks it).
+        default_tau: default temperature (None: the method has none).
+        settings: the distribution's keyword settings and their defaults (``k``, ``scale``,
+            ``hard`` ...); ``relax sample`` exposes them as options.
+        estimator: ``estimator(method, n_samples=..., family=..., **kw)``, the gradient
+            estimator module (pathwise through ``relaxed`` by default).
+
+    What commands need to know (typed, so that no command asks about a method by name):
+        min_samples: Monte-Carlo samples per example the estimator needs (leave-one-out: 2).
+        needs_latent_size: the estimator learns a network whose input is the latent (RELAX).
+        takes_correlation: the distribution takes a correlation matrix (the Gaussian copula).
+        rounds_to_discrete: rounding a sample (z > 1/2, argmax) is an exact draw of ``discrete``
+            at every temperature (binary Concrete; Gumbel-max).
+        sample_in_law_space: a sample lives where the discrete law's values do (binary, one-hot,
+            k-hot, or their relaxation); False for the generalized Gumbel's numeric values.
+        exact_relaxed_kl: ``kl_divergence`` between two of its relaxed laws is exact (IGR, the
+            logistic normal); else a VAE uses the exact discrete KL or a Monte-Carlo estimate.
     """
 
     name: str
-    family: str
-    kind: str
+    kind: Kind
+    families: tuple[Family, ...]
     unbiased: bool
     exact_log_prob: bool
     paper: Paper
-    default_tau: float | None
     summary: str
-    builder: Callable[..., Distribution] | None = None
-    param_size: Callable[[int], int] = lambda k: k
-    from_logits: bool = True
+    params: Logits | LocScale = LOGITS
+    relaxed: Callable[..., Distribution] | None = None
     discrete: Callable[..., Distribution] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    estimator: Callable[..., Any] | None = None
+    default_tau: float | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    estimator: Callable[..., Any] = E.PathwiseEstimator
+    min_samples: int = 1
+    needs_latent_size: bool = False
+    takes_correlation: bool = False
     rounds_to_discrete: bool = False
-    families: tuple[str, ...] = ()
+    sample_in_law_space: bool = True
+    exact_relaxed_kl: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", Kind(self.kind))
+        object.__setattr__(self, "families", tuple(Family(f) for f in self.families))
+        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
+        if not self.families:
+            raise ValueError(f"method {self.name!r}: give at least one family")
+        if (self.relaxed is None) != (self.kind is Kind.SCORE_FUNCTION):
+            raise ValueError(f"method {self.name!r}: score-function methods (only) have no relaxed law")
+        if self.relaxed is None and self.discrete is None:
+            raise ValueError(f"method {self.name!r}: a score-function method needs a discrete law")
+        if self.min_samples < 1:
+            raise ValueError(f"method {self.name!r}: min_samples must be >= 1")
+
+    @property
+    def family(self) -> Family:
+        """The method's own family (the first it serves)."""
+        return self.families[0]
+
+    @property
+    def from_logits(self) -> bool:
+        """``raw`` are the logits of the discrete law (see :class:`Logits`)."""
+        return self.params.from_logits
+
+    @property
+    def has_temperature(self) -> bool:
+        """It relaxes with a temperature that commands sweep and anneal."""
+        return self.relaxed is not None and self.default_tau is not None
 
     def supports(self, family: str) -> bool:
         """Whether this method applies to latents of ``family``."""
-        return family == self.family or family in self.families
+        return family in {f.value for f in self.families}
 
-    def build(self, raw: Tensor, tau: float | Tensor | None = None, **options) -> Distribution:
-        """The method's distribution for parameters ``raw`` at temperature ``tau``."""
-        if self.builder is None:
+    def build(self, raw: Tensor, tau: float | Tensor | None = None, **settings) -> Distribution:
+        """The method's relaxed (or straight-through) distribution of ``raw`` at ``tau``."""
+        if self.relaxed is None:
             raise ValueError(f"method {self.name!r} is a score-function estimator: it has no relaxed "
-                             "distribution; use .discrete() or its estimator")
-        opts = {**self.options, **options}
-        return self.builder(raw, self.default_tau if tau is None else tau, **opts)
+                             "distribution; use .discrete_law() or its estimator")
+        self.check_settings(settings)
+        return self.relaxed(raw, self.default_tau if tau is None else tau, **{**self.settings, **settings})
+
+    def discrete_law(self, raw: Tensor, family: str | None = None, **settings) -> Distribution:
+        """The exact discrete law of ``raw`` (for ``family``, default the method's own)."""
+        if self.discrete is None:
+            raise ValueError(f"method {self.name!r} has no discrete law")
+        self.check_settings(settings)
+        return self.discrete(raw, Family(family or self.family), **{**self.settings, **settings})
+
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        unknown = set(settings) - set(self.settings)
+        if unknown:
+            allowed = ", ".join(self.settings) or "none"
+            raise ValueError(f"unknown setting(s) {sorted(unknown)} for method {self.name!r} "
+                             f"(it takes: {allowed})")
 
 
 METHODS: dict[str, Method] = {}
@@ -127,11 +270,6 @@ def register(method: Method) -> Method:
     """Add ``method`` to :data:`METHODS` (names are unique)."""
     if method.name in METHODS:
         raise ValueError(f"method {method.name!r} is registered twice")
-    if method.family not in FAMILIES or method.kind not in KINDS:
-        raise ValueError(f"method {method.name!r}: bad family {method.family!r} or kind {method.kind!r}")
-    if method.estimator is None and method.builder is not None:
-        # every distribution method differentiates through its samples by default
-        method = replace(method, estimator=E.PathwiseEstimator)
     METHODS[method.name] = method
     return method
 
@@ -158,12 +296,23 @@ def methods_where(**conditions) -> list[Method]:
 
 
 # ----------------------------------------------------------------------------- discrete laws
-def bernoulli_law(raw: Tensor, **_) -> Distribution:
+def bernoulli_law(raw: Tensor, family: Family = Family.BERNOULLI, **_) -> Distribution:
+    """Bernoulli(sigmoid(raw))."""
     return Bernoulli(logits=raw)
 
 
-def categorical_law(raw: Tensor, **_) -> Distribution:
+def categorical_law(raw: Tensor, family: Family = Family.CATEGORICAL, **_) -> Distribution:
+    """OneHotCategorical(softmax(raw))."""
     return OneHotCategorical(logits=raw)
+
+
+def discrete_law(raw: Tensor, family: str = "bernoulli", **_) -> Distribution:
+    """Bernoulli(sigmoid(raw)) or OneHotCategorical(softmax(raw)), for estimators serving both."""
+    if family == Family.BERNOULLI:
+        return bernoulli_law(raw)
+    if family == Family.CATEGORICAL:
+        return categorical_law(raw)
+    raise ValueError(f"no discrete law for family {family!r} (bernoulli or categorical)")
 
 
 def _gaussian_gate_loc(raw: Tensor, scale: float) -> Tensor:
@@ -175,172 +324,195 @@ def _gaussian_gate_loc(raw: Tensor, scale: float) -> Tensor:
     return 0.5 + scale * ndtri_sigmoid(raw)
 
 
+def _copula(raw: Tensor, tau, correlation=None, scale_tril=None, **_) -> Distribution:
+    # scale_tril: a Cholesky factor of R with unit-norm rows (a learned one needs no float32
+    # Cholesky of a 200 x 200 matrix, which fails once R is ill-conditioned); no R: independence
+    if scale_tril is None and correlation is None:
+        correlation = torch.eye(raw.shape[-1], dtype=raw.dtype, device=raw.device)
+    return D.CorrelatedRelaxedBernoulli(tau, logits=raw, scale_tril=scale_tril,
+                                        correlation=None if scale_tril is not None else correlation)
+
+
+IGR_PARAMS = LocScale(reduced_by=1)
+LN_PARAMS = LocScale(reduced_by=0)
+
+
 # ----------------------------------------------------------------------------- the records
+BERNOULLI = (Family.BERNOULLI,)
+CATEGORICAL = (Family.CATEGORICAL,)
+BOTH = (Family.BERNOULLI, Family.CATEGORICAL)
 BERNOULLI_PAPER = Paper("Maddison, Mnih, Teh; Jang, Gu, Poole", 2017, "1611.00712",
                         "The Concrete Distribution / Categorical Reparameterization with Gumbel-Softmax")
 GS_PAPER = Paper("Jang, Gu, Poole", 2017, "1611.01144", "Categorical Reparameterization with Gumbel-Softmax")
+BENGIO_PAPER = Paper("Bengio, Leonard, Courville", 2013, "1308.3432",
+                     "Estimating or Propagating Gradients Through Stochastic Neurons")
 
 register(Method(
-    "relaxed-bernoulli", "bernoulli", "relaxed", False, True, BERNOULLI_PAPER, 0.5,
-    "Binary Concrete: z = sigmoid((logits + L)/tau), L ~ Logistic(0,1)",
-    builder=lambda raw, tau, hard=False, **o: D.RelaxedBernoulli(tau, logits=raw, hard=hard),
-    param_size=lambda k: 1, discrete=bernoulli_law, rounds_to_discrete=True,
+    name="relaxed-bernoulli", kind=Kind.RELAXED, families=BERNOULLI, unbiased=False,
+    exact_log_prob=True, paper=BERNOULLI_PAPER, default_tau=0.5,
+    summary="Binary Concrete: z = sigmoid((logits + L)/tau), L ~ Logistic(0,1)",
+    relaxed=lambda raw, tau, hard, **_: D.RelaxedBernoulli(tau, logits=raw, hard=hard),
+    discrete=bernoulli_law, settings={"hard": False}, rounds_to_discrete=True,
 ))
 register(Method(
-    "gaussian-bernoulli", "bernoulli", "relaxed", False, True,
-    Paper("Yamada, Lindenbaum, Negahban, Kluger", 2020, "1810.04247", "Feature Selection using Stochastic Gates"),
-    None, "Stochastic gate: z = clamp(loc + scale*eps, 0, 1), atoms at 0 and 1",
-    builder=lambda raw, tau, scale=0.5, **o: D.GaussianRelaxedBernoulli(_gaussian_gate_loc(raw, scale), scale),
-    param_size=lambda k: 1, discrete=bernoulli_law, options={"scale": 0.5}, rounds_to_discrete=True,
+    name="gaussian-bernoulli", kind=Kind.RELAXED, families=BERNOULLI, unbiased=False,
+    exact_log_prob=True,
+    paper=Paper("Yamada, Lindenbaum, Negahban, Kluger", 2020, "1810.04247",
+                "Feature Selection using Stochastic Gates"),
+    summary="Stochastic gate: z = clamp(loc + scale*eps, 0, 1), atoms at 0 and 1",
+    relaxed=lambda raw, tau, scale, **_: D.GaussianRelaxedBernoulli(_gaussian_gate_loc(raw, scale), scale),
+    discrete=bernoulli_law, settings={"scale": 0.5}, rounds_to_discrete=True,
 ))
 register(Method(
-    "hard-concrete", "bernoulli", "relaxed", False, True,
-    Paper("Louizos, Welling, Kingma", 2018, "1712.01312", "Learning Sparse Neural Networks through L0 Regularization"),
-    2.0 / 3.0, "Stretched binary Concrete clamped to [0,1]: exact zeros and ones",
-    builder=lambda raw, tau, **o: D.HardConcrete(tau, logits=raw),
-    param_size=lambda k: 1, discrete=bernoulli_law, rounds_to_discrete=True,
+    name="hard-concrete", kind=Kind.RELAXED, families=BERNOULLI, unbiased=False, exact_log_prob=True,
+    paper=Paper("Louizos, Welling, Kingma", 2018, "1712.01312",
+                "Learning Sparse Neural Networks through L0 Regularization"),
+    default_tau=2.0 / 3.0, summary="Stretched binary Concrete clamped to [0,1]: exact zeros and ones",
+    relaxed=lambda raw, tau, **_: D.HardConcrete(tau, logits=raw),
+    discrete=bernoulli_law, rounds_to_discrete=True,
 ))
 register(Method(
-    "stochastic-times-smooth", "bernoulli", "straight-through", False, True,
-    Paper("Bengio, Leonard, Courville", 2013, "1308.3432", "Estimating or Propagating Gradients Through Stochastic Neurons"),
-    None, "h = sg(b)*sqrt(p), b ~ Bernoulli(sqrt(p)): gradient through sqrt(p)",
-    builder=lambda raw, tau, **o: D.StochasticTimesSmooth(logits=raw),
-    param_size=lambda k: 1, discrete=bernoulli_law,
+    name="stochastic-times-smooth", kind=Kind.STRAIGHT_THROUGH, families=BERNOULLI, unbiased=False,
+    exact_log_prob=True, paper=BENGIO_PAPER,
+    summary="h = sg(b)*sqrt(p), b ~ Bernoulli(sqrt(p)): gradient through sqrt(p)",
+    relaxed=lambda raw, tau, **_: D.StochasticTimesSmooth(logits=raw), discrete=bernoulli_law,
 ))
 register(Method(
-    "straight-through-bernoulli", "bernoulli", "straight-through", False, True,
-    Paper("Bengio, Leonard, Courville", 2013, "1308.3432", "Estimating or Propagating Gradients Through Stochastic Neurons"),
-    None, "b ~ Bernoulli(p) forward, identity gradient of p backward",
-    builder=lambda raw, tau, **o: D.StraightThroughBernoulli(logits=raw),
-    param_size=lambda k: 1, discrete=bernoulli_law, rounds_to_discrete=True,
+    name="straight-through-bernoulli", kind=Kind.STRAIGHT_THROUGH, families=BERNOULLI,
+    unbiased=False, exact_log_prob=True, paper=BENGIO_PAPER,
+    summary="b ~ Bernoulli(p) forward, identity gradient of p backward",
+    relaxed=lambda raw, tau, **_: D.StraightThroughBernoulli(logits=raw),
+    discrete=bernoulli_law, rounds_to_discrete=True,
 ))
 register(Method(
-    "correlated-bernoulli", "bernoulli", "relaxed", False, True,
-    Paper("Lee, Imrie, van der Schaar", 2022, "", "Self-Supervision Enhanced Feature Selection with Correlated Gates"),
-    0.1, "Gaussian-copula relaxed Bernoulli gates with correlation matrix R",
-    builder=lambda raw, tau, correlation=None, scale_tril=None, **o: D.CorrelatedRelaxedBernoulli(
-        tau, logits=raw, scale_tril=scale_tril, correlation=None if scale_tril is not None else
-        torch.eye(raw.shape[-1], dtype=raw.dtype, device=raw.device) if correlation is None else correlation),
-    # scale_tril: a Cholesky factor of R with unit-norm rows (a learned one needs no float32
-    # Cholesky of a 200 x 200 matrix, which fails once R is ill-conditioned)
-    param_size=lambda k: 1, discrete=bernoulli_law, options={"correlation": None, "scale_tril": None},
+    name="correlated-bernoulli", kind=Kind.RELAXED, families=BERNOULLI, unbiased=False,
+    exact_log_prob=True,
+    paper=Paper("Lee, Imrie, van der Schaar", 2022, "",
+                "Self-Supervision Enhanced Feature Selection with Correlated Gates"),
+    default_tau=0.1, summary="Gaussian-copula relaxed Bernoulli gates with correlation matrix R",
+    relaxed=_copula, discrete=bernoulli_law, settings={"correlation": None, "scale_tril": None},
+    takes_correlation=True,
 ))
 register(Method(
-    "gumbel-softmax", "categorical", "relaxed", False, True, GS_PAPER, 1.0,
-    "y = softmax((logits + G)/tau), G ~ Gumbel(0,1)",
-    builder=lambda raw, tau, hard=False, **o: D.GumbelSoftmax(tau, logits=raw, hard=hard),
+    name="gumbel-softmax", kind=Kind.RELAXED, families=CATEGORICAL, unbiased=False,
+    exact_log_prob=True, paper=GS_PAPER, default_tau=1.0,
+    summary="y = softmax((logits + G)/tau), G ~ Gumbel(0,1)",
+    relaxed=lambda raw, tau, hard, **_: D.GumbelSoftmax(tau, logits=raw, hard=hard),
+    discrete=categorical_law, settings={"hard": False}, rounds_to_discrete=True,
+))
+register(Method(
+    name="st-gumbel-softmax", kind=Kind.STRAIGHT_THROUGH, families=CATEGORICAL, unbiased=False,
+    exact_log_prob=True, paper=GS_PAPER, default_tau=1.0,
+    summary="one_hot(argmax(logits + G)) forward, Gumbel-Softmax gradient backward",
+    relaxed=lambda raw, tau, **_: D.GumbelSoftmax(tau, logits=raw, hard=True),
     discrete=categorical_law, rounds_to_discrete=True,
 ))
 register(Method(
-    "st-gumbel-softmax", "categorical", "straight-through", False, True, GS_PAPER, 1.0,
-    "one_hot(argmax(logits + G)) forward, Gumbel-Softmax gradient backward",
-    builder=lambda raw, tau, **o: D.GumbelSoftmax(tau, logits=raw, hard=True),
-    discrete=categorical_law, rounds_to_discrete=True,
-))
-register(Method(
-    "decoupled-st-gumbel-softmax", "categorical", "straight-through", False, True,
-    Paper("Shah, Yan, Mozer, Liu", 2024, "2410.13331", "Improving Discrete Optimisation Via Decoupled Straight-Through Estimator"),
-    1.0, "one_hot ~ Categorical(softmax(logits/tau_forward)) forward, softmax((logits + tau_forward*G)/tau) backward",
-    # tau (the temperature every runner sweeps and anneals) is the backward one, like ST-GS's;
-    # the forward temperature is an option, so the forward law is a fixed discrete law that the
+    name="decoupled-st-gumbel-softmax", kind=Kind.STRAIGHT_THROUGH, families=CATEGORICAL,
+    unbiased=False, exact_log_prob=True,
+    paper=Paper("Shah, Yan, Mozer, Liu", 2024, "2410.13331",
+                "Improving Discrete Optimisation Via Decoupled Straight-Through Estimator"),
+    default_tau=1.0,
+    summary="one_hot ~ Categorical(softmax(logits/tau_forward)) forward, "
+            "softmax((logits + tau_forward*G)/tau) backward",
+    # tau (the temperature every command sweeps and anneals) is the backward one, like ST-GS's;
+    # the forward temperature is a setting, so the forward law is a fixed discrete law that the
     # VAE's KL and the score functions see exactly (tau_forward = 1: ST Gumbel-Softmax's law).
-    builder=lambda raw, tau, tau_forward=1.0, **o: D.DecoupledStraightThroughGumbelSoftmax(
+    relaxed=lambda raw, tau, tau_forward, **_: D.DecoupledStraightThroughGumbelSoftmax(
         tau_forward, tau, logits=raw),
-    discrete=lambda raw, tau_forward=1.0, **o: OneHotCategorical(logits=raw / tau_forward),
-    options={"tau_forward": 1.0}, rounds_to_discrete=True,
+    discrete=lambda raw, family, tau_forward, **_: OneHotCategorical(logits=raw / tau_forward),
+    settings={"tau_forward": 1.0}, rounds_to_discrete=True,
 ))
 register(Method(
-    "topk", "subset", "relaxed", False, False,  # soft k-hot: no density (exact only when hard)
-    Paper("Kool, van Hoof, Welling; Xie, Ermon", 2019, "1903.06059", "Stochastic Beams and Where to Find Them / Reparameterizable Subset Sampling"),
-    0.5, "Relaxed k-hot vector from one Gumbel perturbation and k softmax steps",
-    builder=lambda raw, tau, k=2, hard=False, relaxation="sequential", **o: D.GumbelSoftmaxTopK(
+    name="topk", kind=Kind.RELAXED, families=(Family.SUBSET,), unbiased=False,
+    exact_log_prob=False,  # soft k-hot: no density (exact only when hard)
+    paper=Paper("Kool, van Hoof, Welling; Xie, Ermon", 2019, "1903.06059",
+                "Stochastic Beams and Where to Find Them / Reparameterizable Subset Sampling"),
+    default_tau=0.5, summary="Relaxed k-hot vector from one Gumbel perturbation and k softmax steps",
+    relaxed=lambda raw, tau, k, hard, relaxation, **_: D.GumbelSoftmaxTopK(
         k, tau, logits=raw, hard=hard, relaxation=relaxation),
-    discrete=lambda raw, k=2, **o: D.GumbelSoftmaxTopK(k, 1.0, logits=raw, hard=True),
-    options={"k": 2, "relaxation": "sequential"},
+    # the hard top-k law (k draws without replacement); its KL is registered by enumeration
+    discrete=lambda raw, family, k, **_: D.GumbelSoftmaxTopK(k, 1.0, logits=raw, hard=True),
+    settings={"k": 2, "hard": False, "relaxation": "sequential"},
 ))
 register(Method(
-    "invertible-gaussian", "categorical", "relaxed", False, True,
-    Paper("Potapczynski, Loaiza-Ganem, Cunningham", 2020, "1912.09588", "Invertible Gaussian Reparameterization"),
-    1.0, "z = softmax++((loc + scale*eps)/tau): a bijection onto the simplex",
-    builder=lambda raw, tau, delta=1.0, **o: D.InvertibleGaussian(
-        raw[..., : raw.shape[-1] // 2], torch.nn.functional.softplus(raw[..., raw.shape[-1] // 2:]) + 1e-4,
-        tau, delta=delta),
-    param_size=lambda k: 2 * (k - 1), from_logits=False, options={"delta": 1.0},
+    name="invertible-gaussian", kind=Kind.RELAXED, families=CATEGORICAL, unbiased=False,
+    exact_log_prob=True,
+    paper=Paper("Potapczynski, Loaiza-Ganem, Cunningham", 2020, "1912.09588",
+                "Invertible Gaussian Reparameterization"),
+    default_tau=1.0, summary="z = softmax++((loc + scale*eps)/tau): a bijection onto the simplex",
+    params=IGR_PARAMS,
+    relaxed=lambda raw, tau, delta, **_: D.InvertibleGaussian(*IGR_PARAMS.unpack(raw), tau, delta=delta),
+    settings={"delta": 1.0}, exact_relaxed_kl=True,
 ))
 register(Method(
-    "generalized-gumbel", "categorical", "relaxed", False, False,
-    Paper("Joo, Kim, Kim, Moon", 2020, "2003.01847", "Generalized Gumbel-Softmax Gradient Estimator"),
-    1.0, "sum_k values_k * w_k, w ~ Gumbel-Softmax over a numeric support",
-    builder=lambda raw, tau, values=None, hard=False, **o: D.GeneralizedGumbelSoftmax(
+    name="generalized-gumbel", kind=Kind.RELAXED, families=CATEGORICAL, unbiased=False,
+    exact_log_prob=False,
+    paper=Paper("Joo, Kim, Kim, Moon", 2020, "2003.01847", "Generalized Gumbel-Softmax Gradient Estimator"),
+    default_tau=1.0, summary="sum_k values_k * w_k, w ~ Gumbel-Softmax over a numeric support",
+    relaxed=lambda raw, tau, values, hard, **_: D.GeneralizedGumbelSoftmax(
         torch.arange(raw.shape[-1], dtype=raw.dtype, device=raw.device) if values is None else values,
         tau, logits=raw, hard=hard),
-    discrete=categorical_law, options={"values": None},
+    discrete=categorical_law, settings={"values": None, "hard": False},
+    # one number per variable (sum_k values_k w_k), not a point of its one-hot law's space
+    sample_in_law_space=False,
 ))
 register(Method(
-    "logistic-normal", "simplex", "relaxed", False, True,
-    Paper("Hobbhahn, Kristiadi, Hennig", 2022, "2003.01227", "Fast Predictive Uncertainty for Classification with Bayesian Deep Networks"),
-    None, "z = softmax(y), y ~ N(loc, diag(scale^2)); the Laplace bridge's target",
-    builder=lambda raw, tau, **o: D.LogisticNormalSoftmax(
-        raw[..., : raw.shape[-1] // 2], torch.nn.functional.softplus(raw[..., raw.shape[-1] // 2:]) + 1e-4),
-    param_size=lambda k: 2 * k, from_logits=False,
+    name="logistic-normal", kind=Kind.RELAXED, families=(Family.SIMPLEX,), unbiased=False,
+    exact_log_prob=True,
+    paper=Paper("Hobbhahn, Kristiadi, Hennig", 2022, "2003.01227",
+                "Fast Predictive Uncertainty for Classification with Bayesian Deep Networks"),
+    summary="z = softmax(y), y ~ N(loc, diag(scale^2)); the Laplace bridge's target",
+    params=LN_PARAMS, relaxed=lambda raw, tau, **_: D.LogisticNormalSoftmax(*LN_PARAMS.unpack(raw)),
+    exact_relaxed_kl=True,
 ))
 
 
 # ----------------------------------------------------------------------------- score-function estimators
-def discrete_law(raw: Tensor, family: str = "bernoulli", **_) -> Distribution:
-    """Bernoulli(sigmoid(raw)) or OneHotCategorical(softmax(raw)) for estimators serving both."""
-    if family == "bernoulli":
-        return bernoulli_law(raw)
-    if family == "categorical":
-        return categorical_law(raw)
-    raise ValueError(f"no discrete law for family {family!r} (bernoulli or categorical)")
-
-
-BOTH = ("bernoulli", "categorical")
 REINFORCE_PAPER = Paper("Williams", 1992, "", "Simple Statistical Gradient-Following Algorithms for Connectionist RL")
+REBAR_PAPER = Paper("Tucker, Mnih, Maddison, Lawson, Sohl-Dickstein", 2017, "1703.07370",
+                    "REBAR: Low-variance, unbiased gradient estimates for discrete latent variable models")
 
 register(Method(
-    "reinforce", "bernoulli", "score-function", True, True, REINFORCE_PAPER, None,
-    "(f(b) - c) grad log p(b); baseline c: none | moving-average | learned (option baseline=)",
-    discrete=discrete_law, options={"baseline": "none"}, estimator=E.ReinforceEstimator, families=BOTH,
+    name="reinforce", kind=Kind.SCORE_FUNCTION, families=BOTH, unbiased=True, exact_log_prob=True,
+    paper=REINFORCE_PAPER,
+    summary="(f(b) - c) grad log p(b); baseline c: none | moving-average | learned (option baseline=)",
+    discrete=discrete_law, estimator=partial(E.ReinforceEstimator, baseline="none"),
 ))
 register(Method(
-    "reinforce-rloo", "bernoulli", "score-function", True, True,
-    Paper("Kool, van Hoof, Welling", 2019, "", "Buy 4 REINFORCE Samples, Get a Baseline for Free!"), None,
-    "REINFORCE with the leave-one-out baseline (n_samples >= 2)",
-    discrete=discrete_law, options={"baseline": "leave-one-out"}, estimator=E.ReinforceEstimator, families=BOTH,
+    name="reinforce-rloo", kind=Kind.SCORE_FUNCTION, families=BOTH, unbiased=True,
+    exact_log_prob=True,
+    paper=Paper("Kool, van Hoof, Welling", 2019, "", "Buy 4 REINFORCE Samples, Get a Baseline for Free!"),
+    summary="REINFORCE with the leave-one-out baseline (n_samples >= 2)",
+    discrete=discrete_law, estimator=partial(E.ReinforceEstimator, baseline="leave-one-out"),
+    min_samples=2,
 ))
 register(Method(
-    "rebar", "bernoulli", "score-function", True, True,
-    Paper("Tucker, Mnih, Maddison, Lawson, Sohl-Dickstein", 2017, "1703.07370",
-          "REBAR: Low-variance, unbiased gradient estimates for discrete latent variable models"), 0.5,
-    "Score function with Concrete control variate eta*f(sigma(z/tau)) and z~ ~ p(z|b); eta, tau learned",
-    discrete=discrete_law, options={"network": False}, estimator=E.RebarEstimator, families=BOTH,
+    name="rebar", kind=Kind.SCORE_FUNCTION, families=BOTH, unbiased=True, exact_log_prob=True,
+    paper=REBAR_PAPER, default_tau=0.5,
+    summary="Score function with Concrete control variate eta*f(sigma(z/tau)) and z~ ~ p(z|b); eta, tau learned",
+    discrete=discrete_law, estimator=partial(E.RebarEstimator, network=False),
 ))
 register(Method(
-    "relax", "bernoulli", "score-function", True, True,
-    Paper("Grathwohl, Choi, Wu, Roeder, Duvenaud", 2018, "1711.00123",
-          "Backpropagation through the Void: Optimizing control variates for black-box gradient estimation"), 0.5,
-    "REBAR's control variate plus a learned MLP r(sigma(z/tau)), trained to minimise variance",
-    discrete=discrete_law, options={"network": True}, estimator=E.RebarEstimator, families=BOTH,
+    name="relax", kind=Kind.SCORE_FUNCTION, families=BOTH, unbiased=True, exact_log_prob=True,
+    paper=Paper("Grathwohl, Choi, Wu, Roeder, Duvenaud", 2018, "1711.00123",
+                "Backpropagation through the Void: Optimizing control variates for black-box gradient estimation"),
+    default_tau=0.5,
+    summary="REBAR's control variate plus a learned MLP r(sigma(z/tau)), trained to minimise variance",
+    discrete=discrete_law, estimator=partial(E.RebarEstimator, network=True), needs_latent_size=True,
 ))
 register(Method(
-    "arm", "bernoulli", "score-function", True, True,
-    Paper("Yin, Zhou", 2019, "1807.11143", "ARM: Augment-REINFORCE-Merge Gradient for Stochastic Binary Networks"), None,
-    "(f(1[u > sigma(-a)]) - f(1[u < sigma(a)])) (u - 1/2): antithetic pairs",
-    param_size=lambda k: 1, discrete=bernoulli_law, estimator=E.ARMEstimator,
+    name="arm", kind=Kind.SCORE_FUNCTION, families=BERNOULLI, unbiased=True, exact_log_prob=True,
+    paper=Paper("Yin, Zhou", 2019, "1807.11143", "ARM: Augment-REINFORCE-Merge Gradient for Stochastic Binary Networks"),
+    summary="(f(1[u > sigma(-a)]) - f(1[u < sigma(a)])) (u - 1/2): antithetic pairs",
+    discrete=bernoulli_law, estimator=E.ARMEstimator,
 ))
 register(Method(
-    "disarm", "bernoulli", "score-function", True, True,
-    Paper("Dong, Mnih, Tucker", 2020, "2006.10680", "DisARM: An Antithetic Gradient Estimator for Binary Latent Variables"), None,
-    "ARM with the uniform integrated out per dimension: lower variance, same pairs",
-    param_size=lambda k: 1, discrete=bernoulli_law, estimator=E.DisARMEstimator,
+    name="disarm", kind=Kind.SCORE_FUNCTION, families=BERNOULLI, unbiased=True, exact_log_prob=True,
+    paper=Paper("Dong, Mnih, Tucker", 2020, "2006.10680", "DisARM: An Antithetic Gradient Estimator for Binary Latent Variables"),
+    summary="ARM with the uniform integrated out per dimension: lower variance, same pairs",
+    discrete=bernoulli_law, estimator=E.DisARMEstimator,
 ))
-
-
-def method_families(method: Method) -> tuple[str, ...]:
-    """Every latent family ``method`` serves: its own, then any further ones."""
-    return (method.family, *(f for f in method.families if f != method.family))
 
 
 def markdown_table() -> str:
@@ -357,7 +529,7 @@ def markdown_table() -> str:
         tau = "-" if m.default_tau is None else f"{m.default_tau:.3g}"
         paper = m.paper.cite().replace("|", "\\|")
         lines.append(
-            f"| `{m.name}` | {', '.join(method_families(m))} | {m.kind} | "
+            f"| `{m.name}` | {', '.join(f.value for f in m.families)} | {m.kind.value} | "
             f"{'yes' if m.unbiased else 'no'} | {'yes' if m.exact_log_prob else 'no'} | {tau} | "
             f"{paper} | {m.summary.replace('|', chr(92) + '|')} |")
     return "\n".join(lines) + "\n"

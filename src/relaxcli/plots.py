@@ -821,6 +821,10 @@ def _gradbench_block(ax_bv, ax_b, ax_v, sweeps: dict, refs: dict, styles: dict,
         mse = (b or 0.0) ** 2 + (v or 0.0)
         entries.append((mse, f"{label}: MSE {mse:.2g}", st))
 
+    if not sweeps:  # no method with a temperature: the τ panels hold only the dashed levels
+        ax_b.set_xlim(0.05, 2.0)
+        ax_b.annotate("no method with a temperature", (0.5, 0.5), xycoords="axes fraction",
+                      ha="center", fontsize=8, color="0.35")
     for ax in (ax_b, ax_v, ax_bv):
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -18,6 +18,7 @@ float32 log densities lose every digit.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch.distributions import Dirichlet, kl_divergence
@@ -26,6 +27,8 @@ from relaxcli import bridge as lb
 from relaxcli.commands._parse import parse_rows
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
+from relaxcli.options import RunOptions, option
+from relaxcli.report import Metric, Report, declare_report
 from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
 DEFAULT_ALPHA = [2.0, 5.0, 9.0]
@@ -33,6 +36,13 @@ RANDOM_RANGE = (0.5, 20.0)  # --random: alpha_k log-uniform in this range
 DTYPE = torch.float64
 CHUNK = 200_000
 DEFAULT_RANDOM_DIM = 3
+
+# What `relax compare` reads from these runs (relaxcli.report): every numeric summary key.
+REPORT = declare_report(Report(
+    command="bridge",
+    metrics=(Metric("round_trip_max_abs_error", label="round-trip max |Δα|", better="lower"),),
+    default_metrics=None,
+))
 
 
 def parse_alpha(alpha: str | None, random: bool, dim: int | None) -> list[float] | None:
@@ -121,7 +131,7 @@ def bridge_plots(run, dirichlet, logistic_normal, back, title: str) -> list[str]
     points, triangles = plots.simplex_lattice(120)
     x = torch.as_tensor(points, dtype=DTYPE, device=dirichlet.concentration.device)
     dens = {}
-    for name, d in (("Dirichlet(alpha)", dirichlet), ("logistic-normal approximation", logistic_normal),
+    for name, d in (("Dirichlet(alpha)", dirichlet), ("logistic normal approximation", logistic_normal),
                     ("Dirichlet back-approximation", back)):
         with torch.no_grad():
             dens[name] = d.log_prob(x).exp().cpu().numpy()
@@ -142,70 +152,93 @@ def bridge_plots(run, dirichlet, logistic_normal, back, title: str) -> list[str]
     return files
 
 
-def run_bridge(*, alpha: str | None = None, random: bool = False, dim: int | None = None,
-               num_samples: int = 100_000, seed: int = 0, out=None, overwrite: bool = False,
-               device: str = "auto", reporter: Reporter | None = None,
-               argv: list[str] | None = None, threads: int | None = None) -> dict:
+@dataclass(kw_only=True)
+class BridgeOptions(RunOptions):
+    """Laplace bridge: Dir(alpha) -> logistic normal (mu, Sigma) -> Dirichlet (alpha').
+
+    Writes summary.json (mu, Sigma, alpha', moments of each, Monte Carlo KL estimates with
+    standard errors) and, for K = 3, simplex heatmaps on one colour scale: dirichlet.png,
+    logistic_normal.png, dirichlet_back.png and bridge.png (all three).
+    """
+
+    alpha: str | None = option(None, "--alpha", show_default=False, help=(
+        "Dirichlet concentration, a comma list of K >= 2 positive numbers (default 2,5,9)."))
+    random: bool = option(False, "--random", help=(
+        "Draw alpha at random from --seed instead (log-uniform in [0.5, 20]), with --dim categories."))
+    dim: int | None = option(None, "--dim", show_default=False, help=(
+        "Number of categories K for --random (default 3); refused without --random (--alpha fixes K then)."))
+    num_samples: int = option(100_000, "--num-samples", "-n", help=(
+        "Monte Carlo samples for the moments and KL estimates."))
+
+
+def run_bridge(options: BridgeOptions, reporter: Reporter | None = None) -> dict:
     """Laplace bridge Dir(alpha) -> LN(mu, Sigma) -> Dir(alpha'); returns the summary dict."""
-    reporter = reporter or Reporter(quiet=True)
-    # ---- setup: validate, then draw alpha (if random) from the seed
-    values = parse_alpha(alpha, random, dim)
-    if num_samples < 2:
-        raise BadInput(f"--num-samples must be at least 2 (for standard errors), got {num_samples}")
-    dev = resolve_device(device)
-    threads = set_threads(threads)
-    seed_everything(seed)
-    if values is None:
-        lo, hi = math.log(RANDOM_RANGE[0]), math.log(RANDOM_RANGE[1])
-        n_cat = DEFAULT_RANDOM_DIM if dim is None else dim
-        values = [round(math.exp(lo + (hi - lo) * u), 3) for u in torch.rand(n_cat).tolist()]
-    a = torch.tensor(values, dtype=DTYPE, device=dev)
-    k = a.shape[-1]
-    dirichlet = Dirichlet(a)
+    o, reporter = options, reporter or Reporter(quiet=True)
+    values = parse_alpha(o.alpha, o.random, o.dim)  # everything checked before the run exists
+    if o.num_samples < 2:
+        raise BadInput(f"--num-samples must be at least 2 (for standard errors), got {o.num_samples}")
+    dev = resolve_device(o.device)
+    threads = set_threads(o.threads)
+    seed_everything(o.seed)
+    values = values if values is not None else random_alpha(o.dim)
+    dirichlet = Dirichlet(torch.tensor(values, dtype=DTYPE, device=dev))
     logistic_normal = lb.laplace_bridge(dirichlet)
     back = lb.laplace_bridge(logistic_normal)
-    mu, scale, alpha_back = logistic_normal.loc, logistic_normal.scale, back.concentration
-
-    config = {"alpha": values, "random": random, "dim": k, "num_samples": num_samples,
-              "seed": seed, "device_requested": device, "device": str(dev), "threads": threads}
-    run = create_run("bridge", None, config, out=out, overwrite=overwrite, seed=seed,
-                     device=str(dev), argv=argv)
+    config = {"alpha": values, "random": o.random, "dim": len(values), "num_samples": o.num_samples,
+              "seed": o.seed, "device_requested": o.device, "device": str(dev), "threads": threads}
+    run = create_run("bridge", None, config, out=o.out, overwrite=o.overwrite, seed=o.seed,
+                     device=str(dev))
     with run_context(run):
-        # ---- evaluate
-        moments = {
-            "dirichlet": dirichlet_moments(a),
-            "logistic_normal": monte_carlo_moments(logistic_normal, num_samples),
-            "dirichlet_back": dirichlet_moments(alpha_back),
-        }
-        kl = {
-            "dirichlet_to_logistic_normal": _kl(dirichlet, logistic_normal, num_samples),
-            "logistic_normal_to_dirichlet": _kl(logistic_normal, dirichlet, num_samples),
-            "dirichlet_to_dirichlet_back_exact": float(kl_divergence(dirichlet, back)),
-        }
-        summary = {
-            "alpha": a, "K": k, "mu": mu, "Sigma": torch.diag_embed(scale**2), "scale": scale,
-            "alpha_back": alpha_back,
-            "round_trip_max_abs_error": float((alpha_back - a).abs().max()),
-            "moments": moments, "kl": kl, "seed": seed,
-        }
-        # ---- pictures (K = 3 only) and report
-        if k == 3:
-            summary["files"] = bridge_plots(
-                run, dirichlet, logistic_normal, back,
-                title="alpha = (" + ", ".join(f"{v:g}" for v in values) + ")")
-        else:
-            note = f"plots are drawn only for K = 3 categories (here K = {k}); numbers only"
-            summary["files"] = []
-            summary["plots_skipped"] = note
-            reporter.note(note)
+        summary = measure(dirichlet, logistic_normal, back, o.num_samples, o.seed)
+        summary.update(pictures(run, reporter, dirichlet, logistic_normal, back, values))
         reporter.table(_table(summary))
+        kl = summary["kl"]
         reporter.print(kl_text("KL(Dir || LN)", kl["dirichlet_to_logistic_normal"]) + "; "
                        + kl_text("KL(LN || Dir)", kl["logistic_normal_to_dirichlet"])
-                       + f"; {num_samples} samples; round trip alpha -> (mu, Sigma) -> alpha' max "
+                       + f"; {o.num_samples} samples; round trip alpha -> (mu, Sigma) -> alpha' max "
                        f"error {summary['round_trip_max_abs_error']:.2e}", highlight=False)
         summary = run.finish(summary)
         reporter.print(f"wrote {run.path}", highlight=False)
     return summary
+
+
+def random_alpha(dim: int | None) -> list[float]:
+    """--random: alpha_k log-uniform in RANDOM_RANGE, drawn from the seeded global generator."""
+    lo, hi = math.log(RANDOM_RANGE[0]), math.log(RANDOM_RANGE[1])
+    n_cat = DEFAULT_RANDOM_DIM if dim is None else dim
+    return [round(math.exp(lo + (hi - lo) * u), 3) for u in torch.rand(n_cat).tolist()]
+
+
+def measure(dirichlet, logistic_normal, back, num_samples: int, seed: int) -> dict:
+    """Moments of the three laws and the KLs between them (Monte Carlo with standard errors)."""
+    a, alpha_back = dirichlet.concentration, back.concentration
+    scale = logistic_normal.scale
+    return {
+        "alpha": a, "K": a.shape[-1], "mu": logistic_normal.loc,
+        "Sigma": torch.diag_embed(scale**2), "scale": scale, "alpha_back": alpha_back,
+        "round_trip_max_abs_error": float((alpha_back - a).abs().max()),
+        "moments": {
+            "dirichlet": dirichlet_moments(a),
+            "logistic_normal": monte_carlo_moments(logistic_normal, num_samples),
+            "dirichlet_back": dirichlet_moments(alpha_back),
+        },
+        "kl": {
+            "dirichlet_to_logistic_normal": _kl(dirichlet, logistic_normal, num_samples),
+            "logistic_normal_to_dirichlet": _kl(logistic_normal, dirichlet, num_samples),
+            "dirichlet_to_dirichlet_back_exact": float(kl_divergence(dirichlet, back)),
+        },
+        "seed": seed,
+    }
+
+
+def pictures(run, reporter, dirichlet, logistic_normal, back, values) -> dict:
+    """The simplex heatmaps (K = 3 only; otherwise a note saying so)."""
+    if len(values) == 3:
+        title = "alpha = (" + ", ".join(f"{v:g}" for v in values) + ")"
+        return {"files": bridge_plots(run, dirichlet, logistic_normal, back, title=title)}
+    note = f"plots are drawn only for K = 3 categories (here K = {len(values)}); numbers only"
+    reporter.note(note)
+    return {"files": [], "plots_skipped": note}
 
 
 def _table(summary: dict):

@@ -1,20 +1,19 @@
 """``relax compare``: many run directories in, one table (mean +/- std over seeds) and one figure out.
 
 What it computes: the runs found under the given paths are filtered to the ``completed`` ones,
-split into groups by the values of some config keys (default: the method), and for every group
-and metric it reports the sample mean, the sample standard deviation (ddof = 1, over runs, i.e.
-usually over seeds), and how many runs had a number. A metric that is ``null`` in a run (e.g.
-``episodes_to_solve`` when the agent never solved the task) is counted, never averaged as zero:
-the table says ``solved 3/5`` and the mean is over the three that solved.
+split into groups by the values of some config keys (default: those the command's report
+declares), and for every group and metric it reports the sample mean, the sample standard
+deviation (ddof = 1, over runs, i.e. usually over seeds), and how many runs had a number. A
+metric that is ``null`` in a run (e.g. episodes to solve when the agent never solved the task) is
+counted, never averaged as zero: the table says ``solved 3/5`` and the mean is over the three.
 
-grad-bench runs hold one row per (method, temperature) in ``summary["results"]``; each row is a
-unit of comparison there, with vector quantities reduced to scalars: ``bias_norm`` = ||bias||_2,
-``variance_trace`` = sum of per-coordinate variances, ``mse`` = sum over coordinates.
+compare knows no command: what each one reports (metrics, labels, which direction is better,
+how vectors become numbers, several rows per run, curves) is declared beside the command
+(:mod:`relaxcli.report`) and looked up here by config.json's ``command``.
 
 Example:
-    >>> summary = run_compare(reporter=Reporter(), run_dirs=["runs/sweep"],            # doctest: +SKIP
-    ...                       group_by=["method"], metrics=None, out=None)
-    >>> summary["groups"][0]["metrics"]["test_neg_elbo"]["mean"]                         # doctest: +SKIP
+    >>> summary = run_compare(Reporter(), CompareOptions(run_dirs=["runs/sweep"]))  # doctest: +SKIP
+    >>> summary["groups"][0]["metrics"]["test_neg_elbo"]["mean"]                     # doctest: +SKIP
     101.9
 """
 
@@ -32,56 +31,31 @@ from pathlib import Path
 from typing import Any
 
 from relaxcli import runs
+from relaxcli.commands import report_for
 from relaxcli.errors import BadInput
+from relaxcli.report import Curve, Metric, Report, fmt_value
 
-# ----------------------------------------------------------------------- what each command reports
-DEFAULT_METRICS: dict[str, list[str]] = {
-    "train-vae": ["test_neg_elbo", "test_iw_nll", "test_kl", "test_active_vars", "seconds_per_epoch"],
-    "reinforce": ["episodes_to_solve", "steps_to_solve", "eval_return_greedy", "wall_seconds"],
-    "grad-bench": ["bias_norm", "variance_trace", "mse", "snr", "seconds_per_estimate"],
-}
-# Config keys a command's runs are grouped by when --group-by is not given (reinforce's method is
-# "<estimator>-<baseline>"). A default key that no run has, or that takes one value in every run,
-# is dropped, so the table shows only what differs (the method column always stays).
-DEFAULT_GROUP_BY: dict[str, list[str]] = {
-    "train-vae": ["dataset", "method"],
-    "reinforce": ["env", "method"],
-    "grad-bench": ["problem"],
-}
-LABELS = {
-    "test_neg_elbo": "test -ELBO", "test_iw_nll": "IW bound on -log p(x)",
-    "seconds_per_epoch": "s/epoch", "train_neg_elbo": "train -ELBO",
-    "episodes_to_solve": "episodes to solve", "steps_to_solve": "steps to solve",
-    "eval_return_greedy": "greedy return", "eval_return_stochastic": "stochastic return",
-    "bias_norm": "‖bias‖", "variance_trace": "tr variance", "mse": "MSE", "snr": "SNR",
-    "seconds_per_estimate": "s/estimate", "wall_seconds": "wall s",
-    "train_cpu_seconds_per_epoch": "train CPU s/epoch",
-    "test_kl": "KL (nats)", "test_recon": "reconstruction", "test_active_vars": "active vars",
-    "test_mean_max_prob": "mean max q", "val_neg_elbo": "val -ELBO",
-}
-# Direction of "better", used only to mark the best group in bold.
-LOWER_IS_BETTER = {"test_neg_elbo", "test_iw_nll", "seconds_per_epoch", "train_neg_elbo",
-                   "episodes_to_solve", "steps_to_solve", "bias_norm", "variance_trace", "mse",
-                   "seconds_per_estimate", "wall_seconds"}
-HIGHER_IS_BETTER = {"eval_return_greedy", "eval_return_stochastic", "snr"}
-# Metrics whose null means "did not happen": shown as "solved k/N".
-SOLVE_METRICS = {"episodes_to_solve", "steps_to_solve"}
-# grad-bench rows: per-result keys that identify a row, and how vectors become scalars.
-GRADBENCH_ROW_KEYS = ("method", "tau")
-_GB_ALIASES = {"bias_norm": ("bias", "norm"), "variance_trace": ("variance", "sum")}
-_GB_REDUCE = {"bias": "norm", "mean": "norm", "exact_gradient": "norm", "variance": "sum",
-              "mse": "sum", "snr": "mean"}
 # config.json keys that describe the machine, not the experiment (not offered for --group-by).
 _META_KEYS = {"options", "argv", "platform", "python_version", "relaxcli_version", "torch_version",
               "start_time"}
 # Settings that may differ between runs of one group: they change the draw or the machine, not the
-# experiment (seed, device, threads, where the data or the output live), or they are the rows of
-# a grad-bench summary (its methods and temperatures) or derived from the seed (problem_info).
-# Every other option that differs between runs splits them into groups (see differing_keys).
+# experiment (seed, device, threads, where the data or the output live). A report adds its own
+# (e.g. the keys of its rows). Every other option that differs between runs splits them into
+# groups (see differing_keys).
 AVERAGED_OVER = {"seed", "device", "device_requested", "threads", "out", "data_dir", "video",
                  "run_dirs"}
-AVERAGED_OVER_BY_COMMAND = {"grad-bench": {"methods", "tau", "problem_info", "n_samples"}}
-REINFORCE_WINDOW = 100  # episodes in the moving average (the Acrobot/Gym "solved" convention)
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """What ``relax compare`` was asked (the CLI fills it; see ``relax compare --help``)."""
+
+    run_dirs: list[str]
+    group_by: list[str] | None = None
+    metrics: list[str] | None = None
+    out: Path | None = None
+    overwrite: bool = False
+    per_run_csv: bool = False
 
 
 @dataclass
@@ -92,6 +66,7 @@ class RunRecord:
     config: dict
     summary: dict
     rows: list[dict] = field(default_factory=list)  # one per unit of comparison
+    group_keys: list[tuple] = field(default_factory=list)  # each row's group, as aggregated
 
 
 # ------------------------------------------------------------------------------- finding runs
@@ -206,16 +181,6 @@ def _sort_key(values: tuple) -> tuple:
     return tuple(out)
 
 
-def fmt_value(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, tuple)):
-        return ",".join(fmt_value(x) for x in v)
-    return str(v)
-
-
 # ----------------------------------------------------------------------------------- metrics
 def _as_number(v: Any) -> float | None:
     if isinstance(v, bool):
@@ -226,7 +191,7 @@ def _as_number(v: Any) -> float | None:
 
 
 def _reduce(v: Any, how: str) -> float | None:
-    """A grad-bench vector quantity as one number (norm, sum or mean); scalars pass through."""
+    """A vector as one number (its norm, sum or mean); a scalar passes through (norm: abs)."""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return abs(float(v)) if how == "norm" else float(v)
     if isinstance(v, list) and v and all(_as_number(x) is not None for x in v):
@@ -239,44 +204,17 @@ def _reduce(v: Any, how: str) -> float | None:
     return None
 
 
-def _gradbench_rows(summary: dict) -> list[dict] | None:
-    """The result rows of a grad-bench summary, or None when it has no ``results`` list."""
-    results = summary.get("results")
-    if not isinstance(results, list):
-        return None
-    return [r for r in results if isinstance(r, dict)]
-
-
-def _row_key(run: RunRecord, row: dict, key: str) -> Any:
-    """A grad-bench row's method or tau. A tau the bench did not sweep was learned by the method
-    itself (REBAR/RELAX tune theirs), differs from seed to seed, and is grouped as "learned"."""
-    v = row.get(key)
-    if key == "tau" and isinstance(v, (int, float)):
-        swept = (run.config.get("options") or {}).get("tau")
-        if isinstance(swept, list) and not any(
-                isinstance(t, (int, float)) and math.isclose(v, t, rel_tol=1e-9) for t in swept):
-            return "learned"
-    return v
-
-
-def _gradbench_value(row: dict, metric: str) -> tuple[bool, Any]:
-    """(present, value) of ``metric`` for one grad-bench result row."""
-    key, how = _GB_ALIASES.get(metric, (metric, _GB_REDUCE.get(metric, "norm")))
+def metric_value(report: Report, row: dict, name: str) -> tuple[bool, float | None]:
+    """(present, value) of metric ``name`` in a summary or row, as the report declares it: read
+    from its ``source`` key, a vector reduced to one number (norm, sum or mean)."""
+    m = report.metric(name)
+    key = m.source or name
     if key not in row:
         return False, None
     v = row[key]
     if v is None:
         return True, None
-    return True, _reduce(v, how)
-
-
-def _plain_value(summary: dict, metric: str) -> tuple[bool, Any]:
-    if metric not in summary:
-        return False, None
-    v = summary[metric]
-    if v is None:
-        return True, None
-    return True, _as_number(v)
+    return True, _as_number(v) if m.reduce is None else _reduce(v, m.reduce)
 
 
 def stats(values: list[float]) -> dict:
@@ -338,20 +276,20 @@ def fmt_mean_std(mean: float, std: float | None) -> str:
     return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
-def fmt_cell(metric: str, s: dict) -> str:
+def fmt_cell(metric: Metric, s: dict) -> str:
     """``mean ± std``, plus ``solved k/N`` or ``k/N`` when some runs had no number."""
     if s["n"] == 0:
         core = "-"
     else:
         core = fmt_mean_std(s["mean"], s["std"])
     total = s["n"] + s["null"] + s["missing"]
-    if metric in SOLVE_METRICS and total > 1:
+    if metric.solve and total > 1:
         m = s.get("median")
         med = ("not solved" if m is None else str(int(m)) if float(m).is_integer()
                else fmt_number(m))
         core += f" (solved {s['n']}/{total}, median {med})"
     elif s["n"] < total:
-        if metric in SOLVE_METRICS:
+        if metric.solve:
             core += f" (solved {s['n']}/{total})"
         else:
             core += f" ({s['n']}/{total} with a value)"
@@ -359,36 +297,20 @@ def fmt_cell(metric: str, s: dict) -> str:
 
 
 # --------------------------------------------------------------------------------- curves
-def _curve_of_run(command: str, path: Path) -> tuple[list[float], list[float]] | None:
-    """The learning curve of one run from metrics.jsonl: (x, y) or None.
-
-    train-vae: test -ELBO per epoch. reinforce: the 100-episode moving average of the return.
-    """
-    records = runs.read_metrics(path)
-    if command == "train-vae":
-        pts = [(r["epoch"], r["test_neg_elbo"]) for r in records
-               if _as_number(r.get("epoch")) is not None
-               and _as_number(r.get("test_neg_elbo")) is not None]
-        if not pts:
-            return None
-        return [float(x) for x, _ in pts], [float(y) for _, y in pts]
-    if command == "reinforce":
-        rets = []
-        for r in records:
-            y = next((r[k] for k in ("return", "episode_return") if k in r), None)
-            if _as_number(y) is not None and "episode" in r:
-                rets.append(float(y))
-        if not rets:
-            return None
-        xs, ys, acc = [], [], 0.0
-        for i, y in enumerate(rets):
-            acc += y
-            if i >= REINFORCE_WINDOW:
-                acc -= rets[i - REINFORCE_WINDOW]
-            xs.append(float(i + 1))
-            ys.append(acc / min(i + 1, REINFORCE_WINDOW))
-        return xs, ys
-    return None
+def _curve_of_run(curve: Curve, path: Path) -> tuple[list[float], list[float]] | None:
+    """One run's learning curve from metrics.jsonl as the report's ``curve`` declares it: (x, y)
+    over the records where both are numbers, smoothed by the command's own function; or None."""
+    pts = []
+    for r in runs.read_metrics(path):
+        y = next((r[k] for k in curve.y if k in r), None)
+        if _as_number(y) is not None and _as_number(r.get(curve.x)) is not None:
+            pts.append((float(r[curve.x]), float(y)))
+    if not pts:
+        return None
+    xs, ys = [x for x, _ in pts], [y for _, y in pts]
+    if curve.smooth is not None:
+        ys = [float(v) for v in curve.smooth(ys)]
+    return xs, ys
 
 
 def mean_band(curves: list[tuple[list[float], list[float]]]) -> dict:
@@ -407,11 +329,13 @@ def mean_band(curves: list[tuple[list[float], list[float]]]) -> dict:
     return out
 
 
-def differing_keys(command: str, runs_ok: list[RunRecord], keys: list[str]) -> list[str]:
+def differing_keys(report: Report, runs_ok: list[RunRecord], keys: list[str],
+                   row_keys: list[str] = ()) -> list[str]:
     """Options (config.json "options") whose values differ between the runs, other than those
-    in :data:`AVERAGED_OVER` and the group keys already chosen: averaging runs with different
-    budgets or settings (a 1-epoch and a 5-epoch run) would be a silent lie, so they group too."""
-    skip = AVERAGED_OVER | AVERAGED_OVER_BY_COMMAND.get(command, set()) | set(keys)
+    in :data:`AVERAGED_OVER`, the report's ``averaged_over`` and the group keys already chosen:
+    averaging runs with different budgets or settings (a 1-epoch and a 5-epoch run) would be a
+    silent lie, so they group too."""
+    skip = AVERAGED_OVER | report.averaged_over | set(keys) | set(row_keys)
     names: list[str] = []
     for r in runs_ok:
         for k in (r.config.get("options") or {}):
@@ -421,13 +345,13 @@ def differing_keys(command: str, runs_ok: list[RunRecord], keys: list[str]) -> l
     out: list[str] = []
     for k in names:
         # Differs inside some group of the keys chosen so far (a key that the group keys already
-        # determine, like reinforce's estimator inside its method, adds nothing).
+        # determine, like an estimator named inside its method, adds nothing).
         seen: dict[tuple, set] = {}
         for r in runs_ok:
-            group = tuple(_hashable(_lookup(r, g)[1]) for g in keys if g not in GRADBENCH_ROW_KEYS
-                          or command != "grad-bench") + tuple(
-                _hashable((r.config.get("options") or {}).get(g, missing)) for g in out)
-            seen.setdefault(group, set()).add(_hashable((r.config.get("options") or {}).get(k, missing)))
+            options = r.config.get("options") or {}
+            group = (tuple(_hashable(_lookup(r, g)[1]) for g in keys)
+                     + tuple(_hashable(options.get(g, missing)) for g in out))
+            seen.setdefault(group, set()).add(_hashable(options.get(k, missing)))
         if any(len(v) > 1 for v in seen.values()):
             out.append(k)
     return out
@@ -481,10 +405,51 @@ def _skip_line(skipped: list[dict], found: int) -> str:
     return f"skipped {len(skipped)} of {found} runs: {parts}"
 
 
-def run_compare(reporter, run_dirs: list[str], group_by: list[str] | None = None,
-                metrics: list[str] | None = None, out: Path | None = None,
-                overwrite: bool = False) -> dict:
-    """Compare the completed runs under ``run_dirs``; write comparison.csv/.md, curves.png, summary.json."""
+@dataclass
+class Comparison:
+    """Everything one comparison found and computed, handed from step to step."""
+
+    report: Report
+    runs: list[RunRecord]
+    skipped: list[dict]                 # [{path, reason}]
+    found: int                          # run directories found (compared or skipped)
+    keys: list[str] = field(default_factory=list)      # the runs' group keys
+    row_keys: list[str] = field(default_factory=list)  # then the rows' own keys
+    split_by: list[str] = field(default_factory=list)  # keys added because settings differ
+    metrics: list[str] = field(default_factory=list)
+    groups: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def command(self) -> str:
+        return self.report.command
+
+    @property
+    def all_keys(self) -> list[str]:
+        return self.keys + self.row_keys
+
+    @property
+    def rows(self) -> list[dict]:
+        return [row for r in self.runs for row in r.rows]
+
+
+def run_compare(reporter, options: CompareOptions) -> dict:
+    """Compare the completed runs under ``options.run_dirs``: write comparison.csv/.md,
+    curves.png (when there is something to draw), per_run.csv (when asked) and summary.json."""
+    c = collect_runs(options.run_dirs)
+    expand_rows(c)
+    choose_keys(c, _parse_list(options.group_by))
+    choose_metrics(c, _parse_list(options.metrics))
+    aggregate(c)
+    c.notes = _notes(c)
+    figure = group_figure(c)
+    summary = write_outputs(c, options, figure)
+    _report(reporter, c, summary)
+    return summary
+
+
+def collect_runs(run_dirs: list[str]) -> Comparison:
+    """The completed runs under ``run_dirs`` (all of one command) with that command's report."""
     if not run_dirs:
         raise BadInput("give at least one run directory, parent folder or glob")
     runs_ok, skipped, found = collect(run_dirs)
@@ -493,321 +458,331 @@ def run_compare(reporter, run_dirs: list[str], group_by: list[str] | None = None
                        f"{', '.join(run_dirs)}")
     if not runs_ok:
         raise BadInput(f"no completed runs to compare; {_skip_line(skipped, found)}")
-
     commands = Counter(r.config["command"] for r in runs_ok)
     if len(commands) > 1:
         listing = ", ".join(f"{c}: {n}" for c, n in sorted(commands.items()))
         raise BadInput(f"the runs come from different commands ({listing}); compare one command "
                        "at a time by giving only that command's run directories")
-    command = next(iter(commands))
+    return Comparison(report_for(next(iter(commands))), runs_ok, skipped, found)
 
-    # Rows: one per run, or one per (run, method, tau) result for grad-bench.
-    for r in list(runs_ok):
-        if command == "grad-bench":
-            rows = _gradbench_rows(r.summary)
-            if rows is None:
-                skipped.append({"path": str(r.path),
-                                "reason": "summary.json has no 'results' list (grad-bench shape)"})
-                runs_ok.remove(r)
-            else:
-                r.rows = rows
-        else:
+
+def expand_rows(c: Comparison) -> None:
+    """Each run's units of comparison: its summary, or the rows its report declares (a run
+    without that list is skipped, with the reason)."""
+    decl = c.report.rows
+    for r in list(c.runs):
+        if decl is None:
             r.rows = [r.summary]
-    if not runs_ok:
-        raise BadInput(f"no completed runs to compare; {_skip_line(skipped, found)}")
+        elif isinstance(r.summary.get(decl.field), list):
+            r.rows = [row for row in r.summary[decl.field] if isinstance(row, dict)]
+        else:
+            c.skipped.append({"path": str(r.path), "reason": f"summary.json has no "
+                              f"{decl.field!r} list ({c.command} shape)"})
+            c.runs.remove(r)
+    if not c.runs:
+        raise BadInput(f"no completed runs to compare; {_skip_line(c.skipped, c.found)}")
 
-    # Group keys.
-    user_keys = _parse_list(group_by)
-    keys = user_keys or list(DEFAULT_GROUP_BY.get(command, ["method"]))
-    if command == "grad-bench":
-        keys = [k for k in keys if k not in GRADBENCH_ROW_KEYS]
-    present = {k: sum(_lookup(r, k)[0] for r in runs_ok) for k in keys}
+
+def choose_keys(c: Comparison, user_keys: list[str]) -> None:
+    """The group keys: the user's (each must exist somewhere) or the report's defaults that vary
+    ("method" always stays, as the name of each row), then every setting that differs between
+    runs, then the keys of the rows."""
+    c.row_keys = list(c.report.rows.keys) if c.report.rows else []
+    keys = [k for k in (user_keys or c.report.group_by) if k not in c.row_keys]
     if user_keys:
-        absent = [k for k in keys if present[k] == 0]
+        absent = [k for k in keys if not any(_lookup(r, k)[0] for r in c.runs)]
         if absent:
-            avail = sorted({k for r in runs_ok for k in r.config if k not in _META_KEYS}
-                           | {k for r in runs_ok for k in (r.config.get("options") or {})})
+            avail = sorted({k for r in c.runs for k in r.config if k not in _META_KEYS}
+                           | {k for r in c.runs for k in (r.config.get("options") or {})})
             raise BadInput(f"--group-by {', '.join(absent)}: no such key in any run's config.json "
                            f"or options; available: {', '.join(avail)}")
-    else:
-        # Default keys that no run has, or with one value in all runs, would only add a constant
-        # column; "method" is kept as the name of each row.
-        keys = [k for k in keys if k == "method" and command != "grad-bench"
-                or len({_hashable(_lookup(r, k)[1]) for r in runs_ok}) > 1]
-    # Settings that differ between runs are never averaged together: they group too.
-    split_by = differing_keys(command, runs_ok, keys + (list(GRADBENCH_ROW_KEYS)
-                                                        if command == "grad-bench" else []))
-    keys = keys + split_by
-    row_keys = list(GRADBENCH_ROW_KEYS) if command == "grad-bench" else []
+    else:  # a default key with one value in all runs would only add a constant column
+        keys = [k for k in keys if k == "method"
+                or len({_hashable(_lookup(r, k)[1]) for r in c.runs}) > 1]
+    c.split_by = differing_keys(c.report, c.runs, keys, c.row_keys)
+    c.keys = keys + c.split_by
 
-    # Metrics.
-    value_of = _gradbench_value if command == "grad-bench" else _plain_value
-    all_rows = [row for r in runs_ok for row in r.rows]
-    user_metrics = _parse_list(metrics)
+
+def choose_metrics(c: Comparison, user_metrics: list[str]) -> None:
+    """The metrics: the user's (each must be a number somewhere), or the report's defaults that
+    these summaries hold (no declared defaults: every numeric summary key but the seed)."""
+    rows = c.rows
     if user_metrics:
-        absent = [m for m in user_metrics if not any(value_of(row, m)[0] for row in all_rows)]
+        absent = [m for m in user_metrics
+                  if not any(metric_value(c.report, row, m)[0] for row in rows)]
         if absent:
-            avail = sorted({k for row in all_rows for k, v in row.items()
+            avail = sorted({k for row in rows for k, v in row.items()
                             if _as_number(v) is not None or isinstance(v, list)}
-                           | (set(_GB_ALIASES) if command == "grad-bench" else set()))
-            raise BadInput(f"--metric {', '.join(absent)}: not in any {command} summary.json here; "
-                           f"available: {', '.join(avail) or 'none'}")
+                           | {m.name for m in c.report.metrics if m.source})
+            raise BadInput(f"--metric {', '.join(absent)}: not in any {c.command} summary.json "
+                           f"here; available: {', '.join(avail) or 'none'}")
         not_numbers = [m for m in user_metrics
-                       if not any(value_of(row, m)[1] is not None for row in all_rows)
-                       and any(row.get(m) is not None for row in all_rows)]
+                       if not any(metric_value(c.report, row, m)[1] is not None for row in rows)
+                       and any(row.get(m) is not None for row in rows)]
         if not_numbers:
             raise BadInput(f"--metric {', '.join(not_numbers)}: not a number in these summaries "
                            "(only numeric metrics can be averaged)")
-        metric_names = user_metrics
-    else:
-        defaults = DEFAULT_METRICS.get(command)
-        if defaults is None:  # a command without a known list: every numeric summary key
-            defaults = sorted({k for row in all_rows for k, v in row.items()
-                               if _as_number(v) is not None and k not in ("seed",)})
-        metric_names = [m for m in defaults if any(value_of(row, m)[0] for row in all_rows)]
-        if not metric_names:
-            raise BadInput(f"none of the usual {command} metrics ({', '.join(defaults) or '-'}) is "
-                           "in these summaries; choose some with --metric")
+        c.metrics = user_metrics
+        return
+    defaults = c.report.default_metrics
+    if defaults is None:
+        defaults = sorted({k for row in rows for k, v in row.items()
+                           if _as_number(v) is not None and k != "seed"})
+    c.metrics = [m for m in defaults if any(metric_value(c.report, row, m)[0] for row in rows)]
+    if not c.metrics:
+        raise BadInput(f"none of the usual {c.command} metrics ({', '.join(defaults) or '-'}) "
+                       "is in these summaries; choose some with --metric")
 
-    # Build groups.
+
+def aggregate(c: Comparison) -> None:
+    """Per group: its runs, and per metric the stats of the numbers, how many were null or
+    missing, and the median (a solve metric's with the never-solved runs ranked last)."""
+    key_value = c.report.rows.key_value if c.report.rows else None
     groups: dict[tuple, dict] = {}
-    for r in runs_ok:
-        base = tuple(_hashable(_lookup(r, k)[1]) for k in keys)
+    for r in c.runs:
+        base = tuple(_hashable(_lookup(r, k)[1]) for k in c.keys)
+        options = r.config.get("options") or {}
         for row in r.rows:
-            gk = base + tuple(_hashable(_row_key(r, row, k)) for k in row_keys)
-            g = groups.setdefault(gk, {"runs": [], "values": {m: [] for m in metric_names},
+            gk = base + tuple(_hashable(key_value(options, row, k) if key_value else row.get(k))
+                              for k in c.row_keys)
+            g = groups.setdefault(gk, {"runs": [], "values": {m: [] for m in c.metrics},
                                        "null": Counter(), "missing": Counter()})
             g["runs"].append(str(r.path))
-            for m in metric_names:
-                has, v = value_of(row, m)
+            r.group_keys.append(gk)
+            for m in c.metrics:
+                has, v = metric_value(c.report, row, m)
                 if not has:
                     g["missing"][m] += 1
                 elif v is None:
                     g["null"][m] += 1
                 else:
                     g["values"][m].append(v)
-    all_keys = keys + row_keys
-    group_list = []
     for gk in sorted(groups, key=_sort_key):
         g = groups[gk]
         mstats = {}
-        for m in metric_names:
-            s = stats(g["values"][m])
-            s.update(n=len(g["values"][m]), null=g["null"][m], missing=g["missing"][m],
-                     values=g["values"][m],
-                     median=median(g["values"][m], g["null"][m] if m in SOLVE_METRICS else 0))
+        for m in c.metrics:
+            values, null = g["values"][m], g["null"][m]
+            s = stats(values)
+            s.update(n=len(values), null=null, missing=g["missing"][m], values=values,
+                     median=median(values, null if c.report.metric(m).solve else 0))
             mstats[m] = s
-        group_list.append({"key": dict(zip(all_keys, [list(v) if isinstance(v, tuple) else v
-                                                      for v in gk])),
-                           "n": len(g["runs"]), "runs": g["runs"], "metrics": mstats})
+        key = dict(zip(c.all_keys, [list(v) if isinstance(v, tuple) else v for v in gk]))
+        c.groups.append({"key": key, "n": len(g["runs"]), "runs": g["runs"], "metrics": mstats})
 
+
+def _notes(c: Comparison) -> list[str]:
     notes = []
-    if split_by:
-        notes.append(f"also grouped by {', '.join(split_by)}: these settings differ between the "
+    if c.split_by:
+        notes.append(f"also grouped by {', '.join(c.split_by)}: these settings differ between the "
                      "runs, and runs with different settings are not averaged together")
-    if skipped:
-        notes.append(_skip_line(skipped, found))
-    missing_total = {m: sum(g["metrics"][m]["missing"] for g in group_list) for m in metric_names}
-    for m, k in missing_total.items():
+    if c.skipped:
+        notes.append(_skip_line(c.skipped, c.found))
+    n_rows = len(c.rows)
+    for m in c.metrics:
+        k = sum(g["metrics"][m]["missing"] for g in c.groups)
         if k:
-            notes.append(f"{m} is missing from {k} of {len(all_rows)} summaries")
+            notes.append(f"{m} is missing from {k} of {n_rows} summaries")
+    return notes
 
-    # Curves (per group, mean with a +/- std band over runs).
-    curves = _group_curves(command, runs_ok, keys, groups, group_list)
 
-    _refuse_out_over_inputs(None if out is None else Path(out),
-                            [Path(r.path) for r in runs_ok] + [Path(s["path"]) for s in skipped],
-                            run_dirs)
-    run = runs.create_run("compare", None, {
-        "run_dirs": list(run_dirs), "group_by": all_keys, "metrics": metric_names},
-        out=out, overwrite=overwrite,
-        inputs=[Path(r.path) for r in runs_ok] + [Path(s["path"]) for s in skipped])
+def write_outputs(c: Comparison, options: CompareOptions, figure: tuple[str, dict] | None) -> dict:
+    """The compare run directory: comparison.csv/.md, curves.png, per_run.csv, summary.json."""
+    inputs = [Path(r.path) for r in c.runs] + [Path(s["path"]) for s in c.skipped]
+    out = None if options.out is None else Path(options.out)
+    _refuse_out_over_inputs(out, inputs, options.run_dirs)
+    config = {"run_dirs": list(options.run_dirs), "group_by": c.all_keys, "metrics": c.metrics}
+    if options.per_run_csv:
+        config["per_run_csv"] = True
+    run = runs.create_run("compare", None, config, out=out, overwrite=options.overwrite,
+                          inputs=inputs)
     with runs.run_context(run):
         summary = {
-            "command": command, "group_by": all_keys, "metrics": metric_names,
-            "runs_found": found, "runs_used": len(runs_ok), "skipped": skipped,
-            "notes": notes, "groups": group_list, "out": str(run.path),
+            "command": c.command, "group_by": c.all_keys, "metrics": c.metrics,
+            "runs_found": c.found, "runs_used": len(c.runs), "skipped": c.skipped,
+            "notes": c.notes, "groups": c.groups, "out": str(run.path),
         }
-        headers, table_rows, best = _table(all_keys, metric_names, group_list)
-        runs.atomic_write_text(run.file("comparison.csv"), _csv(all_keys, metric_names, group_list))
-        runs.atomic_write_text(run.file("comparison.md"),
-                               _markdown(command, headers, table_rows, best, summary))
+        runs.atomic_write_text(run.file("comparison.csv"), _csv(c))
+        runs.atomic_write_text(run.file("comparison.md"), _markdown(c, summary))
         files = ["comparison.csv", "comparison.md"]
-        if curves:
+        if figure:
             from relaxcli import plots
 
-            draw, kwargs = curves
+            draw, kwargs = figure
             fig = getattr(plots, draw)(**kwargs)
             run.save_figure(fig, "curves.png", dpi=120, bbox_inches="tight")
             plots.close(fig)
             files.append("curves.png")
         else:
-            notes.append(f"no learning curves in these {command} runs; curves.png not written")
+            c.notes.append(f"no learning curves in these {c.command} runs; curves.png not written")
+        if options.per_run_csv:
+            runs.atomic_write_text(run.file("per_run.csv"), per_run_csv(c))
+            files.append("per_run.csv")
         summary["files"] = files + ["summary.json"]
-        summary = run.finish(summary)
-
-    _report(reporter, command, headers, table_rows, best, summary)
-    return summary
+        return run.finish(summary)
 
 
-def _group_curves(command, runs_ok, keys, groups, group_list) -> tuple[str, dict] | None:
+def group_figure(c: Comparison) -> tuple[str, dict] | None:
     """(the plots function, its arguments) for curves.png, or None when there is nothing to draw.
 
-    train-vae and reinforce: per group the mean learning curve with a ± std band over runs, the
-    legend best first with the table's numbers. grad-bench: per problem, bias and variance
-    against temperature and variance against bias (plots.gradbench_problems).
+    A report with a figure of its own draws it from the groups. With a declared curve: per group
+    the mean learning curve with a ± std band over runs, the legend best first with the table's
+    number for the curve's legend metric, in panels by kind of method when declared.
     """
-    labels = [", ".join(fmt_value(v) for v in g["key"].values()) or command for g in group_list]
-    if command == "grad-bench":
-        return _gradbench_curves(keys, group_list)
-    per_group, methods, notes_for, score = {}, {}, {}, {}
-    for gk, g, label in zip(sorted(groups, key=_sort_key), group_list, labels):
-        base = gk[:len(keys)]
-        cs = [c for r in runs_ok
-              if tuple(_hashable(_lookup(r, k)[1]) for k in keys) == base
-              and (c := _curve_of_run(command, r.path)) is not None]
+    if c.report.figure is not None:
+        return c.report.figure(c.keys, c.groups)
+    curve = c.report.curve
+    if curve is None:
+        return None
+    by_path = {str(r.path): r for r in c.runs}
+    lines, methods, notes_for, score = {}, {}, {}, {}
+    for g in c.groups:
+        cs = [xy for p in dict.fromkeys(g["runs"])
+              if (xy := _curve_of_run(curve, by_path[p].path)) is not None]
         if not cs:
             continue
+        label = ", ".join(fmt_value(v) for v in g["key"].values()) or c.command
         name = f"{label} (n={len(cs)})"
-        per_group[name] = {**mean_band(cs), "runs": cs}
+        lines[name] = {**mean_band(cs), "runs": cs}
         methods[name] = g["key"].get("method")
-        notes_for[name], score[name] = _legend_entry(command, g)
-    if not per_group:
+        notes_for[name], score[name] = _legend_entry(c.report, curve.legend_metric, g)
+    if not lines:
         return None
-    have_scores = all(v is not None for v in score.values())
-    order = sorted(per_group, key=lambda n: score[n]) if have_scores else None
-    legend_notes = notes_for if all(notes_for.values()) else None
-    if command == "train-vae":
-        facets = _kind_facets(methods)
-        if facets:  # panels in the registry's order of kinds
-            from relaxcli.methods import KINDS
+    order = sorted(lines, key=lambda n: score[n]) if all(
+        v is not None for v in score.values()) else None
+    facets = _kind_facets(methods) if curve.facet_by_kind else None
+    if facets:  # panels in the registry's order of kinds
+        from relaxcli.methods import KINDS
 
-            per_group = dict(sorted(per_group.items(),
-                                    key=lambda kv: KINDS.index(facets[kv[0]].split()[0])))
-        return "compare_curves", {
-            "lines": per_group, "xlabel": "epoch", "ylabel": "test -ELBO (nats)",
-            "title": "train-vae: test -ELBO per epoch, mean ± std over runs (lower is better)",
-            "methods": methods, "facets": facets, "better": "lower", "order": order,
-            "legend_notes": legend_notes, "untrained_x": 0.0,
-            "legend_title": "final test -ELBO, best first" if legend_notes else None}
-    thresholds = {r.summary.get("reward_threshold") for r in runs_ok}
-    refs = {}
-    if len(thresholds) == 1 and _as_number(next(iter(thresholds))) is not None:
-        t = float(next(iter(thresholds)))
-        refs[f"solve threshold {t:g}"] = t
+        lines = dict(sorted(lines.items(), key=lambda kv: KINDS.index(facets[kv[0]].split()[0])))
     return "compare_curves", {
-        "lines": per_group, "xlabel": "episode",
-        "ylabel": f"return, {REINFORCE_WINDOW}-episode moving average",
-        "title": "reinforce: return, mean ± std over runs (higher is better)",
-        "references": refs, "methods": methods, "better": "higher", "order": order,
-        "legend_notes": legend_notes,
-        "legend_title": "fewest episodes to solve first" if order else None}
+        "lines": lines, "xlabel": curve.xlabel, "ylabel": curve.ylabel, "title": curve.title,
+        "references": _references(curve, c.runs), "methods": methods, "facets": facets,
+        "better": curve.better, "order": order,
+        "legend_notes": notes_for if all(notes_for.values()) else None,
+        "untrained_x": curve.untrained_x, "legend_title": curve.legend_title if order else None}
 
 
-def _legend_entry(command: str, g: dict) -> tuple[str | None, float | None]:
-    """(the group's number for the curves' legend, a sort key: lower is better)."""
-    ms = g["metrics"]
-    if command == "train-vae":
-        s = ms.get("test_neg_elbo")
-        if s is None or s["mean"] is None:
-            return None, None
-        return fmt_mean_std(s["mean"], s["std"]), s["mean"]
-    s = ms.get("episodes_to_solve")
+def _references(curve: Curve, runs_ok: list[RunRecord]) -> dict:
+    """The curve's reference line: the summary value of ``curve.reference`` when all runs agree."""
+    if curve.reference is None:
+        return {}
+    values = {_hashable(r.summary.get(curve.reference)) for r in runs_ok}
+    if len(values) != 1 or _as_number(next(iter(values))) is None:
+        return {}
+    t = float(next(iter(values)))
+    return {curve.reference_label.format(t): t}
+
+
+def _legend_entry(report: Report, name: str | None, g: dict) -> tuple[str | None, Any]:
+    """(the group's number for the curves' legend, a sort key: lower ranks first)."""
+    s = g["metrics"].get(name) if name else None
     if s is None:
         return None, None
-    total = s["n"] + s["null"] + s["missing"]
-    med = s.get("median")
-    text = f"solved {s['n']}/{total}, median " + ("not solved" if med is None else f"{med:g}")
-    # rank by the median with unsolved runs last, then by how many solved
-    return text, (_median_score(s), -s["n"])
+    if report.metric(name).solve:
+        total = s["n"] + s["null"] + s["missing"]
+        med = s.get("median")
+        text = f"solved {s['n']}/{total}, median " + ("not solved" if med is None else f"{med:g}")
+        # rank by the median with unsolved runs last, then by how many solved
+        return text, (_median_score(s), -s["n"])
+    if s["mean"] is None:
+        return None, None
+    better_first = -s["mean"] if report.metric(name).better == "higher" else s["mean"]
+    return fmt_mean_std(s["mean"], s["std"]), better_first
 
 
 def _kind_facets(methods: dict) -> dict | None:
-    """One panel per kind of method (relaxed, straight-through, score-function) when more than
-    eight groups of registry methods of several kinds share the figure; else None."""
-    from relaxcli.methods import METHODS
+    """One panel per kind of method (the registry record's ``kind``) when more than eight groups
+    of registry methods of several kinds share the figure; else None."""
+    from relaxcli.methods import METHODS, get_method
 
-    if len(methods) <= 8 or not all(m in METHODS for m in methods.values()):
+    if len(methods) <= 8 or not all(isinstance(m, str) and m in METHODS
+                                    for m in methods.values()):
         return None
-    kinds = {label: METHODS[m].kind for label, m in methods.items()}
+    kinds = {label: get_method(m).kind for label, m in methods.items()}
     if len(set(kinds.values())) < 2:
         return None
     return {label: f"{kind} methods" for label, kind in kinds.items()}
 
 
-def _gradbench_curves(keys, group_list) -> tuple[str, dict] | None:
-    """Per problem (the non-method group keys): each method's ||bias|| and variance over seeds,
-    against tau for tempered methods, as one point for the others."""
-    from relaxcli.methods import METHODS
+# ---------------------------------------------------------------------------------- outputs
+def per_run_csv(c: Comparison) -> str:
+    """One row per run (per run and row when the report splits a summary into rows), for pandas:
+    the group keys, the run's path, the compared metrics (the numbers the table averages), then
+    config.json (``config.*``, its options as ``options.*``) and summary.json (``summary.*``; a
+    row's own fields as ``<field>.*``) flattened, nested keys joined by dots, lists as JSON.
 
-    def value(g, m):
-        s = g["metrics"].get(m)
-        return (None, None) if s is None or s["mean"] is None else (s["mean"], s["std"] or 0.0)
-
-    if not any(value(g, "variance_trace")[0] is not None for g in group_list):
-        return None
-    has_bias = any(value(g, "bias_norm")[0] is not None for g in group_list)
-    problems: dict[str, tuple[dict, dict]] = {}
-    for g in group_list:
-        var, var_sd = value(g, "variance_trace")
-        if var is None:
-            continue
-        bias, bias_sd = value(g, "bias_norm")
-        problem = ", ".join(fmt_value(g["key"][k]) for k in keys)
-        sweeps, refs = problems.setdefault(problem, ({}, {}))
-        method, tau = g["key"].get("method"), g["key"].get("tau")
-        unbiased = method in METHODS and METHODS[method].unbiased
-        if isinstance(tau, (int, float)) and not isinstance(tau, bool):
-            s = sweeps.setdefault(method, {"tau": [], "bias": [], "variance": [], "bias_std": [],
-                                           "variance_std": []})
-            for k, v in (("tau", float(tau)), ("bias", bias), ("variance", var),
-                         ("bias_std", bias_sd), ("variance_std", var_sd)):
-                s[k].append(v)
-        else:  # no temperature, or one the method learned ("learned")
-            refs[method] = {"bias": bias, "variance": var, "unbiased": unbiased, "tau": tau,
-                            "bias_std": bias_sd, "variance_std": var_sd}
-    if not has_bias:  # the variance alone (--metric without bias_norm): curves against tau
-        lines = {m: {"x": s["tau"], "mean": s["variance"], "std": s["variance_std"]}
-                 for sw, _ in problems.values() for m, s in sw.items()}
-        refs = {m: r["variance"] for _, rf in problems.values() for m, r in rf.items()}
-        return "compare_curves", {
-            "lines": lines, "references": refs, "xlabel": "temperature τ",
-            "ylabel": "variance (trace) of the gradient estimate",
-            "title": "grad-bench: variance against temperature", "logx": True, "logy": True,
-            "better": "lower", "value_name": "at the largest τ"}
-    for sweeps, _ in problems.values():
-        for s in sweeps.values():  # points in the order of tau
-            order = sorted(range(len(s["tau"])), key=lambda i: s["tau"][i])
-            for k in s:
-                s[k] = [s[k][i] for i in order]
-    return "gradbench_problems", {
-        "problems": problems,
-        "title": "grad-bench: bias and variance of each gradient estimator, mean ± std over runs",
-    }
+    ``pandas.read_csv("per_run.csv").groupby(keys)[metric].agg(["mean", "std"])`` gives back
+    comparison.csv's means and standard deviations.
+    """
+    field_name = c.report.rows.field if c.report.rows else None
+    records = []
+    for r in c.runs:
+        base = {**_flat("config", {k: v for k, v in r.config.items() if k != "options"}),
+                **_flat("options", r.config.get("options") or {}),
+                **_flat("summary", {k: v for k, v in r.summary.items() if k != field_name})}
+        for row, gk in zip(r.rows, r.group_keys):
+            rec = {"run": str(r.path), **dict(zip(c.all_keys, gk))}
+            rec.update({m: metric_value(c.report, row, m)[1] for m in c.metrics})
+            rec.update(base)
+            if field_name:
+                rec.update(_flat(field_name, row))
+            records.append(rec)
+    columns = list(dict.fromkeys(["run", *c.all_keys, *c.metrics,
+                                  *(k for rec in records for k in rec)]))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
+    w.writeheader()
+    for rec in records:
+        w.writerow({k: _csv_cell(v) for k, v in rec.items()})
+    return buf.getvalue()
 
 
-def _table(keys, metric_names, group_list):
+def _flat(prefix: str, d: dict) -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"prefix.a.b": 1}``."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(f"{prefix}.{k}", v))
+        else:
+            out[f"{prefix}.{k}"] = v
+    return out
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return json.dumps(v)
+    return v
+
+
+def _table(c: Comparison):
     """Headers, text rows, and which (row, metric) cells hold the best mean."""
-    headers = list(keys) + ["n"] + [LABELS.get(m, m) for m in metric_names]
-    rows = [[fmt_value(g["key"][k]) for k in keys] + [str(g["n"])]
-            + [fmt_cell(m, g["metrics"][m]) for m in metric_names] for g in group_list]
+    metrics = [c.report.metric(m) for m in c.metrics]
+    headers = list(c.all_keys) + ["n"] + [m.label or m.name for m in metrics]
+    rows = [[fmt_value(g["key"][k]) for k in c.all_keys] + [str(g["n"])]
+            + [fmt_cell(m, g["metrics"][m.name]) for m in metrics] for g in c.groups]
     best = set()
-    if len(group_list) > 1:
-        for j, m in enumerate(metric_names):
-            if m in SOLVE_METRICS:
+    if len(c.groups) > 1:
+        for j, m in enumerate(metrics):
+            if m.better is None:
+                continue
+            cells = [(g["metrics"][m.name], i) for i, g in enumerate(c.groups)
+                     if g["metrics"][m.name]["mean"] is not None]
+            if m.solve:
                 # the mean over the runs that solved would crown a group where most runs never
                 # did: rank by the median with unsolved runs last (never-solved medians lose)
-                means = [(_median_score(g["metrics"][m]), i) for i, g in enumerate(group_list)
-                         if g["metrics"][m]["mean"] is not None]
+                means = [(_median_score(s), i) for s, i in cells]
                 means = [(x, i) for x, i in means if math.isfinite(x)]
             else:
-                means = [(g["metrics"][m]["mean"], i) for i, g in enumerate(group_list)
-                         if g["metrics"][m]["mean"] is not None]
-            if not means or m not in LOWER_IS_BETTER | HIGHER_IS_BETTER:
+                means = [(s["mean"], i) for s, i in cells]
+            if not means:
                 continue
-            pick = min(means)[0] if m in LOWER_IS_BETTER else max(means)[0]
+            pick = min(means)[0] if m.better == "lower" else max(means)[0]
             winners = [i for mean, i in means if math.isclose(mean, pick, rel_tol=1e-12)]
-            if len(winners) < len(group_list):  # a tie of everyone marks nobody
+            if len(winners) < len(c.groups):  # a tie of everyone marks nobody
                 best.update((i, j) for i in winners)
     return headers, rows, best
 
@@ -817,7 +792,8 @@ def _median_score(record: dict) -> float:
     return math.inf if record.get("median") is None else record["median"]
 
 
-def _csv(keys, metric_names, group_list) -> str:
+def _csv(c: Comparison) -> str:
+    keys, metric_names, group_list = c.all_keys, c.metrics, c.groups
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     cols = list(keys) + ["n"]
@@ -841,7 +817,8 @@ def _md_escape(s: str) -> str:
     return s.replace("|", "\\|")
 
 
-def _markdown(command, headers, rows, best, summary) -> str:
+def _markdown(c: Comparison, summary: dict) -> str:
+    headers, rows, best = _table(c)
     nkeys = len(headers) - len(summary["metrics"])  # group columns and n; then metrics
     align = ["---"] * nkeys + ["---:"] * len(summary["metrics"])
     lines = ["| " + " | ".join(_md_escape(h) for h in headers) + " |",
@@ -852,20 +829,20 @@ def _markdown(command, headers, rows, best, summary) -> str:
             if (i, j) in best:
                 cells[nkeys + j] = f"**{cells[nkeys + j]}**"
         lines.append("| " + " | ".join(cells) + " |")
-    foot = (f"\n`relax {command}`: {summary['runs_used']} completed runs; mean ± sample std over "
+    foot = (f"\n`relax {c.command}`: {summary['runs_used']} completed runs; mean ± sample std over "
             "runs (n = runs per group); best in bold"
             + (" (for episodes/steps to solve: the lowest median, unsolved runs ranked last)."
-               if SOLVE_METRICS & set(summary["metrics"]) else "."))
-    if command == "grad-bench":
-        foot += " ‖bias‖ is the Euclidean norm of the bias vector, tr variance the sum of " \
-                "per-coordinate variances."
+               if any(c.report.metric(m).solve for m in c.metrics) else "."))
+    if c.report.table_note:
+        foot += " " + c.report.table_note
     return "\n".join(lines) + "\n" + foot + "\n" + "".join(f"\n_{n}_\n" for n in summary["notes"])
 
 
-def _report(reporter, command, headers, rows, best, summary) -> None:
+def _report(reporter, c: Comparison, summary: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"relax compare: {command}, {summary['runs_used']} runs, "
+    headers, rows, best = _table(c)
+    table = Table(title=f"relax compare: {c.command}, {summary['runs_used']} runs, "
                   f"{len(rows)} groups (mean ± std over runs)")
     nkeys = len(headers) - len(summary["metrics"])
     for i, h in enumerate(headers):

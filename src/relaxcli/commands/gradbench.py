@@ -28,105 +28,120 @@ from __future__ import annotations
 import csv
 import io
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import product
-from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from relaxcli import methods as registry
 from relaxcli import plots
 from relaxcli.errors import BadInput
 from relaxcli.estimators import make_estimator
+from relaxcli.options import RunOptions, option
+from relaxcli.problems import Problem, ProblemName, draw_estimates, make_problem, statistics, tune
+from relaxcli.report import Metric, Report, Rows, declare_report, fmt_value
 from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
-PROBLEMS = ("bernoulli-quadratic", "categorical-quadratic", "bernoulli-multi")
-MULTI_TARGETS = (0.6, 0.51, 0.48)
 DEFAULT_TAUS = "0.05,0.1,0.2,0.5,1,2"
-TUNE_BATCH = 64
-CHUNK = 10_000  # estimates per batched call (bounds memory)
 VARIANCE_DRAWS = 200  # estimates per variance point in --train mode
 
 
-@dataclass
-class Problem:
-    """A benchmark problem: logits ``theta`` (param shape), per-sample cost and exact gradient."""
-
-    name: str
-    family: str
-    theta: Tensor                      # param_shape: (D,) Bernoulli, (1, K) categorical
-    cost: Callable[[Tensor], Tensor]   # (n, B, *param_shape) -> (n, B)
-    outcomes: Tensor                   # every discrete value, (N, *param_shape)
-    info: dict
-
-    def expected_cost(self, theta: Tensor) -> Tensor:
-        """Exact E[f(b)] by enumeration (differentiable in ``theta``)."""
-        law = registry.discrete_law(theta, family=self.family)
-        log_p = law.log_prob(self.outcomes).reshape(len(self.outcomes), -1).sum(-1)
-        f = self.cost(self.outcomes.unsqueeze(1)).squeeze(1)
-        return (log_p.exp() * f).sum()
-
-    def exact_gradient(self, theta: Tensor | None = None) -> Tensor:
-        th = (self.theta if theta is None else theta).detach().clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(self.expected_cost(th), th)
-        return g
-
-    def optimum(self) -> float:
-        f = self.cost(self.outcomes.unsqueeze(1)).squeeze(1)
-        return float(f.min())
+# ------------------------------------------------------------ what `relax compare` reads (report)
+def _compare_tau(options: dict, row: dict, key: str):
+    """A result row's group value. A tau the bench did not sweep was learned by the method itself
+    (REBAR/RELAX tune theirs), differs from seed to seed, and is grouped as "learned"."""
+    v = row.get(key)
+    swept = options.get("tau")
+    if key == "tau" and isinstance(v, (int, float)) and isinstance(swept, list) and not any(
+            isinstance(t, (int, float)) and math.isclose(v, t, rel_tol=1e-9) for t in swept):
+        return "learned"
+    return v
 
 
-def make_problem(name: str, target: float, categories: int, seed: int, device: torch.device) -> Problem:
-    dtype = torch.float32
-    if name == "bernoulli-quadratic":
-        t = torch.tensor([target], dtype=dtype, device=device)
-        theta = torch.zeros(1, dtype=dtype, device=device)
-        info = {"target": target}
-    elif name == "bernoulli-multi":
-        t = torch.tensor(MULTI_TARGETS, dtype=dtype, device=device)
-        theta = torch.zeros(3, dtype=dtype, device=device)
-        info = {"targets": list(MULTI_TARGETS)}
-    else:
-        gen = torch.Generator().manual_seed(seed)
-        theta = torch.randn(1, categories, generator=gen).to(dtype=dtype, device=device)
-        t = torch.rand(1, categories, generator=gen).to(dtype=dtype, device=device)
-        outcomes = torch.eye(categories, dtype=dtype, device=device).unsqueeze(1)
-        info = {"categories": categories, "cost_vector": t.flatten().tolist()}
-        return Problem(name, "categorical", theta, lambda z: ((z - t) ** 2).sum((-2, -1)), outcomes, info)
-    d = theta.numel()
-    outcomes = torch.tensor(list(product([0.0, 1.0], repeat=d)), dtype=dtype, device=device)
-    return Problem(name, "bernoulli", theta, lambda z: ((z - t) ** 2).sum(-1), outcomes, info)
+def _compare_figure(keys: list[str], groups: list[dict]) -> tuple[str, dict] | None:
+    """Per problem (the non-row group keys): each method's ||bias|| and variance over runs against
+    tau for tempered methods, one point for the others (plots.gradbench_problems); with the
+    variance alone (--metric without bias_norm), variance against tau (plots.compare_curves)."""
+    def value(g, m):
+        s = g["metrics"].get(m)
+        return (None, None) if s is None or s["mean"] is None else (s["mean"], s["std"] or 0.0)
+
+    if not any(value(g, "variance_trace")[0] is not None for g in groups):
+        return None
+    has_bias = any(value(g, "bias_norm")[0] is not None for g in groups)
+    problems: dict[str, tuple[dict, dict]] = {}
+    for g in groups:
+        var, var_sd = value(g, "variance_trace")
+        if var is None:
+            continue
+        bias, bias_sd = value(g, "bias_norm")
+        problem = ", ".join(fmt_value(g["key"][k]) for k in keys)
+        sweeps, refs = problems.setdefault(problem, ({}, {}))
+        method, tau = g["key"].get("method"), g["key"].get("tau")
+        unbiased = method in registry.METHODS and registry.get_method(method).unbiased
+        if isinstance(tau, (int, float)) and not isinstance(tau, bool):
+            s = sweeps.setdefault(method, {"tau": [], "bias": [], "variance": [], "bias_std": [],
+                                           "variance_std": []})
+            for k, v in (("tau", float(tau)), ("bias", bias), ("variance", var),
+                         ("bias_std", bias_sd), ("variance_std", var_sd)):
+                s[k].append(v)
+        else:  # no temperature, or one the method learned ("learned")
+            refs[method] = {"bias": bias, "variance": var, "unbiased": unbiased, "tau": tau,
+                            "bias_std": bias_sd, "variance_std": var_sd}
+    if not has_bias:
+        lines = {m: {"x": s["tau"], "mean": s["variance"], "std": s["variance_std"]}
+                 for sw, _ in problems.values() for m, s in sw.items()}
+        refs = {m: r["variance"] for _, rf in problems.values() for m, r in rf.items()}
+        return "compare_curves", {
+            "lines": lines, "references": refs, "xlabel": "temperature τ",
+            "ylabel": "variance (trace) of the gradient estimate",
+            "title": "grad-bench: variance against temperature", "logx": True, "logy": True,
+            "better": "lower", "value_name": "at the largest τ"}
+    for sweeps, _ in problems.values():
+        for s in sweeps.values():  # points in the order of tau
+            order = sorted(range(len(s["tau"])), key=lambda i: s["tau"][i])
+            for k in s:
+                s[k] = [s[k][i] for i in order]
+    return "gradbench_problems", {
+        "problems": problems,
+        "title": "grad-bench: bias and variance of each gradient estimator, mean ± std over runs",
+    }
+
+
+# One comparison row per (method, tau) result; vectors become numbers: ||bias||_2, the trace of
+# the covariance (sum of per-coordinate variances), MSE summed over coordinates, the mean SNR.
+REPORT = declare_report(Report(
+    command="grad-bench",
+    metrics=(
+        Metric("bias_norm", label="‖bias‖", better="lower", source="bias", reduce="norm"),
+        Metric("variance_trace", label="tr variance", better="lower", source="variance",
+               reduce="sum"),
+        Metric("mse", label="MSE", better="lower", reduce="sum"),
+        Metric("snr", label="SNR", better="higher", reduce="mean"),
+        Metric("seconds_per_estimate", label="s/estimate", better="lower", reduce="norm"),
+        Metric("variance", reduce="sum"),
+    ),
+    default_metrics=("bias_norm", "variance_trace", "mse", "snr", "seconds_per_estimate"),
+    group_by=("problem",),
+    # the rows' methods and temperatures, the seed-drawn problem_info, the budget of draws
+    averaged_over=frozenset({"methods", "tau", "problem_info", "n_samples"}),
+    rows=Rows(field="results", keys=("method", "tau"), key_value=_compare_tau),
+    default_reduce="norm",  # bias, mean, exact_gradient: the Euclidean norm
+    figure=_compare_figure,
+    table_note="‖bias‖ is the Euclidean norm of the bias vector, tr variance the sum of "
+               "per-coordinate variances.",
+))
 
 
 # ----------------------------------------------------------------------------- method selection
 def _compatible(method: registry.Method, problem: Problem) -> bool:
-    """Can ``method`` run on ``problem``: right family, logits parameters, discrete-shaped samples."""
-    if not method.supports(problem.family) or not method.from_logits or method.discrete is None:
-        return False
-    if method.builder is None:
-        return method.estimator is not None
-    raw = problem.theta.unsqueeze(0)
-    try:
-        d = method.build(raw, method.default_tau if method.default_tau is not None else 1.0)
-    except NotImplementedError:
-        return False
-    law = method.discrete(raw, family=problem.family)
-    return tuple(d.batch_shape + d.event_shape) == tuple(law.batch_shape + law.event_shape)
+    """Can ``method`` run on ``problem``: right family, logits parameters, samples in the space
+    of the discrete law (the problem's cost is a function of such points)."""
+    return (method.supports(problem.family) and method.from_logits and method.discrete is not None
+            and method.sample_in_law_space)
 
 
 def applicable_methods(problem: Problem) -> list[registry.Method]:
     return [m for m in registry.METHODS.values() if _compatible(m, problem)]
-
-
-def _has_temperature(method: registry.Method) -> bool:
-    return method.builder is not None and method.default_tau is not None
-
-
-def _n_samples(method: registry.Method) -> int:
-    return 2 if method.options.get("baseline") == "leave-one-out" else 1
 
 
 def _parse_taus(tau: str) -> list[float]:
@@ -162,65 +177,19 @@ def _select_methods(names: str | None, problem: Problem) -> list[registry.Method
 
 # ----------------------------------------------------------------------------- measuring
 def _estimator(method, problem: Problem):
-    kw = {}
-    if method.builder is None:
-        kw["family"] = problem.family
-        if method.estimator is not None and "network" in method.options:
-            kw["latent_size"] = problem.theta.numel()
-    return make_estimator(method, n_samples=_n_samples(method), **kw).to(problem.theta.device)
+    kw = {"latent_size": problem.theta.numel()} if method.needs_latent_size else {}
+    return make_estimator(method, n_samples=method.min_samples, family=problem.family,
+                          **kw).to(problem.theta.device)
 
 
-def _batch(problem: Problem, rows: int) -> Tensor:
-    return problem.theta.expand((rows,) + problem.theta.shape).clone().requires_grad_(True)
 
 
-def draw_estimates(est, problem: Problem, draws: int, tau: float | None) -> tuple[Tensor, float]:
-    """``draws`` independent estimates (draws, P) at theta and the seconds per estimate."""
-    out, seconds = [], 0.0
-    for start in range(0, draws, CHUNK):
-        rows = min(CHUNK, draws - start)
-        raw = _batch(problem, rows)
-        t0 = time.perf_counter()
-        est(raw, problem.cost, tau).loss.backward()
-        seconds += time.perf_counter() - t0
-        out.append(raw.grad.reshape(rows, -1) * rows)
-    return torch.cat(out).double(), seconds / draws
-
-
-def tune(est, problem: Problem, steps: int, lr: float = 0.01) -> None:
-    """Fit an estimator's own parameters (variance objective) and state at the fixed theta."""
-    params = [p for p in est.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr) if params else None
-    est.train()
-    for _ in range(steps):
-        raw = _batch(problem, TUNE_BATCH)
-        out = est(raw, problem.cost)
-        if opt is not None:
-            opt.zero_grad()
-        out.loss.backward()
-        if opt is not None:
-            opt.step()
-    est.eval()
-
-
-def statistics(g: Tensor, exact: Tensor) -> dict:
-    mean = g.mean(0)
-    bias = mean - exact
-    var = g.var(0) if len(g) > 1 else torch.zeros_like(mean)
-    trace = float(var.sum())
-    return {
-        "mean": mean.tolist(), "bias": bias.tolist(), "variance": trace,
-        "mse": float(((g - exact) ** 2).sum(1).mean()),
-        "snr": float(mean.norm() / math.sqrt(trace)) if trace > 0 else None,
-        # not in summary.json: the standard error of the bias, for the table
-        "_bias_se": (var / len(g)).sqrt().tolist(),
-    }
 
 
 def _rows(methods, taus) -> list[tuple[registry.Method, float | None]]:
     rows = []
     for m in methods:
-        if _has_temperature(m):
+        if m.has_temperature:
             rows.extend((m, t) for t in taus)
         else:
             rows.append((m, None))
@@ -232,53 +201,85 @@ def _tau_label(tau) -> str:
 
 
 # ----------------------------------------------------------------------------- the runner
-def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: str | None = None,
-                   tau: str = DEFAULT_TAUS, draws: int = 10_000, target: float = 0.45,
-                   categories: int = 5, seed: int = 0, train: bool = False, steps: int = 1000,
-                   tune_steps: int = 2000, tune_lr: float = 0.1, lr: float = 0.01,
-                   out: Path | None = None,
-                   overwrite: bool = False, device: str = "auto", threads: int | None = None) -> dict:
-    # ---- validate everything before the run directory exists
-    if problem not in PROBLEMS:
-        raise BadInput(f"unknown problem {problem!r}; choose from {', '.join(PROBLEMS)}")
-    if draws < 2:
-        raise BadInput(f"--draws must be an integer >= 2, got {draws}")
-    if not math.isfinite(target):
-        raise BadInput(f"--target must be a finite number, got {target}")
-    if categories < 2:
-        raise BadInput(f"--categories must be >= 2, got {categories}")
-    if tune_steps < 0:
-        raise BadInput(f"--tune-steps must be >= 0, got {tune_steps}")
-    if train and steps < 1:
-        raise BadInput(f"--steps must be >= 1, got {steps}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise BadInput(f"--lr must be > 0, got {lr}")
-    if not (math.isfinite(tune_lr) and tune_lr > 0):
-        raise BadInput(f"--tune-lr must be > 0, got {tune_lr}")
-    taus = _parse_taus(tau)
+@dataclass(kw_only=True)
+class GradBenchOptions(RunOptions):
+    """Bias, variance, MSE, SNR and speed of every gradient estimator against the exact gradient.
+
+    Writes summary.json, results.csv and bias_variance_vs_tau.png (training.png with --train).
+    """
+
+    problem: ProblemName = option(ProblemName.BERNOULLI_QUADRATIC, "--problem", help=(
+        "bernoulli-quadratic (E[(b - t)^2], RELAX's toy), categorical-quadratic (K categories, "
+        "random cost vector from --seed) or bernoulli-multi (sum_i (b_i - p_i)^2, p = 0.6, 0.51, "
+        "0.48). Exact gradients by enumeration."))
+    methods: str | None = option(None, "--methods", show_default=False, help=(
+        "Comma list of registry methods (see 'relax list'); default: every method that applies "
+        "to the problem's family."))
+    tau: str = option(DEFAULT_TAUS, "--tau", help=(
+        "Comma list of temperatures (> 0) swept for methods with a temperature; methods that "
+        "learn theirs (REBAR, RELAX) use the learned one."))
+    draws: int = option(10_000, "--draws", help="Independent gradient estimates per method and temperature (>= 2).")
+    target: float = option(0.45, "--target", help=(
+        "t in bernoulli-quadratic's (b - t)^2 (0.45 and 0.499 are RELAX's)."))
+    categories: int = option(5, "--categories", help="K for categorical-quadratic (>= 2).")
+    tune_steps: int = option(2000, "--tune-steps", help=(
+        "Adam steps that fit estimators' own parameters (baselines, REBAR's eta and temperature, "
+        "RELAX's network) at the fixed theta before they are frozen."))
+    tune_lr: float = option(0.1, "--tune-lr", help=(
+        "Adam learning rate of that tuning (REBAR's best eta and temperature on the toy problem "
+        "are in the hundreds, so a slow rate never reaches them)."))
+    train: bool = option(False, "--train", help=(
+        "Instead of measuring at fixed theta, optimise theta with each method for --steps steps "
+        "and plot the loss and gradient variance (RELAX's toy figure)."))
+    steps: int = option(1000, "--steps", help="Optimisation steps in --train mode.")
+    lr: float = option(0.01, "--lr", help=(
+        "Adam learning rate of theta and the estimators' parameters in --train mode."))
+
+
+def run_grad_bench(options: GradBenchOptions, reporter) -> dict:
+    """Measure (or, with --train, optimise with) every chosen estimator on one exact problem."""
+    o = options
+    taus = _validate(o)  # everything checked before the run directory exists
     try:
-        dev = resolve_device(device)
+        dev = resolve_device(o.device)
     except ValueError as e:
         raise BadInput(str(e)) from None
-    threads = set_threads(threads)
-    seed_everything(seed)
-    prob = make_problem(problem, target, categories, seed, dev)
-    chosen = _select_methods(methods, prob)
-
-    options = {"problem": problem, "methods": [m.name for m in chosen], "tau": taus, "draws": draws,
-               "target": target, "categories": categories, "train": train, "steps": steps,
-               "tune_steps": tune_steps, "tune_lr": tune_lr, "lr": lr, "problem_info": prob.info,
-               "n_samples": {m.name: _n_samples(m) for m in chosen}, "threads": threads}
-    run = create_run("grad-bench", problem, options, out=out, overwrite=overwrite, seed=seed,
-                     device=str(dev))
+    threads = set_threads(o.threads)
+    seed_everything(o.seed)
+    prob = make_problem(str(o.problem), o.target, o.categories, o.seed, dev)
+    chosen = _select_methods(o.methods, prob)
+    config = {"problem": str(o.problem), "methods": [m.name for m in chosen], "tau": taus,
+              "draws": o.draws, "target": o.target, "categories": o.categories, "train": o.train,
+              "steps": o.steps, "tune_steps": o.tune_steps, "tune_lr": o.tune_lr, "lr": o.lr,
+              "problem_info": prob.info, "n_samples": {m.name: m.min_samples for m in chosen},
+              "threads": threads}
+    run = create_run("grad-bench", str(o.problem), config, out=o.out, overwrite=o.overwrite,
+                     seed=o.seed, device=str(dev))
     with run_context(run):
-        if train:
-            summary = _train(run, reporter, prob, chosen, taus, steps, tune_steps, lr, seed)
+        if o.train:
+            summary = _train(run, reporter, prob, chosen, taus, o.steps, o.tune_steps, o.lr, o.seed)
         else:
-            summary = _measure(run, reporter, prob, chosen, taus, draws, tune_steps, tune_lr, seed)
+            summary = _measure(run, reporter, prob, chosen, taus, o.draws, o.tune_steps, o.tune_lr,
+                               o.seed)
         summary = run.finish(summary)
     reporter.print(f"wrote {run.path}")
     return summary
+
+
+def _validate(o: GradBenchOptions) -> list[float]:
+    """One clear line (exit 2) for any unusable option; the temperatures to sweep."""
+    checks = [
+        (o.draws >= 2, f"--draws must be an integer >= 2, got {o.draws}"),
+        (o.categories >= 2, f"--categories must be >= 2, got {o.categories}"),
+        (o.tune_steps >= 0, f"--tune-steps must be >= 0, got {o.tune_steps}"),
+        (not o.train or o.steps >= 1, f"--steps must be >= 1, got {o.steps}"),
+        (o.lr > 0, f"--lr must be > 0, got {o.lr}"),
+        (o.tune_lr > 0, f"--tune-lr must be > 0, got {o.tune_lr}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise BadInput(message)
+    return _parse_taus(o.tau)
 
 
 def _measure(run, reporter, prob: Problem, chosen, taus, draws, tune_steps, tune_lr, seed) -> dict:
@@ -318,7 +319,7 @@ def _measure(run, reporter, prob: Problem, chosen, taus, draws, tune_steps, tune
 
 def _sweep_series(results, chosen):
     """Per relaxed method: tau -> (||bias||, variance); unbiased/untempered ones as references."""
-    temp = {m.name for m in chosen if _has_temperature(m)}
+    temp = {m.name for m in chosen if m.has_temperature}
     sweeps: dict[str, dict] = {}
     refs: dict[str, dict] = {}
     for r in results:
@@ -340,7 +341,7 @@ def _table(reporter, prob, exact, results, tuned, tune_steps) -> None:
     caption = "bias/SE: largest |bias_i| / standard error over coordinates (> 4: clearly biased)."
     if tuned:
         caption += (f" Tuned for {tune_steps} steps at fixed theta, then frozen: "
-                    f"{', '.join(sorted(set(tuned)))} (rebar/relax tau = learned temperature).")
+                    f"{', '.join(sorted(set(tuned)))} (a tau shown for a method without one is the temperature it learned).")
     table = Table(title=f"grad-bench {prob.name}: exact gradient "
                         f"{', '.join(f'{x:.5g}' for x in exact.tolist())}", caption=caption)
     for col in ("method", "tau", "unbiased", "mean", "bias", "bias/SE", "variance", "MSE", "SNR", "us/estimate"):
@@ -387,7 +388,7 @@ def _train(run, reporter, prob: Problem, chosen, taus, steps, tune_steps, lr, se
             curve = {"step": [], "loss": [], "log10_variance": []}
             for step in range(steps + 1):
                 if step % every == 0 or step == steps:
-                    view = Problem(prob.name, prob.family, theta.detach(), prob.cost, prob.outcomes, prob.info)
+                    view = prob.at(theta.detach())
                     with torch.no_grad():
                         loss = float(prob.expected_cost(theta))
                     est.eval()

@@ -96,6 +96,7 @@ from torch.nn import functional as F
 from relaxcli import plots
 from relaxcli.errors import BadInput
 from relaxcli.estimators.conditional import categorical_conditional, categorical_relaxed_pair
+from relaxcli.report import Curve, Metric, Report, declare_report
 from relaxcli.runs import (
     RunFailed,
     atomic_write_bytes,
@@ -124,6 +125,28 @@ DEFAULTS: dict[str, Any] = {
     "stop_when_solved": False, "eval_episodes": 100, "video": False, "threads": None,
 }
 DEFAULT_EPISODES = 1000     # when neither --episodes nor --steps is given
+
+# What `relax compare` reads from these runs (relaxcli.report). The curve is smoothed by this
+# module's own moving_average (defined below; the lambda looks it up when a curve is drawn).
+REPORT = declare_report(Report(
+    command="reinforce",
+    metrics=(
+        Metric("episodes_to_solve", label="episodes to solve", better="lower", solve=True),
+        Metric("steps_to_solve", label="steps to solve", better="lower", solve=True),
+        Metric("eval_return_greedy", label="greedy return", better="higher"),
+        Metric("eval_return_stochastic", label="stochastic return", better="higher"),
+        Metric("wall_seconds", label="wall s", better="lower"),
+    ),
+    default_metrics=("episodes_to_solve", "steps_to_solve", "eval_return_greedy", "wall_seconds"),
+    group_by=("env", "method"),  # the run's method is "<estimator>-<baseline>"
+    curve=Curve(x="episode", y=("return", "episode_return"),
+                smooth=lambda returns: moving_average(returns, SOLVE_WINDOW),
+                xlabel="episode", ylabel=f"return, {SOLVE_WINDOW}-episode moving average",
+                title="reinforce: return, mean ± std over runs (higher is better)",
+                better="higher", legend_metric="episodes_to_solve",
+                legend_title="fewest episodes to solve first",
+                reference="reward_threshold", reference_label="solve threshold {:g}"),
+))
 
 
 # ================================================================================== networks

@@ -52,7 +52,6 @@ a file: ``--probs`` / ``--logits`` accept a ``.npy``, ``.pt`` (a tensor) or ``.c
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 from pathlib import Path
@@ -74,6 +73,7 @@ from relaxcli.commands._parse import (
 from relaxcli.console import Reporter
 from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
+from relaxcli.report import Metric, Report, declare_report
 from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
 # METHODS.md section 1, the copula's worked example (batch 2, event 3).
@@ -88,7 +88,6 @@ DEFAULT_PROBS = {
     "subset": [[0.05, 0.1, 0.15, 0.3, 0.4]],
 }
 DEFAULT_LOC_CATEGORIES = 3  # loc/scale methods: K = 3 by default (so the simplex plot is drawn)
-SOFTPLUS_OFFSET = 1e-4  # the registry's scale = softplus(raw_scale) + 1e-4 for loc/scale methods
 
 # float64 parameters: the closed forms and JSON files then show the numbers the user typed.
 DTYPE = torch.float64
@@ -99,18 +98,16 @@ MAX_ENUMERATION_VALUES = 20_000_000  # C(K, k) x K x rows for exact top-k inclus
 MAX_TABLE_ROWS = 30                 # coordinates shown in the table on stderr
 MAX_PLOT_CATEGORIES = 40            # categories drawn in category_means.png / inclusion.png
 
+# What `relax compare` reads from these runs (relaxcli.report): every numeric summary key.
+REPORT = declare_report(Report(
+    command="sample",
+    metrics=(Metric("max_abs_z", label="largest |z|"), Metric("num_checks", label="checks"),
+             Metric("all_finite", label="all finite")),
+    default_metrics=None,
+))
+
 
 # ----------------------------------------------------------------------------- option support
-def builder_options(method: registry.Method) -> set[str]:
-    """Keyword options the method's builder accepts (its signature plus the registry defaults)."""
-    names = set(method.options)
-    if method.builder is not None:
-        for p in list(inspect.signature(method.builder).parameters.values())[2:]:
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-                names.add(p.name)
-    return names
-
-
 def supports(method: registry.Method, option: str) -> bool:
     """Whether ``relax sample`` accepts ``option`` for ``method``."""
     if option in ("probs", "logits"):
@@ -118,10 +115,12 @@ def supports(method: registry.Method, option: str) -> bool:
     if option == "loc":
         return not method.from_logits
     if option == "scale":
-        return not method.from_logits or "scale" in builder_options(method)
+        return not method.from_logits or "scale" in method.settings
     if option == "tau":
-        return method.default_tau is not None and method.builder is not None
-    return option in builder_options(method)
+        return method.has_temperature
+    if option == "correlation":
+        return method.takes_correlation
+    return option in method.settings
 
 
 def _require(method: registry.Method, option: str, flag: str) -> None:
@@ -148,18 +147,6 @@ def read_rows(text: str, option: str) -> list[list[float]]:
     return arr.tolist()
 
 
-def _softplus_inverse(y: torch.Tensor) -> torch.Tensor:
-    return y + torch.log(-torch.expm1(-y))
-
-
-def _categories_for_loc(method: registry.Method, n_loc: int) -> int:
-    """K such that the method's raw holds ``n_loc`` locations and as many scales."""
-    for k in range(2, 10_000):
-        if method.param_size(k) == 2 * n_loc:
-            return k
-    raise BadInput(f"--loc: {n_loc} numbers do not fit {method.name}")
-
-
 def resolve_parameters(method: registry.Method, probs: str | None, logits: str | None,
                        loc: str | None, scale: str | None, correlation: str | None,
                        k: int | None, tau: float | None, hard: bool) -> dict[str, Any]:
@@ -183,7 +170,7 @@ def resolve_parameters(method: registry.Method, probs: str | None, logits: str |
 
     options: dict[str, Any] = {}
     resolved: dict[str, Any] = {}
-    is_copula = "correlation" in builder_options(method)
+    is_copula = method.takes_correlation
     if method.from_logits:
         simplex = method.family in ("categorical", "subset", "simplex")
         if logits is not None:
@@ -211,24 +198,23 @@ def resolve_parameters(method: registry.Method, probs: str | None, logits: str |
         resolved["logits"] = raw
     else:
         loc_rows = parse_rows(loc, "--loc") if loc is not None else [[0.0] * (
-            method.param_size(DEFAULT_LOC_CATEGORIES) // 2)]
+            method.params.size(DEFAULT_LOC_CATEGORIES) // 2)]
         n_loc = len(loc_rows[0])
-        kcat = _categories_for_loc(method, n_loc)
+        kcat = method.params.categories(2 * n_loc)
         if scale is not None:
             scale_rows = parse_rows(scale, "--scale")
         else:
             scale_rows = [[1.0]]
         s = torch.tensor(scale_rows, dtype=torch.float64)
-        if bool((s <= SOFTPLUS_OFFSET).any()):
-            raise BadInput(f"--scale must be positive (greater than {SOFTPLUS_OFFSET:g}), got "
+        if bool((s <= method.params.offset).any()):
+            raise BadInput(f"--scale must be positive (greater than {method.params.offset:g}), got "
                            f"{scale}")
         l_t = torch.tensor(loc_rows, dtype=torch.float64)
         try:
             s = torch.broadcast_to(s, l_t.shape) if s.numel() > 1 else s.expand_as(l_t)
         except RuntimeError:
             raise BadInput(f"--scale: give one number or {n_loc} (one per --loc entry)") from None
-        raw = torch.cat([l_t, _softplus_inverse(s - SOFTPLUS_OFFSET)], -1)
-        raw = raw.to(DTYPE)
+        raw = method.params.pack(l_t, s).to(DTYPE)
         if len(loc_rows) == 1:
             raw, l_t, s = raw[0], l_t[0], s[0]
         resolved.update(loc=l_t, scale=s, categories=kcat)
@@ -236,8 +222,8 @@ def resolve_parameters(method: registry.Method, probs: str | None, logits: str |
     if method.from_logits and scale is not None:  # the gate's noise scale (gaussian-bernoulli)
         sc = parse_number(scale, "--scale")
         options["scale"] = check_positive(sc, "--scale", "a positive noise scale")
-    if k is not None or "k" in builder_options(method):
-        kk = int(method.options.get("k", 2) if k is None else k)
+    if k is not None or "k" in method.settings:
+        kk = int(method.settings["k"] if k is None else k)
         n_cat = raw.shape[-1]
         if not 1 <= kk <= n_cat:
             raise BadInput(f"--k must be between 1 and the number of categories ({n_cat}), got {kk}")
@@ -259,10 +245,10 @@ def resolve_parameters(method: registry.Method, probs: str | None, logits: str |
 def build_distribution(method: registry.Method, raw: torch.Tensor, tau, options: dict):
     """The registry's distribution (or, for score-function methods, its discrete law)."""
     try:
-        if method.builder is not None:
+        if method.relaxed is not None:
             return method.build(raw, tau, **options)
         if method.discrete is not None:
-            return method.discrete(raw, **options)
+            return method.discrete_law(raw, **options)
     except ValueError as e:  # the distribution's own parameter validation
         raise BadInput(f"{method.name}: {e}") from None
     raise BadInput(f"method {method.name!r} has neither a distribution nor a discrete law to sample")
@@ -305,7 +291,7 @@ def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict
         put(key, _accessor(dist, key))
     # Where the registry says rounding a sample is an exact draw of the discrete law, that law's
     # probabilities are the exact P(z > 1/2) (Bernoulli units) or P(argmax z = k) (vectors).
-    rounded = (method.discrete(raw, **options).probs.detach()
+    rounded = (method.discrete_law(raw, **options).probs.detach()
                if method.rounds_to_discrete and method.discrete is not None else None)
     marg = _accessor(dist, "marginal_probs")
     if marg is not None:
@@ -329,7 +315,7 @@ def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict
         if lr_mean is not None:
             pad = torch.full(lr_mean.shape[:-1] + (1,), float("nan"), dtype=torch.float64)
             put("log_ratio", torch.cat([lr_mean, pad], -1))
-    incl = (_accessor(method.discrete(raw, **options), "inclusion_probs")
+    incl = (_accessor(method.discrete_law(raw, **options), "inclusion_probs")
             if method.family == "subset" and method.discrete is not None
             and inclusion_mode(raw, options)[0] == "exact" else None)
     if incl is not None:
@@ -588,8 +574,7 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
         raise BadInput(f"--num-samples must be at least 2 (to estimate a std), got {num_samples}")
     params = resolve_parameters(m, probs, logits, loc, scale, correlation, k, tau, hard)
     if tau_forward is not None:
-        if "tau_forward" not in builder_options(m):
-            raise BadInput(f"--tau-forward applies to decoupled-st-gumbel-softmax, not {m.name}")
+        _require(m, "tau_forward", "--tau-forward")
         params["options"]["tau_forward"] = check_positive(tau_forward, "--tau-forward",
                                                           "a positive forward temperature")
     dev = resolve_device(device)
@@ -597,7 +582,7 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
     raw = params["raw"].to(dev)
     opts = {key: (v.to(dev) if isinstance(v, torch.Tensor) else v)
             for key, v in params["options"].items()}
-    tau_used = params["tau"] if m.builder is not None else None
+    tau_used = params["tau"] if m.relaxed is not None else None
     seed_everything(seed)
     dist = build_distribution(m, raw, tau_used, opts)
     vector_event = len(dist.event_shape) > 0 and m.family != "bernoulli"
@@ -613,7 +598,7 @@ def run_sample(method: str, *, tau: float | None = None, probs: str | None = Non
         if line:  # soft samples of a relaxation that over-counts here: say so, keep the run
             warnings.append(line)
             reporter.note(line)
-    if m.builder is None:
+    if m.relaxed is None:
         reporter.note(f"{m.name} is a score-function estimator: these are samples of its "
                       "discrete law")
 

@@ -81,6 +81,8 @@ from relaxcli import plots
 from relaxcli.data import BINARIZATIONS, DATASETS, Binarizer, load_dataset
 from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
+from relaxcli.estimators import make_estimator
+from relaxcli.report import Curve, Metric, Report, declare_report
 from relaxcli.runs import (
     Refused,
     RunFailed,
@@ -102,24 +104,42 @@ BEST = "best.pt"  # the model of the best validation -ELBO so far (with --val-si
 RESUME_DEFAULTS = {"input_coding": "centered", "init": "torch", "lr_decay": 1.0,
                    "lr_decay_every": 1000, "anneal_every": 1, "val_size": 0}
 
-# Methods that cannot be a VAE latent here, with the reason (printed with exit 2).
-UNSUITABLE = {
-    "generalized-gumbel": "its sample is one number per variable (sum_k values_k w_k), a different "
-                          "space from its one-hot discrete law, so it has no honest discrete evaluation",
-}
 # Default latent sizes per family: (number of variables, categories per variable).
 DEFAULT_LATENT = {"bernoulli": (200, 1), "categorical": (20, 10), "subset": (20, 10), "simplex": (20, 10)}
+
+# What `relax compare` reads from these runs (relaxcli.report): the metrics, the test -ELBO curve.
+REPORT = declare_report(Report(
+    command=COMMAND,
+    metrics=(
+        Metric("test_neg_elbo", label="test -ELBO", better="lower"),
+        Metric("test_iw_nll", label="IW bound on -log p(x)", better="lower"),
+        Metric("test_kl", label="KL (nats)"),
+        Metric("test_active_vars", label="active vars"),
+        Metric("seconds_per_epoch", label="s/epoch", better="lower"),
+        Metric("train_neg_elbo", label="train -ELBO", better="lower"),
+        Metric("val_neg_elbo", label="val -ELBO"),
+        Metric("test_recon", label="reconstruction"),
+        Metric("test_mean_max_prob", label="mean max q"),
+        Metric("train_cpu_seconds_per_epoch", label="train CPU s/epoch"),
+        Metric("wall_seconds", label="wall s", better="lower"),
+    ),
+    default_metrics=("test_neg_elbo", "test_iw_nll", "test_kl", "test_active_vars",
+                     "seconds_per_epoch"),
+    group_by=("dataset", "method"),
+    curve=Curve(x="epoch", y=("test_neg_elbo",), xlabel="epoch", ylabel="test -ELBO (nats)",
+                title="train-vae: test -ELBO per epoch, mean ± std over runs (lower is better)",
+                better="lower", legend_metric="test_neg_elbo",
+                legend_title="final test -ELBO, best first", facet_by_kind=True,
+                untrained_x=0.0),  # epoch 0 is the untrained model: kept off the y range
+))
 
 
 # ----------------------------------------------------------------------------- method checks
 def unsuitable_reason(method: registry.Method) -> str | None:
     """Why ``method`` cannot be the VAE's latent, or None when it can."""
-    if method.name in UNSUITABLE:
-        return UNSUITABLE[method.name]
-    if method.builder is None and method.estimator is None and method.discrete is None:
-        return "it has neither a distribution nor an estimator"
-    if method.builder is None and method.discrete is None:
-        return "a score-function estimator needs a discrete law"
+    if not method.sample_in_law_space:
+        return ("its sample is not a point of its discrete law's space (e.g. one number per "
+                "variable), so it has no honest discrete evaluation")
     return None
 
 
@@ -128,45 +148,12 @@ def suitable_methods() -> list[str]:
     return [name for name, m in registry.METHODS.items() if unsuitable_reason(m) is None]
 
 
-def learns_correlation(method: registry.Method) -> bool:
-    # A method whose builder takes a correlation matrix gets a learned one (correlated-bernoulli).
-    return "correlation" in method.options
-
-
 def eval_model_of(method: registry.Method) -> str:
-    if method.discrete is None or learns_correlation(method):
+    """"discrete" (test latents drawn from the exact discrete law) or "relaxed" (no discrete law,
+    or a learned correlation, whose thresholded law has no tractable mass)."""
+    if method.discrete is None or method.takes_correlation:
         return "relaxed"
     return "discrete"
-
-
-# ----------------------------------------------------------------------------- estimators
-class _Pathwise(nn.Module):
-    """Pathwise estimator with the estimators' interface (used when relaxcli.estimators lacks one).
-
-    surrogate = mean_n cost(rsample); value = the Monte-Carlo mean cost.
-    """
-
-    def __init__(self, method: registry.Method, n_samples: int = 1, **options):
-        super().__init__()
-        self.method, self.n_samples, self.options = method, n_samples, options
-
-    def forward(self, raw: Tensor, cost, tau=None, **options):
-        z = self.method.build(raw, tau, **{**self.options, **options}).rsample((self.n_samples,))
-        c = cost(z)
-        return SimpleNamespace(loss=c.mean(), cost=c.detach())
-
-
-def make_estimator(method: registry.Method, n_samples: int = 1, **options) -> nn.Module:
-    """The registry's estimator when ``relaxcli.estimators`` provides one, else pathwise."""
-    try:
-        from relaxcli.estimators import make_estimator as make
-    except ImportError:
-        make = None
-    if make is not None:
-        return make(method, n_samples=n_samples, **options)
-    if method.builder is None:
-        raise BadInput(f"method {method.name!r} needs relaxcli.estimators, which is not available yet")
-    return _Pathwise(method, n_samples=n_samples, **options)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -192,12 +179,12 @@ def latent_for(method: registry.Method, family: str, latent_dim: int | None, cat
     if family == "bernoulli":
         if categories not in (None, 1):
             raise BadInput(f"--categories does not apply to the Bernoulli method {method.name!r} (one unit = 2 states)")
-        p = method.param_size(1)
+        p = method.params.size(1)
         return Latent(n, 1, (n,) if p == 1 else (n, p), (n,))
     k = k if categories is None else categories
     if k < 2:
         raise BadInput(f"--categories must be >= 2 for {method.name!r}, got {k}")
-    return Latent(n, k, (n, method.param_size(k)), (n, k))
+    return Latent(n, k, (n, method.params.size(k)), (n, k))
 
 
 INPUT_CODINGS = ("x", "centered")
@@ -275,18 +262,10 @@ class VAE(nn.Module):
 
 
 # ----------------------------------------------------------------------------- laws and KL
-def _inv_softplus(y: float) -> float:
-    return y + math.log(-math.expm1(-y))
-
-
 def prior_raw(method: registry.Method, latent: Latent, batch: int, device) -> Tensor:
-    """Raw parameters of the prior: logits 0 (uniform law) for discrete-logit methods; for
-    (loc, scale) methods, loc 0 and scale 1 under the registry's softplus(s) + 1e-4 convention."""
-    raw = torch.zeros(batch, *latent.raw_shape, device=device)
-    if not method.from_logits:
-        half = raw.shape[-1] // 2
-        raw[..., half:] = _inv_softplus(1.0 - 1e-4)
-    return raw
+    """Raw parameters of the prior: the record's neutral parameters (logits 0, the uniform law;
+    loc 0 and scale 1 for (loc, scale) methods)."""
+    return method.params.neutral((batch, *latent.raw_shape), device=device)
 
 
 def per_image(t: Tensor, lead: int) -> Tensor:
@@ -294,28 +273,12 @@ def per_image(t: Tensor, lead: int) -> Tensor:
     return t.reshape(*t.shape[:lead], -1).sum(-1)
 
 
-def kl_per_variable(q, p, p_log_mass: Tensor | None = None) -> Tensor | None:
-    """KL(q || p) of each latent variable, (B, n_vars): torch's registered KL; else, for a finite
-    law that lists the log-masses of its whole support (``enumerate_log_prob``, (S, *batch)),
-    sum_s q_s (log q_s - log p_s) with ``p_log_mass`` (the prior's, broadcastable; computed from
-    ``p`` when None).
-
-    Returns None when neither applies (the caller then uses a Monte-Carlo estimate)."""
-    try:
-        kl = kl_divergence(q, p)
-    except NotImplementedError:
-        kl = None
-    if kl is None and getattr(q, "has_enumerate_support", False) and hasattr(q, "enumerate_log_prob"):
-        log_q = q.enumerate_log_prob()
-        log_p = p.enumerate_log_prob() if p_log_mass is None else p_log_mass
-        kl = (log_q.exp() * (log_q - log_p)).sum(0)
-    return None if kl is None else kl.reshape(kl.shape[0], -1)
-
-
-def exact_kl(q, p, p_log_mass: Tensor | None = None) -> Tensor | None:
-    """KL(q || p) per image (B,): :func:`kl_per_variable` summed over the latent variables."""
-    kl = kl_per_variable(q, p, p_log_mass)
-    return None if kl is None else kl.sum(-1)
+def latent_kl(q, p) -> Tensor:
+    """KL(q || p) of each latent variable, (B, n_vars) (one column for a joint law): torch's
+    ``kl_divergence``, registered for every discrete law of the registry and for the relaxed laws
+    whose record says ``exact_relaxed_kl``."""
+    kl = kl_divergence(q, p)
+    return kl.reshape(kl.shape[0], -1)
 
 
 def mode_probability(q) -> Tensor | None:
@@ -341,38 +304,33 @@ class Laws:
 
     method: registry.Method
     latent: Latent
-    options: dict
+    settings: dict
     eval_model: str
+    family: str | None = None  # the latent family (score-function estimators serve several)
 
-    def prior_log_mass(self, device) -> Tensor | None:
-        """Log-masses of the discrete prior over its enumerated support, (S, 1, *latent) for one
-        image (the prior is the same for every image), computed once per run; None when the
-        discrete law does not enumerate them."""
-        cache = self.__dict__.setdefault("_prior_log_mass", {})
-        key = str(device)
-        if key not in cache:
-            p = self.prior(1, 1.0, device, discrete=True) if self.method.discrete is not None else None
-            cache[key] = p.enumerate_log_prob().detach() if getattr(p, "has_enumerate_support", False) \
-                and hasattr(p, "enumerate_log_prob") else None
-        return cache[key]
+    @property
+    def exact_kl(self) -> bool:
+        """KL(q || p) is exact (registered): always for the discrete eval model, and for relaxed
+        laws whose record says so; otherwise the cost carries a Monte-Carlo estimate."""
+        return self.eval_model == "discrete" or self.method.exact_relaxed_kl
 
     def opts(self, model: VAE) -> dict:
         factor = model.correlation_factor()
-        return {**self.options, **({"scale_tril": factor} if factor is not None else {})}
+        return {**self.settings, **({"scale_tril": factor} if factor is not None else {})}
 
     def posterior(self, raw: Tensor, tau: float, model: VAE, discrete: bool):
         if discrete:
-            return self.method.discrete(raw, **self.options)
+            return self.method.discrete_law(raw, self.family, **self.settings)
         return self.method.build(raw, tau, **self.opts(model))
 
     def prior(self, batch: int, tau: float, device, discrete: bool):
         raw = prior_raw(self.method, self.latent, batch, device)
         if discrete:
-            return self.method.discrete(raw, **self.options)
-        opts = dict(self.options)
-        if "correlation" in opts:
-            opts["correlation"] = torch.eye(self.latent.n_vars, device=device)
-        return self.method.build(raw, tau, **opts)
+            return self.method.discrete_law(raw, self.family, **self.settings)
+        settings = dict(self.settings)
+        if self.method.takes_correlation:  # the prior's gates are independent
+            settings["correlation"] = torch.eye(self.latent.n_vars, device=device)
+        return self.method.build(raw, tau, **settings)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -393,7 +351,7 @@ def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, 
         raw = model.encode(x)
         q = laws.posterior(raw, tau, model, discrete)
         p = laws.prior(x.shape[0], tau, device, discrete)
-        if not discrete and learns_correlation(laws.method):  # the copula: float32 densities are exact
+        if not discrete and laws.method.takes_correlation:  # the copula: float32 densities are exact
             qx, px = q.logit_space(), p.logit_space()    # in logit space (the Jacobian cancels)
             w = qx.sample((n_samples,))
             z, log_q_vars, log_p_vars = torch.sigmoid(w), qx.log_prob(w), px.log_prob(w)
@@ -402,8 +360,9 @@ def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, 
             log_q_vars, log_p_vars = q.log_prob(z), p.log_prob(z)  # (S, B, n_vars), or (S, B) joint
         log_q, log_p = per_image(log_q_vars, 2), per_image(log_p_vars, 2)
         log_px = model.log_px(x, z)  # (S, B)
-        kl_v = kl_per_variable(q, p, laws.prior_log_mass(device) if discrete else None)
-        if kl_v is None:  # Monte-Carlo estimate with the exact densities (relaxed models)
+        if laws.exact_kl:
+            kl_v = latent_kl(q, p)
+        else:  # Monte-Carlo estimate with the exact densities (relaxed models)
             kl_v = (log_q_vars - log_p_vars).mean(0).reshape(x.shape[0], -1)
         kl = kl_v.sum(-1)
         tot_elbo += float((-log_px.mean(0) + kl).sum())
@@ -519,11 +478,10 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
         why = f"unknown method {opts['method']!r}" if m is None else \
             f"method {opts['method']!r} cannot be a VAE latent: {unsuitable_reason(m)}"
         raise BadInput(f"{why}. Suitable methods: {', '.join(suitable_methods())}")
-    family = opts.get("latent_family") or m.family
-    supports = getattr(m, "supports", lambda f: f == m.family)
-    if not supports(family):
+    family = opts.get("latent_family") or m.family.value
+    if not m.supports(family):
         raise BadInput(f"--latent-family {family!r} is not served by {m.name!r} (it serves "
-                       f"{', '.join(f for f in registry.FAMILIES if supports(f))})")
+                       f"{', '.join(f.value for f in m.families)})")
     latent = latent_for(m, family, opts["latent_dim"], opts["categories"])
     hidden_sizes = _parse_hidden(opts["hidden"])
     _check(opts["epochs"] >= 1, f"--epochs must be >= 1, got {opts['epochs']}")
@@ -537,8 +495,8 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
     _check(opts["anneal_every"] >= 1, f"--anneal-every must be >= 1, got {opts['anneal_every']}")
     _check(opts["val_size"] >= 0, f"--val-size must be >= 0, got {opts['val_size']}")
     _check(opts["eval_samples"] >= 1, f"--eval-samples must be >= 1, got {opts['eval_samples']}")
-    if opts["n_samples"] is None:  # the leave-one-out baseline needs two samples per image
-        opts["n_samples"] = 2 if m.options.get("baseline") == "leave-one-out" else 1
+    if opts["n_samples"] is None:  # e.g. the leave-one-out baseline needs two samples per image
+        opts["n_samples"] = m.min_samples
     _check(opts["n_samples"] >= 1, f"--n-samples must be >= 1, got {opts['n_samples']}")
     _check(opts["anneal_rate"] >= 0, f"--anneal-rate must be >= 0, got {opts['anneal_rate']}")
     _check(latent.n_vars >= 1, f"--latent-dim must be >= 1, got {latent.n_vars}")
@@ -546,15 +504,14 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
     _check(tau0 > 0, f"--tau must be > 0, got {tau0}")
     tau_min = opts["tau_min"] if opts["tau_min"] is not None else min(0.5, tau0)
     _check(tau_min > 0, f"--tau-min must be > 0, got {tau_min}")
-    method_options = dict(m.options)
-    if getattr(m, "families", ()):
-        method_options["family"] = family  # estimators serving several families (REINFORCE, REBAR...)
-    if "k" in m.options:
-        kk = m.options["k"] if opts["k"] is None else opts["k"]
+    method_options = dict(m.settings)
+    if "k" in m.settings:
+        kk = m.settings["k"] if opts["k"] is None else opts["k"]
         _check(1 <= kk < latent.categories, f"--k must be in 1..{latent.categories - 1} for {m.name!r}, got {kk}")
         method_options["k"] = kk
     elif opts["k"] is not None:
-        raise BadInput(f"--k applies only to subset methods (topk), not {m.name!r}")
+        takers = [x.name for x in registry.METHODS.values() if "k" in x.settings]
+        raise BadInput(f"--k applies only to subset methods ({', '.join(takers)}), not {m.name!r}")
     for name in ("train_limit", "test_limit"):
         _check(opts[name] is None or opts[name] >= 1, f"--{name.replace('_', '-')} must be >= 1")
     _check(opts["binarize"] in BINARIZATIONS, f"unknown --binarize {opts['binarize']!r}; choose from: "
@@ -570,8 +527,10 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
            f"got {opts['val_size']}")
     opts["threads"] = set_threads(opts.get("threads"))
 
+    # the copula trains through its own logit-space path below: its estimator gets no matrix
     est_options = {key: v for key, v in method_options.items() if key not in ("correlation", "scale_tril")}
-    if "network" in m.options:  # RELAX's surrogate network: its input size, not a lazy layer
+    est_options["family"] = family  # estimators serving several families (REINFORCE, REBAR...)
+    if m.needs_latent_size:  # RELAX's surrogate network: its input size, not a lazy layer
         est_options["latent_size"] = latent.numel
     try:  # a trial build, so that bad estimator options exit 2 before the run directory exists
         make_estimator(m, n_samples=opts["n_samples"], **est_options)
@@ -601,8 +560,8 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
             n_fit = train_x.shape[0] - opts["val_size"]
             val_x = binarizer.heldout(train_x[n_fit:], torch.arange(n_fit, train_x.shape[0]))
             train_x = train_x[:n_fit]
-        laws = Laws(m, latent, method_options, eval_model_of(m))
-        model = VAE(latent, hidden_sizes, learn_correlation=learns_correlation(m),
+        laws = Laws(m, latent, method_options, eval_model_of(m), family)
+        model = VAE(latent, hidden_sizes, learn_correlation=m.takes_correlation,
                     input_coding=opts["input_coding"], init=opts["init"]).to(dev)
         est = make_estimator(m, n_samples=opts["n_samples"], **est_options).to(dev)
         optimizer = torch.optim.Adam(list(model.parameters()) + list(est.parameters()), lr=opts["lr"])
@@ -642,7 +601,6 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
         # ---------------------------------------------------------------- training loop
         n_train, bs = train_x.shape[0], opts["batch_size"]
         n_batches = math.ceil(n_train / bs)
-        mc_kl = None  # decided on the first batch: exact KL, or a Monte-Carlo term inside the cost
         for epoch in range(start_epoch + 1, opts["epochs"] + 1):
             t0, c0 = time.perf_counter(), time.process_time()
             model.train()
@@ -657,11 +615,7 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
                     if not bool(torch.isfinite(raw).all()):  # the last update blew the weights up
                         raise RunFailed(_diverged("the encoder's output", float("nan"), epoch, step,
                                                   b, n_batches, opts["lr"], run.path))
-                    if mc_kl is None:
-                        q0 = laws.posterior(raw, tau_now, model, laws.eval_model == "discrete")
-                        p0 = laws.prior(x.shape[0], tau_now, dev, laws.eval_model == "discrete")
-                        mc_kl = exact_kl(q0, p0) is None
-                    if mc_kl:
+                    if not laws.exact_kl:
                         # No exact KL: the cost carries the unbiased single-sample estimate
                         # log q(z|x) - log p(z) with the method's exact densities.
                         q = laws.posterior(raw, tau_now, model, False)
@@ -676,9 +630,8 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
                             return -model.log_px(x, z)
 
                         discrete = laws.eval_model == "discrete"
-                        kl = exact_kl(laws.posterior(raw, tau_now, model, discrete),
-                                      laws.prior(x.shape[0], tau_now, dev, discrete),
-                                      laws.prior_log_mass(dev) if discrete else None).mean()
+                        kl = latent_kl(laws.posterior(raw, tau_now, model, discrete),
+                                       laws.prior(x.shape[0], tau_now, dev, discrete)).sum(-1).mean()
                     if model.corr_factor is not None:  # the copula, with its learned correlation:
                         # pathwise in logit space, where its float32 densities are exact
                         qx, px = q.logit_space(), p.logit_space()

@@ -20,21 +20,17 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from relaxcli.errors import BadInput
 from relaxcli.estimators.base import Cost, Estimate, Estimator, check_cost
 
 
 class PathwiseEstimator(Estimator):
-    """f(rsample) averaged over ``n_samples`` draws; ``options`` go to ``method.build``."""
+    """f(rsample) averaged over ``n_samples`` draws; ``options`` are settings for ``method.build``."""
 
     def __init__(self, method, n_samples: int = 1, family: str | None = None, **options):
         super().__init__(method, n_samples, family)
-        if method.builder is None:
-            raise BadInput(f"method {method.name!r} has no distribution to differentiate through")
-        unknown = set(options) - set(method.options)
-        if unknown:
-            allowed = ", ".join(method.options) or "none"
-            raise BadInput(f"unknown option(s) {sorted(unknown)} for method {method.name!r} (allowed: {allowed})")
+        if method.relaxed is None:
+            raise ValueError(f"method {method.name!r} has no distribution to differentiate through")
+        method.check_settings(options)  # ValueError naming the settings it takes
         self.options = options
 
     def forward(self, raw: Tensor, cost: Cost, tau: float | None = None) -> Estimate:

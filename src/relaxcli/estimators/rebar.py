@@ -8,7 +8,7 @@ and the conditional sample z_tilde ~ p(z | b) (:mod:`relaxcli.estimators.conditi
 
 which is unbiased for d/draw E[f(b)] for *any* differentiable c (E[grad c(z)] is the score term
 of c plus E[grad c(z_tilde)]). ``grad`` is w.r.t. ``raw``; b's score uses the exact law
-``method.discrete(raw)``.
+``method.discrete_law(raw)``.
 
 REBAR:  c(z) = eta * f(sigma_lambda(z)),
 RELAX:  c(z) = eta * f(sigma_lambda(z)) + r_rho(sigma_lambda(z)),  r_rho a small MLP,
@@ -85,7 +85,7 @@ class RebarEstimator(Estimator):
         super().__init__(method, n_samples, family)
         if not tau0 > 0:
             raise BadInput(f"tau0 must be > 0, got {tau0}")
-        network = method.options.get("network", False) if network is None else network
+        network = bool(network)
         self.eta = nn.Parameter(torch.tensor(float(eta0)))
         self.log_temperature = nn.Parameter(torch.tensor(math.log(tau0)), requires_grad=learn_tau)
         self.net = ControlVariateNet(latent_size, hidden) if network else None
@@ -136,7 +136,7 @@ class RebarEstimator(Estimator):
             return Estimate(loss=loss, cost=f_b.detach())
 
         phi = [p for p in self.parameters() if p.requires_grad] if self.training else []
-        log_prob = sum_event(self.method.discrete(raw, family=self.family).log_prob(b), n, batch)
+        log_prob = sum_event(self.method.discrete_law(raw, self.family).log_prob(b), n, batch)
         # sum_s [ (f(b_s) - c(z~_s)) grad log p(b_s) + grad c(z_s) - grad c(z~_s) ]: the weight of
         # the score is a grad_output (a constant for d/draw, but still a function of phi).
         weight = f_b.detach() - c_zt

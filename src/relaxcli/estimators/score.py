@@ -1,6 +1,6 @@
 """Score-function estimators: REINFORCE with baselines, leave-one-out, ARM and DisARM.
 
-All of them sample the exact discrete law ``method.discrete(raw)`` (Bernoulli(sigmoid(raw)) or
+All of them sample the exact discrete law ``method.discrete_law(raw)`` (Bernoulli(sigmoid(raw)) or
 OneHotCategorical(softmax(raw))) and are exactly unbiased for d/draw E[f(b)].
 
 REINFORCE (Williams 1992):  g = mean_s (f(b_s) - c) * grad log p(b_s), with baseline c:
@@ -65,7 +65,7 @@ class ReinforceEstimator(Estimator):
     def __init__(self, method, n_samples: int = 1, family: str | None = None,
                  baseline: str | None = None, decay: float = 0.9):
         super().__init__(method, n_samples, family)
-        baseline = baseline or method.options.get("baseline", "none")
+        baseline = baseline or "none"
         if baseline not in BASELINES:
             raise BadInput(f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)}")
         if baseline == "leave-one-out" and self.n_samples < 2:
@@ -84,7 +84,7 @@ class ReinforceEstimator(Estimator):
 
     def forward(self, raw: Tensor, cost: Cost, tau: float | None = None) -> Estimate:
         n, batch = self.n_samples, raw.shape[0]
-        law = self.method.discrete(raw, family=self.family)
+        law = self.method.discrete_law(raw, self.family)
         b = law.sample((n,))
         f = check_cost(cost(b), n, batch)
         log_prob = sum_event(law.log_prob(b), n, batch)
@@ -111,8 +111,8 @@ class ReinforceEstimator(Estimator):
 
 
 def _bernoulli_logits(estimator: Estimator, raw: Tensor) -> Tensor:
-    """The Bernoulli logits of ``method.discrete(raw)`` (ARM/DisARM need them explicitly)."""
-    law = estimator.method.discrete(raw, family="bernoulli")
+    """The Bernoulli logits of ``method.discrete_law(raw)`` (ARM/DisARM need them explicitly)."""
+    law = estimator.method.discrete_law(raw, "bernoulli")
     return law.logits
 
 
