@@ -25,7 +25,8 @@ from relaxcli.distributions import (
     ReinMaxCategorical,
 )
 from relaxcli.distributions.subset import sum_of_gamma_noise
-from relaxcli.estimators import IMLEEstimator, MuPropEstimator
+from relaxcli.estimators import IMLEEstimator, MuPropEstimator, make_estimator
+from relaxcli.methods import get_method
 
 F64 = torch.float64
 
@@ -176,8 +177,9 @@ def test_gumbel_rao_forward_is_categorical_and_more_samples_lower_variance():
 
 # ----------------------------------------------------------------------------- MuProp
 def record(family: str, discrete):
-    """The few fields of a registry record an estimator reads."""
-    return SimpleNamespace(name=f"muprop-{family}", family=family, discrete=discrete, options={})
+    """The few fields of a registry record an estimator reads (here with a test's own law)."""
+    return SimpleNamespace(name=f"muprop-{family}", family=family,
+                           discrete_law=lambda raw, family=None, **_: discrete(raw))
 
 
 def bernoulli_case():
@@ -304,13 +306,12 @@ def test_imle_estimator_descends_a_linear_cost():
     positive on costly items, negative on cheap ones), whatever the batch size."""
     torch.manual_seed(11)
     c = torch.tensor([2.0, -1.0, 0.5, -3.0, 1.0])
-    rec = SimpleNamespace(name="imle", family="subset", options={"k": 2, "noise": "sog", "lambda": 10.0, "terms": 10},
-                          build=lambda raw, tau, **o: PerturbedTopK(o["k"], raw, 1.0 if tau is None else tau,
-                                                                    noise=o["noise"], lam=o["lambda"], terms=o["terms"]))
+    rec = get_method("imle")
     # theta = 0: z is a uniform 2-subset (P(i in z) = 0.4); the target -lambda c is far larger than
     # the noise, so z' = {1, 3} (the two cheapest) always: E[g] = (0.4 - 1[i in {1, 3}]) / lambda
     expected = (0.4 - torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0])) / 10.0
     for batch, samples in ((1, 400), (400, 1)):
         est = IMLEEstimator(rec, n_samples=samples, k=2, noise="sog", **{"lambda": 10.0}, terms=10)
+        assert isinstance(make_estimator(rec), IMLEEstimator)
         g = estimator_rows(est, torch.zeros(5), lambda z: (z * c).sum(-1), batch).mean(0)
         assert torch.allclose(g, expected, atol=0.012), (batch, g)

@@ -467,6 +467,62 @@ register(Method(
     exact_relaxed_kl=True,
 ))
 
+REINMAX_PAPER = Paper("Liu, Liu, Gao, Han", 2023, "2304.08612",
+                      "Bridging Discrete and Backpropagation: Straight-Through and Beyond")
+register(Method(
+    name="reinmax", kind=Kind.STRAIGHT_THROUGH, families=CATEGORICAL, unbiased=False,
+    exact_log_prob=True, paper=REINMAX_PAPER, default_tau=1.0,  # the paper prefers tau >= 1
+    summary="one_hot ~ Categorical(softmax(logits)) forward, Heun backward 2 J(pi_1) g - J(pi_0) g / 2",
+    relaxed=lambda raw, tau, **_: D.ReinMaxCategorical(tau, logits=raw),
+    discrete=categorical_law, rounds_to_discrete=True,
+))
+register(Method(
+    name="reinmax-bernoulli", kind=Kind.STRAIGHT_THROUGH, families=BERNOULLI, unbiased=False,
+    exact_log_prob=True, paper=REINMAX_PAPER, default_tau=1.0,
+    summary="b ~ Bernoulli(p) forward, ReinMax backward (K = 2): 2 q(1-q) - p(1-p)/2",
+    relaxed=lambda raw, tau, **_: D.ReinMaxBernoulli(tau, logits=raw),
+    discrete=bernoulli_law, rounds_to_discrete=True,
+))
+register(Method(
+    name="gumbel-rao", kind=Kind.STRAIGHT_THROUGH, families=CATEGORICAL, unbiased=False,
+    exact_log_prob=True,
+    paper=Paper("Paulus, Maddison, Krause", 2021, "2010.04838",
+                "Rao-Blackwellizing the Straight-Through Gumbel-Softmax Gradient Estimator"),
+    default_tau=1.0,
+    summary="ST-GS forward; backward the ST-GS gradient averaged over M Gumbels drawn given the sample",
+    relaxed=lambda raw, tau, M, **_: D.GumbelRao(tau, logits=raw, samples=M),
+    discrete=categorical_law, settings={"M": 10}, rounds_to_discrete=True,
+))
+
+
+def ksubset_law(raw: Tensor, family: Family = Family.SUBSET, k: int = 2, **_) -> Distribution:
+    """The exactly-k subset law: Bernoulli(sigmoid(raw)) conditioned on k ones."""
+    return D.KSubset(k, logits=raw)
+
+
+SUBSET = (Family.SUBSET,)
+register(Method(
+    name="simple", kind=Kind.STRAIGHT_THROUGH, families=SUBSET, unbiased=False, exact_log_prob=True,
+    paper=Paper("Ahmed, Zeng, Niepert, Van den Broeck", 2023, "2210.01941",
+                "SIMPLE: A Gradient Estimator for k-Subset Sampling"),
+    summary="exact k-subset sample forward (O(nk) DP), gradient of the exact marginals backward",
+    relaxed=lambda raw, tau, k, **_: D.SimpleKSubset(k, logits=raw),
+    discrete=ksubset_law, settings={"k": 2},
+))
+register(Method(
+    name="imle", kind=Kind.STRAIGHT_THROUGH, families=SUBSET, unbiased=False,
+    exact_log_prob=False,  # top-k(theta + Sum-of-Gamma noise) has no closed-form law
+    paper=Paper("Niepert, Minervini, Franceschi", 2021, "2106.01798",
+                "Implicit MLE: Backpropagating Through Discrete Exponential Family Distributions"),
+    default_tau=1.0,  # the noise temperature
+    summary="top-k(theta + tau*SoG noise) forward; (z - top-k(theta - lambda df/dz + tau*noise))/lambda backward",
+    relaxed=lambda raw, tau, k, noise, terms, **s: D.PerturbedTopK(k, raw, tau, noise=noise, lam=s["lambda"],
+                                                                  terms=terms),
+    # the exponential-family law I-MLE models (and its samples approximate); its exact KL is the
+    # VAE's, its gradient is what grad-bench compares with
+    discrete=ksubset_law, settings={"k": 2, "noise": "sog", "lambda": 1.0, "terms": 10},
+    estimator=E.IMLEEstimator,
+))
 
 # ----------------------------------------------------------------------------- score-function estimators
 REINFORCE_PAPER = Paper("Williams", 1992, "", "Simple Statistical Gradient-Following Algorithms for Connectionist RL")
@@ -500,6 +556,13 @@ register(Method(
     default_tau=0.5,
     summary="REBAR's control variate plus a learned MLP r(sigma(z/tau)), trained to minimise variance",
     discrete=discrete_law, estimator=partial(E.RebarEstimator, network=True), needs_latent_size=True,
+))
+register(Method(
+    name="muprop", kind=Kind.SCORE_FUNCTION, families=BOTH, unbiased=True, exact_log_prob=True,
+    paper=Paper("Gu, Levine, Sutskever, Mnih", 2016, "1511.05176",
+                "MuProp: Unbiased Backpropagation for Stochastic Neural Networks"),
+    summary="(f(b) - f(mu) - f'(mu)(b - mu)) grad log p(b) + f'(mu) grad mu: Taylor control variate",
+    discrete=discrete_law, estimator=E.MuPropEstimator,
 ))
 register(Method(
     name="arm", kind=Kind.SCORE_FUNCTION, families=BERNOULLI, unbiased=True, exact_log_prob=True,

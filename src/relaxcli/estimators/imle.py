@@ -24,24 +24,20 @@ import torch
 from torch import Tensor
 
 from relaxcli.distributions.subset import topk_indicator
-from relaxcli.errors import BadInput
 from relaxcli.estimators.base import Cost, Estimate, Estimator, attach_gradient, check_cost
 
 
 class IMLEEstimator(Estimator):
-    """I-MLE with per-sample lambda (see the module docstring). Options: ``lambda`` (> 0, the
-    finite-difference step, 1.0), and the build options of the method's ``PerturbedTopK``
-    (``k``, ``noise``, ``terms``)."""
+    """I-MLE with per-sample lambda (see the module docstring). Settings (the record's): ``lambda``
+    (> 0, the finite-difference step, 1.0), and those of its ``PerturbedTopK`` (``k``, ``noise``,
+    ``terms``)."""
 
     families = ("subset",)
 
-    def __init__(self, method, n_samples: int = 1, family: str | None = None, **options):
+    def __init__(self, method, n_samples: int = 1, family: str | None = None, **settings):
         super().__init__(method, n_samples, family)
-        unknown = set(options) - set(method.options)
-        if unknown:
-            raise BadInput(f"unknown option(s) {sorted(unknown)} for method {method.name!r} "
-                           f"(allowed: {', '.join(method.options)})")
-        self.options = options
+        method.check_settings(settings)  # ValueError naming the settings it takes
+        self.options = settings
 
     def forward(self, raw: Tensor, cost: Cost, tau: float | None = None) -> Estimate:
         n, batch = self.n_samples, raw.shape[0]

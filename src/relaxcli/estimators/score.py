@@ -173,7 +173,7 @@ class MuPropEstimator(Estimator):
 
     def forward(self, raw: Tensor, cost: Cost, tau: float | None = None) -> Estimate:
         n, batch = self.n_samples, raw.shape[0]
-        law = self.method.discrete(raw, family=self.family)
+        law = self.method.discrete_law(raw, self.family)
         b = law.sample((n,))
         f = check_cost(cost(b), n, batch)
         loss = f.mean()
