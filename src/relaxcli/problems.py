@@ -1,8 +1,8 @@
 """Small problems whose gradient is known exactly by enumeration, and how to measure an estimator
 on them (``relax grad-bench`` and the tests use this public API).
 
-A :class:`Problem` has logits ``theta`` of a discrete law (Bernoulli(sigmoid(theta)) or
-Categorical(softmax(theta))), a per-sample cost ``f`` and the list of every discrete outcome, so
+A :class:`Problem` has logits ``theta`` of a discrete law (Bernoulli(sigmoid(theta)),
+Categorical(softmax(theta)) or the exactly-k subset law), a per-sample cost ``f`` and the list of every discrete outcome, so
 that ``E[f(b)]`` and its gradient are exact sums:
 
   bernoulli-quadratic    E[(b - t)^2], b ~ Bern(sigmoid(theta)), theta = 0 (RELAX's toy, t = 0.45);
