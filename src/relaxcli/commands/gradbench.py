@@ -237,8 +237,11 @@ def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: s
                    categories: int = 5, seed: int = 0, train: bool = False, steps: int = 1000,
                    tune_steps: int = 2000, tune_lr: float = 0.1, lr: float = 0.01,
                    out: Path | None = None,
-                   overwrite: bool = False, device: str = "auto", threads: int | None = None) -> dict:
+                   overwrite: bool = False, device: str = "auto", threads: int | None = None,
+                   tensorboard: bool = False) -> dict:
     # ---- validate everything before the run directory exists
+    if tensorboard and not train:
+        raise BadInput("--tensorboard draws training curves: it needs --train")
     if problem not in PROBLEMS:
         raise BadInput(f"unknown problem {problem!r}; choose from {', '.join(PROBLEMS)}")
     if draws < 2:
@@ -270,7 +273,7 @@ def run_grad_bench(*, reporter, problem: str = "bernoulli-quadratic", methods: s
                "tune_steps": tune_steps, "tune_lr": tune_lr, "lr": lr, "problem_info": prob.info,
                "n_samples": {m.name: _n_samples(m) for m in chosen}, "threads": threads}
     run = create_run("grad-bench", problem, options, out=out, overwrite=overwrite, seed=seed,
-                     device=str(dev))
+                     device=str(dev), tensorboard=tensorboard)
     with run_context(run):
         if train:
             summary = _train(run, reporter, prob, chosen, taus, steps, tune_steps, lr, seed)
@@ -397,7 +400,8 @@ def _train(run, reporter, prob: Problem, chosen, taus, steps, tune_steps, lr, se
                     curve["step"].append(step)
                     curve["loss"].append(loss)
                     curve["log10_variance"].append(math.log10(var) if var > 0 else None)
-                    run.log_metrics({"method": m.name, "tau": t, "step": step, "loss": loss, "variance": var})
+                    run.log_metrics({"method": m.name, "tau": t, "step": step, "loss": loss, "variance": var},
+                                    series=f"tau={_tau_label(t)}")
                 if step == steps:
                     break
                 out = est(theta.unsqueeze(0), prob.cost, t)
