@@ -375,23 +375,27 @@ def provenance(device: str | None = None) -> dict:
 
 
 # ------------------------------------------------------------------------------ tensorboard
-def tensorboard_writer(log_dir: Path):
-    """A TensorBoard ``SummaryWriter`` on ``log_dir``; :class:`BadInput` (exit 2) naming the
-    extra to install when tensorboard is missing."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise BadInput("--tensorboard needs the tensorboard package: pip install tensorboard "
-                       "(or pip install -e \".[tensorboard]\")") from None
-    return SummaryWriter(log_dir=str(log_dir), flush_secs=10)
+TENSORBOARD_MISSING = ("--tensorboard needs the tensorboard package: pip install tensorboard "
+                       "(or pip install -e \".[tensorboard]\")")
 
 
 def require_tensorboard() -> None:
-    """Exit 2 before any work when --tensorboard is asked for but not installed."""
+    """Exit 2 (:class:`BadInput`, naming what to install) before any work when --tensorboard is
+    asked for but tensorboard is not installed."""
     try:
         import tensorboard  # noqa: F401
     except ImportError:
-        tensorboard_writer(Path("."))  # raises the one-line BadInput
+        raise BadInput(TENSORBOARD_MISSING) from None
+
+
+def tensorboard_writer(log_dir: Path):
+    """A TensorBoard ``SummaryWriter`` writing its event files into ``log_dir``."""
+    require_tensorboard()
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise BadInput(TENSORBOARD_MISSING) from None
+    return SummaryWriter(log_dir=str(log_dir), flush_secs=10)
 
 
 def tensorboard_scalars(record: dict, series: str | None = None) -> tuple[int, dict] | None:
