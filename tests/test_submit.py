@@ -36,6 +36,8 @@ def fake_slurm(tmp_path, monkeypatch):
     calls = tmp_path / "sbatch-calls"
     calls.mkdir()
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    # sacct answers what the test wrote into SACCT_OUT (nothing: the jobs are not known yet)
+    (bin_dir / "sacct").write_text('#!/bin/sh\n[ -f "$SACCT_OUT" ] && cat "$SACCT_OUT"\nexit 0\n')
     (bin_dir / "sbatch").write_text(f"""#!/bin/sh
 n=$(ls {calls} | grep -c '[.]sh$')
 id=$((1000 + n))
@@ -100,8 +102,16 @@ def test_slurm_array_throttle_time_signal_and_dependent_compare(tmp_path, fake_s
     assert task.resume_argv[-1] == "--overwrite"  # sample has no --resume: restart it
 
     code, out, err = run_cli(["status", sweep, "--json"])
-    assert code == 3  # nothing ran: all queued (no sacct here)
+    assert code == 3  # nothing ran: all queued
     assert json.loads(out)["counts"]["queued"] == 3
+    sacct = tmp_path / "sacct.txt"
+    monkeypatch.setenv("SACCT_OUT", str(sacct))
+    sacct.write_text("1000_0|RUNNING\n1000_0.batch|RUNNING\n1000_[1-2%2]|PENDING\n")
+    code, out, _ = run_cli(["status", sweep, "--json"])
+    assert code == 3 and json.loads(out)["counts"]["running"] == 1
+    sacct.write_text("1000_0|OUT_OF_MEMORY\n1000_1|RUNNING\n1000_2|PENDING\n")
+    code, out, _ = run_cli(["status", sweep])
+    assert code == 1 and "Slurm: OUT_OF_MEMORY" in out
 
 
 @pytest.mark.parametrize("argv_tail, lines, message", [

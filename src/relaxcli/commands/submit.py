@@ -208,7 +208,8 @@ def plan_tasks(lines: list[tuple[str, str]], out: Path | None) -> tuple[Path, li
     outs = [_option_value(a, "--out") for _, _, a in parsed]
     if out is None:
         given = [Path(o).resolve() for o in outs if o is not None]
-        common = _common_parent(given) if len(given) == len(outs) else None
+        # the folder of a sweep's runs, when there is one (a lone run's folder is no sweep's)
+        common = _common_parent(given) if len(given) == len(outs) > 1 else None
         out = common if common is not None else Path("runs") / "sweeps" / f"sweep-{utc_timestamp()}"
     sweep = Path(out).resolve()
     if (sweep / "sweep.json").exists():
@@ -677,15 +678,34 @@ def slurm_states(array_job_id: str) -> dict[str, str]:
     """``{"<array>_<task>": state}`` from sacct (empty when sacct is missing or slow)."""
     try:
         out = subprocess.run(["sacct", "-j", array_job_id, "--format=JobID,State", "--parsable2",
-                              "--noheader", "--array"], capture_output=True, text=True,
-                             timeout=20, check=True).stdout
+                              "--noheader"], capture_output=True, text=True, timeout=20,
+                             check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
+    return parse_sacct(out)
+
+
+def parse_sacct(text: str) -> dict[str, str]:
+    """sacct's ``JobID|State`` lines as ``{"<array>_<task>": state}``; the tasks that have not
+    started share one line, ``123_[2-5%2]``, which is expanded.
+
+    >>> parse_sacct("123_0|COMPLETED\\n123_0.batch|COMPLETED\\n123_1|RUNNING\\n123_[2-3,5%2]|PENDING\\n")
+    {'123_0': 'COMPLETED', '123_1': 'RUNNING', '123_2': 'PENDING', '123_3': 'PENDING', '123_5': 'PENDING'}
+    """
     states = {}
-    for line in out.splitlines():
+    for line in text.splitlines():
         job, _, state = line.partition("|")
-        if "." not in job and state:  # skip the .batch/.extern steps
-            states[job.strip()] = state.split()[0].strip()
+        job, state = job.strip(), (state.split() or [""])[0].strip()
+        if not state or "." in job:  # the .batch/.extern steps
+            continue
+        packed = re.fullmatch(r"(\d+)_\[([\d,-]+)(?:%\d+)?\]", job)
+        if packed is None:
+            states[job] = state
+            continue
+        for part in packed.group(2).split(","):
+            first, _, last = part.partition("-")
+            for i in range(int(first), int(last or first) + 1):
+                states[f"{packed.group(1)}_{i}"] = state
     return states
 
 
