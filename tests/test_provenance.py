@@ -128,3 +128,30 @@ def test_tensorboard_scalars_of_a_metrics_line():
     assert runs.tensorboard_scalars({"epoch": 1, "step": 30, "tau": 0.9, "loss": float("nan")}) == \
         (30, {"epoch": 1, "tau": 0.9})
     assert runs.tensorboard_scalars({"method": "arm", "tau": None, "loss": 1.0}) is None
+
+
+def test_log_of_a_terminal_run_keeps_messages_not_progress_frames():
+    """On a terminal rich redraws its bar many times a second; log.txt gets the messages printed
+    meanwhile (without colours) and the bar once, at its end."""
+    import io
+    import time
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen, log = Terminal(), io.StringIO()
+    console = Console(file=runs._Tee(screen, log), force_terminal=True, width=80)
+    with Progress(console=console, refresh_per_second=50) as progress:
+        task = progress.add_task("train", total=4)
+        for i in range(4):
+            time.sleep(0.03)  # a few redraws between messages
+            console.print(f"epoch {i}: [bold]loss[/bold] {i}")
+            progress.advance(task)
+    lines = log.getvalue().splitlines()
+    assert lines[:4] == [f"epoch {i}: loss {i}" for i in range(4)]
+    assert len(lines) == 5 and lines[4].startswith("train") and "100%" in lines[4]
+    assert "\x1b" not in log.getvalue() and "\x1b[" in screen.getvalue()

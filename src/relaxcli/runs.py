@@ -428,19 +428,21 @@ _CURSOR = re.compile(r"\x1b\[[0-9;?]*[ABCDGHJKlh]")  # a live display redrawing 
 
 
 class _Tee:
-    """A text stream that writes to ``stream`` and a copy, without colours or live-display
-    redraws, to ``log`` (so a terminal's progress bars do not fill log.txt)."""
+    """A text stream that writes to ``stream`` and a plain copy to ``log``.
+
+    On a terminal, rich draws a live progress bar by moving the cursor back over its last render
+    and drawing it again, with any message printed meanwhile above it, in one write: such a write
+    goes to the log without its control codes and without its last line (the bar, one line per
+    progress in relaxcli), so log.txt gets the messages and no bar frames."""
 
     def __init__(self, stream, log):
         self._stream, self._log = stream, log
 
     def write(self, text: str) -> int:
         n = self._stream.write(text)
-        if text and not _CURSOR.search(text):
-            with contextlib.suppress(OSError, ValueError):
-                self._log.write(_ANSI.sub("", text.split("\r")[-1] if "\r" in text.rstrip("\r")
-                                          else text))
-                self._log.flush()
+        with contextlib.suppress(OSError, ValueError):
+            self._log.write(_plain(text))
+            self._log.flush()
         return n
 
     def flush(self) -> None:
@@ -451,6 +453,20 @@ class _Tee:
 
     def __getattr__(self, name: str) -> Any:  # encoding, fileno, ...: the real stream's
         return getattr(self._stream, name)
+
+
+def _plain(text: str) -> str:
+    """What of one terminal write belongs in a log (see :class:`_Tee`).
+
+    >>> _plain("\\x1b[32mok\\x1b[0m\\n")
+    'ok\\n'
+    >>> _plain("\\r\\x1b[2K\\x1b[1A\\x1b[2Kepoch 3: loss 1.0\\ntrain ━━━━━ 3/10")
+    'epoch 3: loss 1.0\\n'
+    """
+    if not _CURSOR.search(text):
+        return _ANSI.sub("", text)
+    lines = _ANSI.sub("", text).replace("\r", "").split("\n")
+    return "".join(line + "\n" for line in lines[:-1] if line.strip())
 
 
 @contextlib.contextmanager
