@@ -155,3 +155,10 @@ def test_log_of_a_terminal_run_keeps_messages_not_progress_frames():
     assert lines[:4] == [f"epoch {i}: loss {i}" for i in range(4)]
     assert len(lines) == 5 and lines[4].startswith("train") and "100%" in lines[4]
     assert "\x1b" not in log.getvalue() and "\x1b[" in screen.getvalue()
+
+
+def test_cuda_device_name_is_recorded_for_a_cuda_run(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    assert runs.provenance("cuda")["cuda_device"] == "NVIDIA H200"
+    assert runs.provenance("cpu")["cuda_device"] is None
