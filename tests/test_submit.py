@@ -114,6 +114,24 @@ def test_slurm_array_throttle_time_signal_and_dependent_compare(tmp_path, fake_s
     assert code == 1 and "Slurm: OUT_OF_MEMORY" in out
 
 
+def test_commands_from_stdin_without_compare(tmp_path, fake_slurm, run_cli, monkeypatch):
+    """`DRY_RUN=1 experiments/x.sh | relax submit -`: the printed lines (comments skipped)."""
+    import io
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(
+        "# 2 commands\nrelax grad-bench --seed 0 --out sw/a\n\nrelax grad-bench --seed 1\n"))
+    code, out, err = run_cli(["submit", "-", "--executor", "slurm", "--out", "sw", "--no-compare",
+                              "--json"])
+    assert code == 0, err
+    assert json.loads(out)["compare_job_id"] is None
+    assert sorted(p.name for p in fake_slurm.glob("*.sh")) == ["1000.sh"]  # no compare job
+    assert _sbatch_lines((fake_slurm / "1000.sh").read_text())["array"] == "0-1%2"
+    tasks = json.loads((tmp_path / "sw" / "sweep.json").read_text())["tasks"]
+    # a line without --out gets a run directory in the sweep
+    assert tasks[1]["argv"][-2:] == ["--out", str(tmp_path / "sw" / "runs" / "001-grad-bench")]
+
+
 @pytest.mark.parametrize("argv_tail, lines, message", [
     ([], None, "does not exist"),
     ([], ["echo hello"], "is not a relax command"),
