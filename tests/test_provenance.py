@@ -14,6 +14,8 @@ SAMPLE = ["sample", "gumbel-softmax", "-n", "200", "--device", "cpu", "--threads
 
 
 def test_config_records_provenance(tmp_path, run_cli, monkeypatch):
+    for var in runs.SLURM_VARS.values():  # (the tests may themselves run as a Slurm job)
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4240")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
