@@ -220,13 +220,14 @@ class Run:
         With TensorBoard on, the line's numbers also become scalars (see :func:`tensorboard_scalars`);
         ``series`` names the curve family when the string fields do not (grad-bench's method and
         temperature)."""
-        line = json.dumps(to_jsonable(record), allow_nan=False)
+        plain = to_jsonable(record)
+        line = json.dumps(plain, allow_nan=False)
         with open(self.file("metrics.jsonl"), "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
         if self.writer is not None:
-            scalars = tensorboard_scalars(record, series)
+            scalars = tensorboard_scalars(plain, series)
             if scalars is not None:
                 step, values = scalars
                 for tag, value in values.items():
@@ -634,7 +635,7 @@ def create_run(command: str, method: str | None, options: dict, out: Path | str 
             if not overwrite:
                 raise RunDirError(
                     f"--out {str(path)!r} exists and is not empty; pass --overwrite to replace it"
-                    + (" or --resume to continue it" if command in ("train-vae", "reinforce") else "")
+                    + (" or --resume to continue it" if command in RESUMABLE else "")
                 )
             _replaceable(path, command, inputs)
             lock = RunLock.acquire(path)
