@@ -6,7 +6,7 @@
 #
 # Usage: experiments/reinforce_seeds.sh [OUT] [extra relax reinforce options...]
 #   SMOKE=1 experiments/reinforce_seeds.sh        # 20 episodes, one seed: a plumbing check
-#   DRY_RUN=1 experiments/reinforce_seeds.sh      # the commands only (GNU parallel, Slurm)
+#   DRY_RUN=1 experiments/reinforce_seeds.sh      # the commands only (GNU parallel, or | relax submit -)
 #   OUT       where run directories go (also the first argument; default
 #             runs/sweeps/reinforce-seeds-<UTC time>); see common.sh for JOBS, DRY_RUN, RELAX
 #   SEEDS     env var, default "0 1 2 3 4" (SMOKE: "0")

@@ -1,6 +1,7 @@
 """The ``relax`` command line: parses options, validates, calls a runner, maps errors to exit codes.
 
-Exit codes (stable, for shell sweeps): 0 success; 1 the run failed; 2 bad input (one line on
+Exit codes (stable, for shell sweeps): 0 success (``relax status``: every task completed; 3
+while tasks are still queued or running and none failed; 1 when some failed or were interrupted); 1 the run failed; 2 bad input (one line on
 stderr saying what was wrong and what is allowed; also a bare ``relax``, which prints the help);
 130 interrupted with Ctrl-C and 143 stopped by SIGTERM (the run directory keeps everything
 written so far and is marked ``interrupted``; ``train-vae`` and ``reinforce`` runs can be
@@ -29,6 +30,7 @@ import relaxcli
 from relaxcli import methods as registry
 from relaxcli.commands.bridge import BridgeOptions
 from relaxcli.commands.gradbench import GradBenchOptions
+from relaxcli.commands.submit import Executor  # light: neither torch nor submitit
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
 from relaxcli.options import Cli, cli_fields, non_finite
@@ -61,6 +63,11 @@ ThreadsOpt = Annotated[int | None, typer.Option(
     "--threads", help="CPU threads torch may use (>= 1). Default: OMP_NUM_THREADS when set, else "
     "min(4, cores). Give 1 per run when several runs share a machine (the sweeps in "
     "experiments/ do). Recorded in config.json.", show_default=False)]
+
+TensorboardOpt = Annotated[bool, typer.Option(
+    "--tensorboard", help="Also write TensorBoard event files beside metrics.jsonl (which stays "
+    "the record), for `tensorboard --logdir runs`; needs pip install tensorboard. A --resume "
+    "keeps the original run's choice.")]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -376,6 +383,7 @@ def train_vae(
         "--init", help="Weight initialisation: xavier (Glorot-uniform weights, zero biases: "
         "TensorFlow's, Jang et al.'s; fewer dead encoder units) or torch (nn.Linear's "
         "default, relaxcli 0.1's).")] = "xavier",
+    tensorboard: TensorboardOpt = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
@@ -399,7 +407,8 @@ def train_vae(
            eval_samples=eval_samples, latent_family=latent_family, train_limit=train_limit,
            test_limit=test_limit, val_size=val_size, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
            anneal_every=anneal_every, input_coding=input_coding, init=init, seed=seed,
-           device=device, threads=threads, resume=resume, out=out, overwrite=overwrite)
+           device=device, threads=threads, resume=resume, out=out, overwrite=overwrite,
+           tensorboard=tensorboard)
 
 
 @app.command("reinforce")
@@ -446,6 +455,7 @@ def reinforce(
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue an interrupted run directory after its last completed update "
         "(all other options come from its config.json); results equal an uninterrupted run.")] = None,
+    tensorboard: TensorboardOpt = False,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
@@ -460,7 +470,7 @@ def reinforce(
            overwrite=overwrite, env=env, estimator=estimator, baseline=baseline, gamma=gamma,
            num_envs=num_envs, episodes=episodes, steps=steps, lr=lr, entropy_coef=entropy_coef,
            hidden=hidden, seed=seed, device=device, stop_when_solved=stop_when_solved,
-           eval_episodes=eval_episodes, video=video, threads=threads)
+           eval_episodes=eval_episodes, video=video, threads=threads, tensorboard=tensorboard)
 
 
 @app.command("compare")
@@ -496,6 +506,132 @@ def compare(
     invoke(run_compare, json_out=json_out, quiet=quiet, options=CompareOptions(
         run_dirs=run_dirs, group_by=group_by, metrics=metric, out=out, overwrite=overwrite,
         per_run_csv=per_run_csv))
+
+
+# ---------------------------------------------------------------- sweeps on a cluster
+
+
+@app.command("submit")
+def submit(
+    commands: Annotated[str, typer.Argument(
+        help="File with one relax command per line (as DRY_RUN=1 experiments/*.sh prints them), "
+        "or - for stdin.", metavar="COMMANDS", show_default=False)],
+    executor: Annotated[Executor, typer.Option(
+        "--executor", help="slurm: one job array, returns at once; local: this machine, "
+        "--max-parallel at a time, returns when done.")] = Executor.local,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Sweep directory (commands.txt, sweep.json, logs/, tasks/, compare/). "
+        "Default: the folder holding every line's --out, else runs/sweeps/sweep-<UTC time>. "
+        "Lines without --out write their run below it.", show_default=False)] = None,
+    max_parallel: Annotated[int | None, typer.Option(
+        "--max-parallel", help="Tasks running at once (Slurm: the array throttle %N; default all. "
+        "local: default 1).", show_default=False)] = None,
+    time: Annotated[str | None, typer.Option(
+        "--time", help="Wall clock per task, minutes or [D-]H:M:S (Slurm default 4:00:00; local: "
+        "no limit). A task out of time is requeued and train-vae/reinforce resume.",
+        show_default=False)] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="Slurm partition.",
+                                                  show_default=False)] = None,
+    cpus_per_task: Annotated[int | None, typer.Option(
+        "--cpus-per-task", help="Slurm CPUs per task (default 1); torch uses that many threads.",
+        show_default=False)] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus", help="Slurm GPUs per task.",
+                                             show_default=False)] = None,
+    mem: Annotated[str | None, typer.Option("--mem", help="Slurm memory per task, e.g. 8G.",
+                                            show_default=False)] = None,
+    slurm_option: Annotated[list[str] | None, typer.Option(
+        "--slurm-option", help="Any other sbatch option as KEY=VALUE (repeatable), e.g. "
+        "account=myproj, qos=high, constraint=volta.", show_default=False)] = None,
+    compare: Annotated[bool, typer.Option(
+        "--compare/--no-compare", help="Queue relax compare of the runs after the last task.")] = True,
+    group_by: Annotated[list[str] | None, typer.Option(
+        "--group-by", help="Passed to that relax compare.", show_default=False)] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a sweep's commands through submitit: a Slurm job array (+ a dependent compare job), or locally.
+
+    Needs the cluster extra (pip install -e ".[cluster]"). Follow it with relax status SWEEP_DIR.
+    """
+    from relaxcli.commands.submit import run_submit
+
+    invoke(run_submit, json_out=json_out, quiet=quiet, commands=commands, executor=executor,
+           out=out, partition=partition, time=time, cpus_per_task=cpus_per_task, gpus=gpus, mem=mem,
+           max_parallel=max_parallel, slurm_option=slurm_option, compare=compare, group_by=group_by)
+
+
+@app.command("status")
+def status(
+    sweep_dir: Annotated[Path, typer.Argument(help="A sweep directory made by relax submit.",
+                                              metavar="SWEEP_DIR", show_default=False)],
+    json_out: JsonOpt = False,
+) -> None:
+    """Each task of a sweep: queued, running, completed, failed or interrupted, with failures' last error line.
+
+    Exit 0 when every task completed, 1 when some failed or were interrupted (and not requeued),
+    3 while the others are still queued or running.
+    """
+    from relaxcli.commands.submit import run_status
+
+    try:
+        summary = run_status(sweep_dir=sweep_dir)
+    except BadInput as e:
+        fail(str(e), 2)
+    counts = summary["counts"]
+    if json_out:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console(width=None if sys.stdout.isatty() else 200)
+        table = Table(title=f"sweep {sweep_dir} ({summary['executor']})", title_justify="left",
+                      box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        for name in ("task", "state", "job", "run directory", "note"):
+            table.add_column(name, overflow="fold")
+        colours = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+        for r in summary["tasks"]:
+            colour = colours.get(r["state"], "white")
+            table.add_row(str(r["index"]), f"[{colour}]{r['state']}[/{colour}]", str(r["job_id"] or "-"),
+                          r["out"], (r["note"] or "") + (f"  (log {r['log']})" if r["log"] and
+                                                         r["state"] in ("failed", "interrupted") else ""),
+                          )
+        console.print(table, markup=True, highlight=False)
+        line = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        cmp = summary["compare"]
+        if cmp:
+            line += f"; compare: {cmp.get('state') or 'not run yet'} ({cmp['out']})"
+        console.print(line, markup=False, highlight=False)
+    if counts["completed"] == len(summary["tasks"]):
+        raise typer.Exit(0)
+    raise typer.Exit(1 if counts["failed"] or counts["interrupted"] else 3)
+
+
+@app.command("rerun")
+def rerun(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (its config.json is replayed).",
+                                            metavar="RUN_DIR", show_default=False)],
+    seed: Annotated[int | None, typer.Option(
+        "--seed", min=0, max=2**63 - 1, help="New seed (default: the run's own).",
+        show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Where the new run goes (default RUN_DIR-seed<S>, beside the original).",
+        show_default=False)] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The same run again from its config.json, e.g. with a new --seed for one more sample of a table row."""
+    from relaxcli.commands.rerun import plan_rerun
+
+    try:
+        argv = plan_rerun(run_dir=run_dir, seed=seed, out=out)
+    except BadInput as e:
+        fail(str(e), 2)
+    argv += [flag for flag, on in (("--json", json_out), ("--quiet", quiet)) if on and flag not in argv]
+    if not quiet:
+        print(f"relax {' '.join(argv)}", file=sys.stderr, flush=True)
+    main(argv)  # the replayed command line runs as if typed, and exits with its own status
 
 
 def _exception_types(name: str) -> tuple[type, ...]:

@@ -549,7 +549,7 @@ def set_rng_states(s: dict) -> None:
 
 # ==================================================================================== runner
 def reinforce(reporter, resume: Path | None = None, out: Path | None = None, overwrite: bool = False,
-              **options) -> dict:
+              tensorboard: bool = False, **options) -> dict:
     """Train, evaluate and save; returns the summary dict (also written to summary.json).
 
     ``options`` are the keys of :data:`DEFAULTS`. With ``resume``, every option comes from the
@@ -582,7 +582,8 @@ def reinforce(reporter, resume: Path | None = None, out: Path | None = None, ove
         o["episodes"] = DEFAULT_EPISODES
     if resume is None:
         run = create_run("reinforce", f"{o['estimator']}-{o['baseline']}", o, out=out,
-                         overwrite=overwrite, seed=o["seed"], device=str(device))
+                         overwrite=overwrite, seed=o["seed"], device=str(device),
+                         tensorboard=tensorboard)
     threshold = info["reward_threshold"]
     if o["stop_when_solved"] and threshold is None:
         reporter.print(f"[yellow]{o['env']} has no reward threshold: --stop-when-solved does nothing")
