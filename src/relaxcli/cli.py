@@ -30,6 +30,7 @@ import relaxcli
 from relaxcli import methods as registry
 from relaxcli.commands.bridge import BridgeOptions
 from relaxcli.commands.gradbench import GradBenchOptions
+from relaxcli.commands.sample import SampleOptions
 from relaxcli.commands.submit import Executor  # light: neither torch nor submitit
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
@@ -243,73 +244,7 @@ def list_methods(
     console.print(table)
 
 
-@app.command("sample")
-def sample(
-    method: Annotated[str, typer.Argument(help="Registry method name (see `relax list`).",
-                                          show_default=False)],
-    tau: Annotated[float | None, typer.Option(
-        "--tau", help="Temperature (> 0). Default: the method's default_tau from `relax list` "
-        "(0.1 for the correlated-bernoulli example). Refused for methods without a temperature.",
-        show_default=False)] = None,
-    probs: Annotated[str | None, typer.Option(
-        "--probs", help="Comma list of probabilities strictly inside (0, 1), or a .npy/.pt/.csv "
-        "file of them (for long vectors); ';' separates rows of a batch. Bernoulli family: one Bernoulli(p) unit per value (gaussian-bernoulli: "
-        "P(z > 1/2) = p), default 0.2,0.5,0.8; correlated-bernoulli default: METHODS.md's "
-        "example 0.2,0.4,0.4;0.3,0.5,0.2. Categorical family: one probability vector summing "
-        "to 1, default 0.2,0.3,0.5; topk default 0.05,0.1,0.15,0.3,0.4.", show_default=False)] = None,
-    logits: Annotated[str | None, typer.Option(
-        "--logits", help="Comma list of logits instead of --probs (Bernoulli: p = sigmoid(l); "
-        "categorical: p = softmax(l)), or a .npy/.pt/.csv file of them.", show_default=False)] = None,
-    k: Annotated[int | None, typer.Option(
-        "--k", help="topk: subset size, 1 <= k <= number of categories (default 2).",
-        show_default=False)] = None,
-    correlation: Annotated[str | None, typer.Option(
-        "--correlation", help="correlated-bernoulli: a number rho (equal off-diagonal "
-        "correlation, -1/(D-1) < rho < 1) or a path to a D x D .npy/.csv correlation matrix "
-        "(symmetric, unit diagonal, positive definite). Default: METHODS.md's R with the "
-        "default --probs, else the identity.", show_default=False)] = None,
-    scale: Annotated[str | None, typer.Option(
-        "--scale", help="gaussian-bernoulli: the gate's noise scale (> 0, default 0.5). "
-        "invertible-gaussian / logistic-normal: the Gaussian's scale, one number or one per "
-        "--loc entry (default 1).", show_default=False)] = None,
-    loc: Annotated[str | None, typer.Option(
-        "--loc", help="invertible-gaussian / logistic-normal: the Gaussian's location, K-1 "
-        "numbers for invertible-gaussian and K for logistic-normal (default zeros, K = 3).",
-        show_default=False)] = None,
-    num_samples: Annotated[int | None, typer.Option(
-        "--num-samples", "-n", help="Number of samples to draw (>= 2; default 10000, lowered to "
-        "fit the memory bound of 20 million sample values when one sample is large).",
-        show_default=False)] = None,
-    hard: Annotated[bool, typer.Option(
-        "--hard", help="Hard (discrete) forward values for methods with a soft/hard switch "
-        "(relaxed-bernoulli, gumbel-softmax, topk, generalized-gumbel).")] = False,
-    tau_forward: Annotated[float | None, typer.Option(
-        "--tau-forward", help="decoupled-st-gumbel-softmax's forward temperature (> 0; default 1): "
-        "the forward one-hot is drawn from Categorical(softmax(logits / tau_forward)); --tau is "
-        "the backward one.")] = None,
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Draw samples from one method; show per-coordinate statistics next to their closed forms.
-
-    Writes samples.pt, stats.json, summary.json and plots (histogram.png for Bernoulli-family
-    methods; category_means.png, plus simplex.png for 3 categories or inclusion.png for topk).
-    Score-function estimators (reinforce, arm, ...) have no relaxed distribution: their discrete
-    law is sampled.
-    """
-    from relaxcli.commands.sample import run_sample
-
-    invoke(run_sample, json_out=json_out, quiet=quiet, method=method, tau=tau, probs=probs,
-           logits=logits, k=k, correlation=correlation, scale=scale, loc=loc,
-           num_samples=num_samples, hard=hard, tau_forward=tau_forward, seed=seed, out=out,
-           overwrite=overwrite, device=device, threads=threads)
-
-
+options_command("sample", SampleOptions, "relaxcli.commands.sample:run_sample")
 options_command("bridge", BridgeOptions, "relaxcli.commands.bridge:run_bridge")
 
 
