@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from relaxcli.errors import BadInput
 from relaxcli.estimators.base import Cost, Estimate, Estimator, check_cost
 
 
@@ -30,11 +29,11 @@ class PathwiseEstimator(Estimator):
     def __init__(self, method, n_samples: int = 1, family: str | None = None, **options):
         super().__init__(method, n_samples, family)
         if method.builder is None:
-            raise BadInput(f"method {method.name!r} has no distribution to differentiate through")
+            raise ValueError(f"method {method.name!r} has no distribution to differentiate through")
         unknown = set(options) - set(method.options)
         if unknown:
             allowed = ", ".join(method.options) or "none"
-            raise BadInput(f"unknown option(s) {sorted(unknown)} for method {method.name!r} (allowed: {allowed})")
+            raise ValueError(f"unknown option(s) {sorted(unknown)} for method {method.name!r} (allowed: {allowed})")
         self.options = options
 
     def forward(self, raw: Tensor, cost: Cost, tau: float | None = None) -> Estimate:
