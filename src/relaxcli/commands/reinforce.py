@@ -148,16 +148,11 @@ class ReinforceOptions:
             value = getattr(self, name)
             if math.isnan(value) or math.isinf(value):
                 raise BadInput(f"--{name.replace('_', '-')} must be a finite number, got {value}")
-        try:
-            estimator = PolicyEstimator(self.estimator)
-        except ValueError:
-            raise BadInput(f"--estimator must be one of {', '.join(e.value for e in PolicyEstimator)}, "
-                           f"not {self.estimator!r}") from None
-        try:
-            baseline = Baseline(self.baseline)
-        except ValueError:
-            raise BadInput(f"--baseline must be one of {', '.join(b.value for b in Baseline)}, "
-                           f"not {self.baseline!r}") from None
+        try:  # the CLI's choices refuse these first; this is for Python callers
+            estimator, baseline = PolicyEstimator(self.estimator), Baseline(self.baseline)
+        except ValueError as e:
+            raise BadInput(f"{e} (--estimator: {', '.join(PolicyEstimator)}; "
+                           f"--baseline: {', '.join(Baseline)})") from None
         if not 0.0 <= self.gamma <= 1.0:
             raise BadInput(f"--gamma must be in [0, 1] (a discount factor), not {self.gamma}")
         for name, low in (("num_envs", 1), ("hidden", 1), ("eval_episodes", 0)):
