@@ -504,7 +504,8 @@ def update(agent: Agent, batch: Batch, o: ReinforceOptions) -> dict:
     return metrics
 
 
-def check_finite(metrics: dict, agent: Agent, u: int, o: ReinforceOptions, run_path: Path) -> None:
+def check_finite(metrics: dict, agent: Agent, u: int, episode: int, o: ReinforceOptions,
+                 run_path: Path) -> None:
     """Stop before the checkpoint when anything became NaN or inf: the last good one stays."""
     bad = [k.replace("_", " ") for k in ("policy_loss", "grad_norm", "value_loss", "cv_loss")
            if metrics.get(k) is not None and not math.isfinite(metrics[k])]
@@ -513,8 +514,8 @@ def check_finite(metrics: dict, agent: Agent, u: int, o: ReinforceOptions, run_p
     if bad:
         kept = (f"the checkpoint of update {u - 1} is kept in {run_path}" if u > 1
                 else "no update finished, nothing to resume")
-        raise RunFailed(f"{bad[0]} became non-finite (NaN or inf) at update {u}: the learning rate "
-                        f"(--lr {o.lr:g}) is probably too large; {kept}")
+        raise RunFailed(f"{bad[0]} became non-finite (NaN or inf) at update {u} (episode {episode}): "
+                        f"the learning rate (--lr {o.lr:g}) is probably too large; {kept}")
 
 
 # ================================================================================== progress
@@ -739,7 +740,7 @@ def reinforce(reporter, options: ReinforceOptions | None = None, resume: Path | 
                     torch.manual_seed(torch_seed)
                     batch = collect_batch(envs, agent.policy, env_seeds, device, sampling)
                     metrics = update(agent, batch, o)
-                    check_finite(metrics, agent, u, o, run.path)
+                    check_finite(metrics, agent, u, len(progress.episodes) + 1, o, run.path)
                     for line in progress.add_episodes(batch, u, env.reward_threshold):
                         run.log_metrics(line)
                     progress.updates, progress.wall_seconds = u, time.perf_counter() - started
