@@ -34,6 +34,8 @@ from relaxcli.commands.sample import SampleOptions
 from relaxcli.commands.submit import Executor  # light: neither torch nor submitit
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
+from relaxcli.estimators import Baseline, PolicyEstimator
+from relaxcli.estimators.score import RENAMED_BASELINES
 from relaxcli.options import Cli, cli_fields, non_finite
 from relaxcli.runs import RunFailed, Terminated
 
@@ -151,6 +153,10 @@ def options_command(name: str, options_cls: type, runner: str, *, resume_may_cha
     command.__doc__ = options_cls.__doc__
     command.__name__ = name.replace("-", "_")
     app.command(name)(command)
+def fill(options_class: type, values: dict[str, Any]) -> Any:
+    """The command's options dataclass from its parameters (pass ``locals()``): Typer parses each
+    option once, the dataclass names it once."""
+    return options_class(**{f.name: values[f.name] for f in dataclasses.fields(options_class)})
 
 
 def refuse_options_beside_resume(ctx: typer.Context, resume: Path | None, may_change: tuple[str, ...] = ()) -> None:
@@ -346,19 +352,30 @@ def train_vae(
            tensorboard=tensorboard)
 
 
-@app.command("reinforce")
+def _renamed_baseline(token: str) -> str:
+    """relax reinforce's --baseline names before 0.2 still parse, with a one-line note."""
+    if token in RENAMED_BASELINES:
+        print(f"note: --baseline {token} is deprecated; use --baseline {RENAMED_BASELINES[token]}",
+              file=sys.stderr)
+        return RENAMED_BASELINES[token]
+    return token
+
+
+@app.command("reinforce", context_settings={"token_normalize_func": _renamed_baseline})
 def reinforce(
     ctx: typer.Context,
     env: Annotated[str, typer.Option(
         "--env", help="gymnasium environment id with a discrete action space and vector "
         "observations (e.g. Acrobot-v1, CartPole-v1, MountainCar-v0).")] = "Acrobot-v1",
-    estimator: Annotated[str, typer.Option(
+    estimator: Annotated[PolicyEstimator, typer.Option(
         "--estimator", help="Policy-gradient estimator: reinforce (score function with "
         "reward-to-go) or relax (Grathwohl et al. 2018: learned control variate on the "
-        "Gumbel-relaxed action, conditional Gumbel sample).")] = "reinforce",
-    baseline: Annotated[str, typer.Option(
-        "--baseline", help="none, mean (moving average of past returns-to-go) or value (learned "
-        "state-value network; advantages normalised per batch).")] = "value",
+        "Gumbel-relaxed action, conditional Gumbel sample).")] = PolicyEstimator.REINFORCE,
+    baseline: Annotated[Baseline, typer.Option(
+        "--baseline", help="none; moving-average (of past batches' returns-to-go); learned "
+        "(a state-value network, advantages normalised per batch); leave-one-out (the batch's "
+        "other episodes, --num-envs >= 2). Before 0.2: mean = moving-average, value = "
+        "learned.")] = Baseline.LEARNED,
     gamma: Annotated[float, typer.Option("--gamma", help="Discount factor in [0, 1].")] = 0.99,
     num_envs: Annotated[int, typer.Option(
         "--num-envs", help="Environments run together in one vectorised batch; one update per "
@@ -397,15 +414,13 @@ def reinforce(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a softmax policy with REINFORCE (baselines) or RELAX on a gymnasium environment."""
+    from relaxcli.commands.reinforce import ReinforceOptions
     from relaxcli.commands.reinforce import reinforce as run_reinforce
 
     refuse_options_beside_resume(ctx, resume, may_change=("threads",))
-
-    invoke(run_reinforce, json_out=json_out, quiet=quiet, resume=resume, out=out,
-           overwrite=overwrite, env=env, estimator=estimator, baseline=baseline, gamma=gamma,
-           num_envs=num_envs, episodes=episodes, steps=steps, lr=lr, entropy_coef=entropy_coef,
-           hidden=hidden, seed=seed, device=device, stop_when_solved=stop_when_solved,
-           eval_episodes=eval_episodes, video=video, threads=threads, tensorboard=tensorboard)
+    options = fill(ReinforceOptions, locals())
+    invoke(run_reinforce, json_out=json_out, quiet=quiet, options=options, resume=resume, out=out,
+           overwrite=overwrite)
 
 
 @app.command("compare")

@@ -27,8 +27,24 @@ from relaxcli.estimators.conditional import (
     categorical_relaxed_pair,
 )
 from relaxcli.estimators.pathwise import PathwiseEstimator
-from relaxcli.estimators.rebar import ControlVariateNet, RebarEstimator
-from relaxcli.estimators.score import ARMEstimator, DisARMEstimator, ReinforceEstimator
+from relaxcli.estimators.policy import PolicyEstimator, categorical_policy_gradient
+from relaxcli.estimators.rebar import (
+    ContextControlVariate,
+    ControlVariateNet,
+    RebarEstimator,
+    relax_gradient,
+    variance_gradient,
+)
+from relaxcli.estimators.score import (
+    ARMEstimator,
+    Baseline,
+    DisARMEstimator,
+    LearnedBaseline,
+    MovingAverage,
+    ReinforceEstimator,
+    leave_one_out,
+    reinforce_gradient,
+)
 
 
 def make_estimator(method, n_samples: int = 1, **options) -> Estimator:
@@ -44,17 +60,27 @@ def make_estimator(method, n_samples: int = 1, **options) -> Estimator:
 
 __all__ = [
     "ARMEstimator",
+    "Baseline",
+    "ContextControlVariate",
     "ControlVariateNet",
     "DisARMEstimator",
     "Estimate",
     "Estimator",
+    "LearnedBaseline",
+    "MovingAverage",
     "PathwiseEstimator",
+    "PolicyEstimator",
     "RebarEstimator",
     "ReinforceEstimator",
     "attach_gradient",
     "bernoulli_conditional",
     "bernoulli_relaxed_pair",
     "categorical_conditional",
+    "categorical_policy_gradient",
     "categorical_relaxed_pair",
+    "leave_one_out",
     "make_estimator",
+    "reinforce_gradient",
+    "relax_gradient",
+    "variance_gradient",
 ]
