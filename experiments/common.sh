@@ -22,7 +22,14 @@
 #            slower than one thread per run. With JOBS = 1 a run uses relax's default,
 #            min(4, cores) threads
 #   DRY_RUN  1: print the commands, one per line, and run nothing (hand them to GNU parallel,
-#            or to a cluster: see slurm_array.sh); the compare command is printed on stderr
+#            or to `relax submit -`); the compare command is printed on stderr
+#   SUBMIT   slurm or local: hand the commands to `relax submit` instead of xargs (needs
+#            pip install -e ".[cluster]"): slurm queues one job array into OUT plus a dependent
+#            relax compare and returns at once (follow it with `relax status OUT`); local runs
+#            them through submitit here, JOBS at a time. The sweep's --group-by goes to that
+#            compare (its other compare options do not: rerun relax compare for those)
+#   SUBMIT_ARGS  more `relax submit` options, word-split, e.g. "--partition gpu --gpus 1
+#            --time 2:00:00 --slurm-option account=myproj"
 #   SMOKE    1: a tiny budget that finishes in a few minutes (what the tests run)
 #   RELAX    how to call the CLI (default: relax; e.g. "python -m relaxcli.cli")
 #
@@ -37,6 +44,10 @@ set -euo pipefail
 : "${SMOKE:=0}"
 : "${RELAX:=relax}"
 
+if [[ -n "${SUBMIT:-}" && "$SUBMIT" != slurm && "$SUBMIT" != local ]]; then
+  echo "error: SUBMIT must be slurm or local, not '$SUBMIT'" >&2
+  exit 2
+fi
 if ! [[ "$JOBS" =~ ^[1-9][0-9]*$ ]]; then
   echo "error: JOBS must be a positive integer, not '$JOBS'" >&2
   exit 2
@@ -91,6 +102,21 @@ run_sweep() {
     printf '%s\n' "${cmds[@]}"
     echo "# ${#cmds[@]} commands; when they have all finished: $compare_cmd" >&2
     return 0
+  fi
+  if [[ -n "${SUBMIT:-}" ]]; then
+    local -a group=()
+    while [[ $# -gt 0 ]]; do
+      case "$1" in
+        --group-by) group+=(--group-by "$2"); shift 2 ;;
+        --group-by=*) group+=("$1"); shift ;;
+        *) shift ;;
+      esac
+    done
+    [[ "$SUBMIT" == local ]] && group+=(--max-parallel "$JOBS")
+    # shellcheck disable=SC2086  # RELAX and SUBMIT_ARGS are word lists
+    printf '%s\n' "${cmds[@]}" | $RELAX submit - --executor "$SUBMIT" --out "$OUT" \
+      ${SUBMIT_ARGS:-} "${group[@]}"
+    return
   fi
 
   mkdir -p "$OUT/logs"

@@ -5,7 +5,7 @@
 #
 #   experiments/grad_bench.sh                       # full: 3 problems x 3 seeds, 10000 draws
 #   SMOKE=1 experiments/grad_bench.sh               # ~10 s per run (what the tests run)
-#   DRY_RUN=1 experiments/grad_bench.sh > cmds.txt  # the commands only (GNU parallel, Slurm)
+#   DRY_RUN=1 experiments/grad_bench.sh > cmds.txt  # the commands only (GNU parallel, or | relax submit -)
 #
 # Environment (besides OUT, JOBS, DRY_RUN, SMOKE, RELAX: see common.sh):
 #   PROBLEMS  space-separated problems (default: bernoulli-quadratic categorical-quadratic

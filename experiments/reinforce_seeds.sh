@@ -6,13 +6,13 @@
 #
 # Usage: experiments/reinforce_seeds.sh [OUT] [extra relax reinforce options...]
 #   SMOKE=1 experiments/reinforce_seeds.sh        # 20 episodes, one seed: a plumbing check
-#   DRY_RUN=1 experiments/reinforce_seeds.sh      # the commands only (GNU parallel, Slurm)
+#   DRY_RUN=1 experiments/reinforce_seeds.sh      # the commands only (GNU parallel, or | relax submit -)
 #   OUT       where run directories go (also the first argument; default
 #             runs/sweeps/reinforce-seeds-<UTC time>); see common.sh for JOBS, DRY_RUN, RELAX
 #   SEEDS     env var, default "0 1 2 3 4" (SMOKE: "0")
 #   CONFIGS   env var, space-separated estimator:baseline pairs,
-#             default "reinforce:value reinforce:mean reinforce:none relax:value"
-#             (SMOKE: "reinforce:value relax:value")
+#             default "reinforce:learned reinforce:moving-average reinforce:none relax:learned"
+#             (SMOKE: "reinforce:learned relax:learned")
 #   EPISODES  env var, episode budget per run (default 1000; SMOKE: 20)
 #   ENV_ID    env var, gymnasium environment (default Acrobot-v1)
 # Runs that already completed (status "completed" in their directory) are not run again, so an
@@ -27,10 +27,10 @@ fi
 sweep_init reinforce-seeds
 
 if [[ "$SMOKE" == 1 ]]; then
-  : "${SEEDS:=0}" "${CONFIGS:=reinforce:value relax:value}" "${EPISODES:=20}"
+  : "${SEEDS:=0}" "${CONFIGS:=reinforce:learned relax:learned}" "${EPISODES:=20}"
   set -- --eval-episodes 5 "$@"
 else
-  : "${SEEDS:=0 1 2 3 4}" "${CONFIGS:=reinforce:value reinforce:mean reinforce:none relax:value}"
+  : "${SEEDS:=0 1 2 3 4}" "${CONFIGS:=reinforce:learned reinforce:moving-average reinforce:none relax:learned}"
   : "${EPISODES:=1000}"
 fi
 : "${ENV_ID:=Acrobot-v1}"

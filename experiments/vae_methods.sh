@@ -6,7 +6,7 @@
 #   experiments/vae_methods.sh                         # all suitable methods x 3 seeds, 50 epochs
 #   EPOCHS=5 SEEDS=0 METHODS="gumbel-softmax st-gumbel-softmax" experiments/vae_methods.sh
 #   SMOKE=1 experiments/vae_methods.sh                 # synthetic data, 1 epoch: a plumbing check
-#   DRY_RUN=1 experiments/vae_methods.sh > cmds.txt    # the commands only (GNU parallel, Slurm)
+#   DRY_RUN=1 experiments/vae_methods.sh > cmds.txt    # the commands only (GNU parallel, or | relax submit -)
 #
 # Environment (besides OUT, JOBS, DRY_RUN, SMOKE, RELAX: see common.sh):
 #   METHODS   comma/space-separated methods (default: every method train-vae accepts)

@@ -16,7 +16,16 @@ import pytest
 import torch
 
 from relaxcli.commands import reinforce as R
+from relaxcli.estimators import (
+    Baseline,
+    ContextControlVariate,
+    MovingAverage,
+    categorical_policy_gradient,
+    make_estimator,
+    variance_gradient,
+)
 from relaxcli.estimators.conditional import categorical_relaxed_pair
+from relaxcli.methods import get_method
 
 SUMMARY_KEYS = {"env", "estimator", "baseline", "episodes", "env_steps", "episodes_to_solve",
                 "steps_to_solve", "eval_return_greedy", "eval_return_stochastic", "wall_seconds"}
@@ -69,7 +78,7 @@ def test_same_seed_same_returns_and_other_seed_differs(tmp_path, run_cli):
     assert returns_of(tmp_path / "a") != returns_of(tmp_path / "c")
 
 
-@pytest.mark.parametrize("estimator,baseline", [("reinforce", "value"), ("relax", "mean")])
+@pytest.mark.parametrize("estimator,baseline", [("reinforce", "learned"), ("relax", "moving-average")])
 def test_resume_equals_uninterrupted_run(tmp_path, run_cli, monkeypatch, estimator, baseline):
     args = ["reinforce", "--env", "CartPole-v1", "--episodes", "16", "--num-envs", "2",
             "--estimator", estimator, "--baseline", baseline, "--eval-episodes", "3",
@@ -114,7 +123,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, run_cli, monkeypatch, estimat
 def test_acrobot_relax_short_run(tmp_path, run_cli):
     out = tmp_path / "ac"
     code, stdout, err = run_cli(["reinforce", "--episodes", "2", "--num-envs", "2",
-                                 "--estimator", "relax", "--baseline", "value",
+                                 "--estimator", "relax", "--baseline", "learned",
                                  "--eval-episodes", "1", "--device", "cpu", "--out", str(out),
                                  "--json"])
     assert code == 0, err
@@ -134,9 +143,10 @@ def test_acrobot_relax_short_run(tmp_path, run_cli):
     (["--env", "FrozenLake-v1"], "not a vector"),
     (["--gamma", "-0.1"], "--gamma must be in [0, 1]"),
     (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
-    (["--estimator", "rebar"], "--estimator must be one of reinforce, relax"),
-    (["--baseline", "critic"], "--baseline must be one of none, mean, value"),
+    (["--estimator", "rebar"], "'rebar' is not one of 'reinforce', 'relax'"),
+    (["--baseline", "critic"], "'critic' is not one of 'none', 'moving-average', 'learned', 'leave-one-out'"),
     (["--num-envs", "0"], "--num-envs must be >= 1"),
+    (["--baseline", "leave-one-out", "--num-envs", "1"], "needs --num-envs >= 2"),
     (["--lr", "0"], "--lr must be a positive number"),
 ])
 def test_bad_options_exit_2_before_writing(tmp_path, run_cli, args, needle):
@@ -159,35 +169,85 @@ def test_video_without_pygame_exits_2(tmp_path, run_cli):
     assert code == 2 and "pip install 'relaxcli[render]'" in err
 
 
-def test_relax_policy_gradient_is_unbiased_on_a_bandit():
-    """One-state bandit, K = 3 actions, reward f(a): the RELAX estimate's mean over M draws
-    equals the exact gradient d/dtheta sum_a softmax(theta)_a f(a) = p * (f - p.f) within
-    4 standard errors per coordinate, with a non-trivial (randomly initialised, untrained)
-    control variate whose own terms are O(1)."""
-    torch.manual_seed(0)
-    k, m = 3, 20000
-    theta = torch.tensor([0.3, -0.5, 0.9])
-    f = torch.tensor([1.0, -2.0, 0.5])
-    cv = R.ControlVariate(obs_dim=1, n_actions=k, hidden=16)
-    with torch.no_grad():
-        for p in cv.net.parameters():
-            p.normal_(0.0, 1.0)
-    logits = theta.expand(m, k).clone().requires_grad_(True)   # one copy of theta per draw
-    s = torch.zeros(m, 1)
+BANDIT_THETA = [0.3, -0.5, 0.9]
+BANDIT_REWARD = [1.0, -2.0, 0.5]
+
+
+def bandit_draws(m: int, relax: bool):
+    """m independent pulls of a one-state bandit with K = 3 arms: one copy of the logits theta
+    per pull (row i of a gradient is pull i's estimate), the arms drawn as the command draws
+    them (Gumbel argmax for RELAX), and the exact gradient d/dtheta sum_a softmax(theta)_a f(a)
+    = p * (f - p.f)."""
+    theta, f = torch.tensor(BANDIT_THETA), torch.tensor(BANDIT_REWARD)
+    logits = theta.expand(m, 3).clone().requires_grad_(True)
     with torch.no_grad():
         b, z, _ = categorical_relaxed_pair(logits)
     a = b.argmax(-1)
-    gumbel = z - torch.log_softmax(logits, -1).detach()
-    surrogate = R.estimator_surrogate(logits, a, f[a], s, cv, gumbel)
-    (per_draw,) = torch.autograd.grad(surrogate.sum(), logits)   # row i: draw i's estimate
-    mean, se = per_draw.mean(0), per_draw.std(0) / math.sqrt(m)
     p = torch.softmax(theta, -1)
-    exact = p * (f - (p * f).sum())
+    return logits, a, f[a], z - torch.log_softmax(logits, -1).detach(), p * (f - (p * f).sum())
+
+
+def within_4_se(per_draw: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    mean, se = per_draw.mean(0), per_draw.std(0) / math.sqrt(len(per_draw))
     assert torch.all((mean - exact).abs() < 4 * se), (mean, exact, se)
+    return se
+
+
+@pytest.mark.parametrize("baseline", ["none", "moving-average", "learned", "leave-one-out"])
+def test_policy_gradient_of_each_baseline_is_unbiased_on_a_bandit(baseline):
+    """The command's advantages for each baseline, through the library's REINFORCE, average to
+    the exact bandit gradient within 4 standard errors (the learned baseline's per-batch
+    normalisation rescales the gradient by 1/std: undone here)."""
+    torch.manual_seed(0)
+    m = 4000
+    logits, a, reward, _, exact = bandit_draws(m, relax=False)
+    # each pull is a one-step episode of a [T = 1, N = m] batch
+    agent = R.Agent(R.mlp(1, 4, 3), Baseline(baseline), value=R.ValueNet(1, 4, horizon=1.0),
+                    moving_average=MovingAverage(0.9))
+    agent.moving_average.update(0.7)  # a non-zero average from "earlier batches"
+    adv, _ = R.advantages(agent, reward[None, :], torch.zeros(m, 1), torch.ones(1, m, dtype=torch.bool))
+    if baseline == "learned":
+        adv = adv * reward.std(unbiased=False)
+    within_4_se(categorical_policy_gradient(logits, a, adv), exact)
+
+
+def test_policy_gradient_equals_the_library_reinforce_estimator():
+    """Same pulls, same numbers: the command's per-step REINFORCE gradient is the library
+    ReinforceEstimator's per-row estimate (cost = -reward, so the signs flip)."""
+    torch.manual_seed(0)
+    m, f = 500, torch.tensor(BANDIT_REWARD)
+    raw = torch.tensor(BANDIT_THETA).expand(m, 1, 3).clone().requires_grad_(True)
+    est = make_estimator(get_method("reinforce"), family="categorical", baseline="none")
+    out = est(raw, lambda b: -(b @ f).squeeze(-1))
+    out.loss.backward()
+    a = (out.cost[0, :, None] == -f).float().argmax(-1)   # the arm each row drew (distinct f)
+    logits = raw.detach()[:, 0].clone().requires_grad_(True)
+    g = categorical_policy_gradient(logits, a, f[a])
+    assert torch.allclose(g, -m * raw.grad[:, 0], atol=1e-6)
+    onehot = torch.nn.functional.one_hot(a, 3).float()   # and the closed form f (onehot(a) - p)
+    assert torch.allclose(g, f[a, None] * (onehot - torch.softmax(logits, -1)), atol=1e-6)
+
+
+def test_relax_policy_gradient_is_unbiased_on_a_bandit():
+    """RELAX through the library (the command's estimator), with a non-trivial (randomly
+    initialised, untrained) control variate c_phi(z, s) whose own terms are O(1): unbiased
+    within 4 standard errors per coordinate; and it is the library's relax_gradient."""
+    torch.manual_seed(0)
+    m = 20000
+    logits, a, reward, gumbel, exact = bandit_draws(m, relax=True)
+    cv = ContextControlVariate(n_classes=3, context_size=1, hidden=16)
+    with torch.no_grad():
+        for p in cv.parameters():
+            p.normal_(0.0, 1.0)
+    s = torch.zeros(m, 1)
+    g = categorical_policy_gradient(logits, a, reward, cv, s, gumbel)
+    se = within_4_se(g.detach(), exact)
     # the control-variate terms are not negligible (else the check would be vacuous)
-    cv_part = torch.autograd.grad(
-        R.estimator_surrogate(logits, a, torch.zeros(m), s, cv, gumbel).sum(), logits)[0]
+    cv_part = categorical_policy_gradient(logits, a, torch.zeros(m), cv, s, gumbel)
     assert cv_part.abs().mean() > 10 * se.max()
+    # RELAX's phi gradient: the variance objective is differentiable in every parameter of c
+    variance, grads = variance_gradient(g.mean(0), list(cv.parameters()))
+    assert variance > 0 and all(gr is not None and torch.isfinite(gr).all() for gr in grads)
 
 
 def test_rewards_to_go_discounting():
@@ -206,9 +266,9 @@ def test_time_limit_cuts_are_recorded_for_bootstrapping():
         batch = R.collect_batch(envs, R.mlp(6, 8, 3), [11, 12], torch.device("cpu"), "sample")
     finally:
         envs.close()
-    assert batch["lengths"].tolist() == [500, 500]
-    assert batch["trunc_step"].tolist() == [499, 499]
-    assert batch["trunc_obs"].abs().sum() > 0
+    assert batch.lengths.tolist() == [500, 500]
+    assert batch.trunc_step.tolist() == [499, 499]
+    assert batch.trunc_obs.abs().sum() > 0
 
 
 def test_episode_gif_is_an_animation_of_the_frames():
@@ -233,3 +293,56 @@ def test_resume_refuses_options_it_would_ignore(tmp_path, run_cli, argv, dropped
     code, _, err = run_cli([*argv, "--resume", str(tmp_path / "run")])
     assert code == 2 and f"drop {dropped}" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_defaults_are_the_options_dataclass_defaults():
+    """The options are written once in ReinforceOptions; Typer's signature must not drift."""
+    import dataclasses
+
+    import typer
+
+    from relaxcli.cli import app
+
+    command = typer.main.get_command(app).commands["reinforce"]
+    cli_defaults = {p.name: p.default for p in command.params}
+    for f in dataclasses.fields(R.ReinforceOptions):
+        default = cli_defaults[f.name]
+        assert default == f.default or getattr(default, "value", None) == f.default, f.name
+
+
+@pytest.mark.parametrize("old,new", [("mean", "moving-average"), ("value", "learned")])
+def test_deprecated_baseline_names_still_parse_with_a_note(tmp_path, run_cli, old, new):
+    out = tmp_path / old
+    code, stdout, err = run_cli(["reinforce", "--env", "CartPole-v1", "--episodes", "2",
+                                 "--num-envs", "2", "--hidden", "8", "--baseline", old,
+                                 "--eval-episodes", "1", "--device", "cpu", "--out", str(out),
+                                 "--json"])
+    assert code == 0, err
+    assert err.strip() == f"note: --baseline {old} is deprecated; use --baseline {new}"
+    assert json.loads(stdout)["baseline"] == new
+    assert json.loads((out / "config.json").read_text())["options"]["baseline"] == new
+
+
+OLD_RUNS = Path(__file__).parent / "data" / "reinforce-0.1"
+
+
+@pytest.mark.parametrize("name", ["relax-mean", "reinforce-value"])
+def test_run_directories_of_relaxcli_0_1_still_resume(tmp_path, run_cli, name):
+    """Runs written by relaxcli 0.1 (config.json says baseline mean / value; the checkpoint keeps
+    the mean baseline as a bias-corrected EMA), cut after 2 of 4 updates, resume to the end."""
+    import shutil
+
+    run = tmp_path / name
+    shutil.copytree(OLD_RUNS / name, run)
+    before = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    code, stdout, err = run_cli(["reinforce", "--resume", str(run), "--json"])
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["baseline"] == {"relax-mean": "moving-average", "reinforce-value": "learned"}[name]
+    assert summary["episodes"] == 8 and summary["updates"] == 4
+    old_returns = [r["return"] for r in before if r["kind"] == "episode"]
+    assert len(old_returns) == 4 and returns_of(run)[:4] == old_returns
+    if name == "reinforce-value":
+        # the learned baseline's numbers did not change: relaxcli 0.1's uninterrupted run
+        assert returns_of(run) == [70, 14, 60, 53, 22, 30, 46, 40]
+        assert summary["eval_return_greedy"] == 54.0

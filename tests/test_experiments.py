@@ -19,7 +19,7 @@ from relaxcli.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "experiments"
-SWEEPS = sorted(p.name for p in EXP.glob("*.sh") if p.name not in ("common.sh", "slurm_array.sh"))
+SWEEPS = sorted(p.name for p in EXP.glob("*.sh") if p.name != "common.sh")
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="the sweeps are bash scripts")
 
@@ -124,19 +124,28 @@ def test_run_sweep_parallel_counts_failures_and_still_compares(tmp_path):
     assert sorted(p.name for p in (out / "logs").glob("*.failed")) == ["4.failed"]
 
 
-def test_slurm_array_runs_line_i(tmp_path):
-    cmds = tmp_path / "cmds.txt"
-    cmds.write_text("".join(f"echo line{i} > {tmp_path}/done{i}\n" for i in (1, 2, 3)))
-    r = run_script(EXP / "slurm_array.sh", {"SLURM_ARRAY_TASK_ID": "2"}, tmp_path,
-                   args=(str(cmds),))
+def test_submit_hands_the_commands_to_relax_submit(tmp_path):
+    """SUBMIT=slurm: common.sh pipes the commands into `relax submit -` with the sweep's OUT,
+    SUBMIT_ARGS and the compare's --group-by (a stand-in CLI records what it got)."""
+    fake = tmp_path / "fake-relax"
+    fake.write_text('#!/usr/bin/env bash\necho "$*" > "$CALLS"\ncat > "$CALLS.stdin"\n')
+    fake.chmod(0o755)
+    sweep = tmp_path / "sweep.sh"
+    sweep.write_text(f'source {shlex.quote(str(EXP / "common.sh"))}\nsweep_init test\n'
+                     'for i in 1 2; do emit ok --n "$i" --out "$OUT/r$i"; done | '
+                     'run_sweep --group-by method --metric x\n')
+    calls, out = tmp_path / "calls.txt", tmp_path / "o"
+    r = run_script(sweep, {"RELAX": str(fake), "CALLS": str(calls), "OUT": str(out),
+                           "SUBMIT": "slurm", "SUBMIT_ARGS": "--partition cpu --time 1:00:00"},
+                   tmp_path)
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in tmp_path.glob("done*")) == ["done2"]
-    assert (tmp_path / "done2").read_text() == "line2\n"
-    for env, args in (({"SLURM_ARRAY_TASK_ID": "4"}, (str(cmds),)),
-                      ({"SLURM_ARRAY_TASK_ID": "1"}, ()),
-                      ({"SLURM_ARRAY_TASK_ID": ""}, (str(cmds),))):
-        bad = run_script(EXP / "slurm_array.sh", env, tmp_path, args=args)
-        assert bad.returncode == 2 and bad.stderr.startswith("error: "), bad.stderr
+    assert calls.read_text().split() == ["submit", "-", "--executor", "slurm", "--out", str(out),
+                                         "--partition", "cpu", "--time", "1:00:00",
+                                         "--group-by", "method"]
+    assert (tmp_path / "calls.txt.stdin").read_text() == "".join(
+        f"{fake} ok --n {i} --out {out}/r{i}\n" for i in (1, 2))
+    bad = run_script(EXP / "grad_bench.sh", {"SUBMIT": "pbs"}, tmp_path)
+    assert bad.returncode == 2 and "SUBMIT must be slurm or local" in bad.stderr
 
 
 def test_grad_bench_smoke_end_to_end(tmp_path):

@@ -16,8 +16,8 @@ from relaxcli import methods as registry
 from relaxcli.methods import Family, Kind, Method, Paper
 
 COMMANDS = sorted((Path(registry.__file__).parent / "commands").glob("*.py"))
-# names that are also the program's or a command's name ("relax", "reinforce") are checked only
-# where they decide behaviour (comparisons), not in messages such as "relax reinforce --resume"
+# names that are also the program's or a command's name ("relax", "reinforce") cannot be told
+# apart from them in text ("relax reinforce --resume", argv[0] == "relax"): not checked
 SHARED_WORDS = {"relax", "reinforce"}
 
 
@@ -70,11 +70,15 @@ def test_a_toy_method_runs_in_sample_grad_bench_and_train_vae(toy_method, run_cl
 
 
 def _code_strings(path: Path):
-    """(line, text) of every string constant that is not a docstring."""
+    """(line, text) of every string constant that is not documentation (a docstring or the help
+    text of an ``option(...)``/``argument(...)`` field, which may name methods as examples)."""
     tree = ast.parse(path.read_text())
     docs = {id(n.body[0].value) for n in ast.walk(tree)
             if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
             and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) in ("option", "argument"):
+            docs |= {id(c) for kw in call.keywords if kw.arg == "help" for c in ast.walk(kw.value)}
     return tree, [(n.lineno, n.value) for n in ast.walk(tree)
                   if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
 
@@ -87,11 +91,11 @@ def test_no_command_names_a_method(path):
     tree, strings = _code_strings(path)
     found = [(line, text) for line, text in strings if pattern.search(text)]
     assert not found, f"{path.name} names methods: {found}"
-    # a registry name that is also a command's name may not decide behaviour either
+    # nor compares anything with a method's name (the program's and commands' names aside)
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
             for c in [node.left, *node.comparators]:
-                assert not (isinstance(c, ast.Constant) and c.value in registry.METHODS), \
+                assert not (isinstance(c, ast.Constant) and c.value in names), \
                     f"{path.name}:{node.lineno} compares with the method name {c.value!r}"
 
 

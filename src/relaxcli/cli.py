@@ -1,6 +1,7 @@
 """The ``relax`` command line: parses options, validates, calls a runner, maps errors to exit codes.
 
-Exit codes (stable, for shell sweeps): 0 success; 1 the run failed; 2 bad input (one line on
+Exit codes (stable, for shell sweeps): 0 success (``relax status``: every task completed; 3
+while tasks are still queued or running and none failed; 1 when some failed or were interrupted); 1 the run failed; 2 bad input (one line on
 stderr saying what was wrong and what is allowed; also a bare ``relax``, which prints the help);
 130 interrupted with Ctrl-C and 143 stopped by SIGTERM (the run directory keeps everything
 written so far and is marked ``interrupted``; ``train-vae`` and ``reinforce`` runs can be
@@ -29,8 +30,12 @@ import relaxcli
 from relaxcli import methods as registry
 from relaxcli.commands.bridge import BridgeOptions
 from relaxcli.commands.gradbench import GradBenchOptions
+from relaxcli.commands.sample import SampleOptions
+from relaxcli.commands.submit import Executor  # light: neither torch nor submitit
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
+from relaxcli.estimators import Baseline, PolicyEstimator
+from relaxcli.estimators.score import RENAMED_BASELINES
 from relaxcli.options import Cli, cli_fields, non_finite
 from relaxcli.runs import RunFailed, Terminated
 
@@ -61,6 +66,11 @@ ThreadsOpt = Annotated[int | None, typer.Option(
     "--threads", help="CPU threads torch may use (>= 1). Default: OMP_NUM_THREADS when set, else "
     "min(4, cores). Give 1 per run when several runs share a machine (the sweeps in "
     "experiments/ do). Recorded in config.json.", show_default=False)]
+
+TensorboardOpt = Annotated[bool, typer.Option(
+    "--tensorboard", help="Also write TensorBoard event files beside metrics.jsonl (which stays "
+    "the record), for `tensorboard --logdir runs`; needs pip install tensorboard. A --resume "
+    "keeps the original run's choice.")]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -143,6 +153,10 @@ def options_command(name: str, options_cls: type, runner: str, *, resume_may_cha
     command.__doc__ = options_cls.__doc__
     command.__name__ = name.replace("-", "_")
     app.command(name)(command)
+def fill(options_class: type, values: dict[str, Any]) -> Any:
+    """The command's options dataclass from its parameters (pass ``locals()``): Typer parses each
+    option once, the dataclass names it once."""
+    return options_class(**{f.name: values[f.name] for f in dataclasses.fields(options_class)})
 
 
 def refuse_options_beside_resume(ctx: typer.Context, resume: Path | None, may_change: tuple[str, ...] = ()) -> None:
@@ -236,73 +250,7 @@ def list_methods(
     console.print(table)
 
 
-@app.command("sample")
-def sample(
-    method: Annotated[str, typer.Argument(help="Registry method name (see `relax list`).",
-                                          show_default=False)],
-    tau: Annotated[float | None, typer.Option(
-        "--tau", help="Temperature (> 0). Default: the method's default_tau from `relax list` "
-        "(0.1 for the correlated-bernoulli example). Refused for methods without a temperature.",
-        show_default=False)] = None,
-    probs: Annotated[str | None, typer.Option(
-        "--probs", help="Comma list of probabilities strictly inside (0, 1), or a .npy/.pt/.csv "
-        "file of them (for long vectors); ';' separates rows of a batch. Bernoulli family: one Bernoulli(p) unit per value (gaussian-bernoulli: "
-        "P(z > 1/2) = p), default 0.2,0.5,0.8; correlated-bernoulli default: METHODS.md's "
-        "example 0.2,0.4,0.4;0.3,0.5,0.2. Categorical family: one probability vector summing "
-        "to 1, default 0.2,0.3,0.5; topk default 0.05,0.1,0.15,0.3,0.4.", show_default=False)] = None,
-    logits: Annotated[str | None, typer.Option(
-        "--logits", help="Comma list of logits instead of --probs (Bernoulli: p = sigmoid(l); "
-        "categorical: p = softmax(l)), or a .npy/.pt/.csv file of them.", show_default=False)] = None,
-    k: Annotated[int | None, typer.Option(
-        "--k", help="topk: subset size, 1 <= k <= number of categories (default 2).",
-        show_default=False)] = None,
-    correlation: Annotated[str | None, typer.Option(
-        "--correlation", help="correlated-bernoulli: a number rho (equal off-diagonal "
-        "correlation, -1/(D-1) < rho < 1) or a path to a D x D .npy/.csv correlation matrix "
-        "(symmetric, unit diagonal, positive definite). Default: METHODS.md's R with the "
-        "default --probs, else the identity.", show_default=False)] = None,
-    scale: Annotated[str | None, typer.Option(
-        "--scale", help="gaussian-bernoulli: the gate's noise scale (> 0, default 0.5). "
-        "invertible-gaussian / logistic-normal: the Gaussian's scale, one number or one per "
-        "--loc entry (default 1).", show_default=False)] = None,
-    loc: Annotated[str | None, typer.Option(
-        "--loc", help="invertible-gaussian / logistic-normal: the Gaussian's location, K-1 "
-        "numbers for invertible-gaussian and K for logistic-normal (default zeros, K = 3).",
-        show_default=False)] = None,
-    num_samples: Annotated[int | None, typer.Option(
-        "--num-samples", "-n", help="Number of samples to draw (>= 2; default 10000, lowered to "
-        "fit the memory bound of 20 million sample values when one sample is large).",
-        show_default=False)] = None,
-    hard: Annotated[bool, typer.Option(
-        "--hard", help="Hard (discrete) forward values for methods with a soft/hard switch "
-        "(relaxed-bernoulli, gumbel-softmax, topk, generalized-gumbel).")] = False,
-    tau_forward: Annotated[float | None, typer.Option(
-        "--tau-forward", help="decoupled-st-gumbel-softmax's forward temperature (> 0; default 1): "
-        "the forward one-hot is drawn from Categorical(softmax(logits / tau_forward)); --tau is "
-        "the backward one.")] = None,
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Draw samples from one method; show per-coordinate statistics next to their closed forms.
-
-    Writes samples.pt, stats.json, summary.json and plots (histogram.png for Bernoulli-family
-    methods; category_means.png, plus simplex.png for 3 categories or inclusion.png for topk).
-    Score-function estimators (reinforce, arm, ...) have no relaxed distribution: their discrete
-    law is sampled.
-    """
-    from relaxcli.commands.sample import run_sample
-
-    invoke(run_sample, json_out=json_out, quiet=quiet, method=method, tau=tau, probs=probs,
-           logits=logits, k=k, correlation=correlation, scale=scale, loc=loc,
-           num_samples=num_samples, hard=hard, tau_forward=tau_forward, seed=seed, out=out,
-           overwrite=overwrite, device=device, threads=threads)
-
-
+options_command("sample", SampleOptions, "relaxcli.commands.sample:run_sample")
 options_command("bridge", BridgeOptions, "relaxcli.commands.bridge:run_bridge")
 
 
@@ -376,6 +324,7 @@ def train_vae(
         "--init", help="Weight initialisation: xavier (Glorot-uniform weights, zero biases: "
         "TensorFlow's, Jang et al.'s; fewer dead encoder units) or torch (nn.Linear's "
         "default, relaxcli 0.1's).")] = "xavier",
+    tensorboard: TensorboardOpt = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
@@ -399,22 +348,34 @@ def train_vae(
            eval_samples=eval_samples, latent_family=latent_family, train_limit=train_limit,
            test_limit=test_limit, val_size=val_size, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
            anneal_every=anneal_every, input_coding=input_coding, init=init, seed=seed,
-           device=device, threads=threads, resume=resume, out=out, overwrite=overwrite)
+           device=device, threads=threads, resume=resume, out=out, overwrite=overwrite,
+           tensorboard=tensorboard)
 
 
-@app.command("reinforce")
+def _renamed_baseline(token: str) -> str:
+    """relax reinforce's --baseline names before 0.2 still parse, with a one-line note."""
+    if token in RENAMED_BASELINES:
+        print(f"note: --baseline {token} is deprecated; use --baseline {RENAMED_BASELINES[token]}",
+              file=sys.stderr)
+        return RENAMED_BASELINES[token]
+    return token
+
+
+@app.command("reinforce", context_settings={"token_normalize_func": _renamed_baseline})
 def reinforce(
     ctx: typer.Context,
     env: Annotated[str, typer.Option(
         "--env", help="gymnasium environment id with a discrete action space and vector "
         "observations (e.g. Acrobot-v1, CartPole-v1, MountainCar-v0).")] = "Acrobot-v1",
-    estimator: Annotated[str, typer.Option(
+    estimator: Annotated[PolicyEstimator, typer.Option(
         "--estimator", help="Policy-gradient estimator: reinforce (score function with "
         "reward-to-go) or relax (Grathwohl et al. 2018: learned control variate on the "
-        "Gumbel-relaxed action, conditional Gumbel sample).")] = "reinforce",
-    baseline: Annotated[str, typer.Option(
-        "--baseline", help="none, mean (moving average of past returns-to-go) or value (learned "
-        "state-value network; advantages normalised per batch).")] = "value",
+        "Gumbel-relaxed action, conditional Gumbel sample).")] = PolicyEstimator.REINFORCE,
+    baseline: Annotated[Baseline, typer.Option(
+        "--baseline", help="none; moving-average (of past batches' returns-to-go); learned "
+        "(a state-value network, advantages normalised per batch); leave-one-out (the batch's "
+        "other episodes, --num-envs >= 2). Before 0.2: mean = moving-average, value = "
+        "learned.")] = Baseline.LEARNED,
     gamma: Annotated[float, typer.Option("--gamma", help="Discount factor in [0, 1].")] = 0.99,
     num_envs: Annotated[int, typer.Option(
         "--num-envs", help="Environments run together in one vectorised batch; one update per "
@@ -446,21 +407,20 @@ def reinforce(
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue an interrupted run directory after its last completed update "
         "(all other options come from its config.json); results equal an uninterrupted run.")] = None,
+    tensorboard: TensorboardOpt = False,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a softmax policy with REINFORCE (baselines) or RELAX on a gymnasium environment."""
+    from relaxcli.commands.reinforce import ReinforceOptions
     from relaxcli.commands.reinforce import reinforce as run_reinforce
 
     refuse_options_beside_resume(ctx, resume, may_change=("threads",))
-
-    invoke(run_reinforce, json_out=json_out, quiet=quiet, resume=resume, out=out,
-           overwrite=overwrite, env=env, estimator=estimator, baseline=baseline, gamma=gamma,
-           num_envs=num_envs, episodes=episodes, steps=steps, lr=lr, entropy_coef=entropy_coef,
-           hidden=hidden, seed=seed, device=device, stop_when_solved=stop_when_solved,
-           eval_episodes=eval_episodes, video=video, threads=threads)
+    options = fill(ReinforceOptions, locals())
+    invoke(run_reinforce, json_out=json_out, quiet=quiet, options=options, resume=resume, out=out,
+           overwrite=overwrite)
 
 
 @app.command("compare")
@@ -496,6 +456,132 @@ def compare(
     invoke(run_compare, json_out=json_out, quiet=quiet, options=CompareOptions(
         run_dirs=run_dirs, group_by=group_by, metrics=metric, out=out, overwrite=overwrite,
         per_run_csv=per_run_csv))
+
+
+# ---------------------------------------------------------------- sweeps on a cluster
+
+
+@app.command("submit")
+def submit(
+    commands: Annotated[str, typer.Argument(
+        help="File with one relax command per line (as DRY_RUN=1 experiments/*.sh prints them), "
+        "or - for stdin.", metavar="COMMANDS", show_default=False)],
+    executor: Annotated[Executor, typer.Option(
+        "--executor", help="slurm: one job array, returns at once; local: this machine, "
+        "--max-parallel at a time, returns when done.")] = Executor.local,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Sweep directory (commands.txt, sweep.json, logs/, tasks/, compare/). "
+        "Default: the folder holding every line's --out, else runs/sweeps/sweep-<UTC time>. "
+        "Lines without --out write their run below it.", show_default=False)] = None,
+    max_parallel: Annotated[int | None, typer.Option(
+        "--max-parallel", help="Tasks running at once (Slurm: the array throttle %N; default all. "
+        "local: default 1).", show_default=False)] = None,
+    time: Annotated[str | None, typer.Option(
+        "--time", help="Wall clock per task, minutes or [D-]H:M:S (Slurm default 4:00:00; local: "
+        "no limit). A task out of time is requeued and train-vae/reinforce resume.",
+        show_default=False)] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="Slurm partition.",
+                                                  show_default=False)] = None,
+    cpus_per_task: Annotated[int | None, typer.Option(
+        "--cpus-per-task", help="Slurm CPUs per task (default 1); torch uses that many threads.",
+        show_default=False)] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus", help="Slurm GPUs per task.",
+                                             show_default=False)] = None,
+    mem: Annotated[str | None, typer.Option("--mem", help="Slurm memory per task, e.g. 8G.",
+                                            show_default=False)] = None,
+    slurm_option: Annotated[list[str] | None, typer.Option(
+        "--slurm-option", help="Any other sbatch option as KEY=VALUE (repeatable), e.g. "
+        "account=myproj, qos=high, constraint=volta.", show_default=False)] = None,
+    compare: Annotated[bool, typer.Option(
+        "--compare/--no-compare", help="Queue relax compare of the runs after the last task.")] = True,
+    group_by: Annotated[list[str] | None, typer.Option(
+        "--group-by", help="Passed to that relax compare.", show_default=False)] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a sweep's commands through submitit: a Slurm job array (+ a dependent compare job), or locally.
+
+    Needs the cluster extra (pip install -e ".[cluster]"). Follow it with relax status SWEEP_DIR.
+    """
+    from relaxcli.commands.submit import run_submit
+
+    invoke(run_submit, json_out=json_out, quiet=quiet, commands=commands, executor=executor,
+           out=out, partition=partition, time=time, cpus_per_task=cpus_per_task, gpus=gpus, mem=mem,
+           max_parallel=max_parallel, slurm_option=slurm_option, compare=compare, group_by=group_by)
+
+
+@app.command("status")
+def status(
+    sweep_dir: Annotated[Path, typer.Argument(help="A sweep directory made by relax submit.",
+                                              metavar="SWEEP_DIR", show_default=False)],
+    json_out: JsonOpt = False,
+) -> None:
+    """Each task of a sweep: queued, running, completed, failed or interrupted, with failures' last error line.
+
+    Exit 0 when every task completed, 1 when some failed or were interrupted (and not requeued),
+    3 while the others are still queued or running.
+    """
+    from relaxcli.commands.submit import run_status
+
+    try:
+        summary = run_status(sweep_dir=sweep_dir)
+    except BadInput as e:
+        fail(str(e), 2)
+    counts = summary["counts"]
+    if json_out:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console(width=None if sys.stdout.isatty() else 200)
+        table = Table(title=f"sweep {sweep_dir} ({summary['executor']})", title_justify="left",
+                      box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        for name in ("task", "state", "job", "run directory", "note"):
+            table.add_column(name, overflow="fold")
+        colours = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+        for r in summary["tasks"]:
+            colour = colours.get(r["state"], "white")
+            table.add_row(str(r["index"]), f"[{colour}]{r['state']}[/{colour}]", str(r["job_id"] or "-"),
+                          r["out"], (r["note"] or "") + (f"  (log {r['log']})" if r["log"] and
+                                                         r["state"] in ("failed", "interrupted") else ""),
+                          )
+        console.print(table, markup=True, highlight=False)
+        line = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        cmp = summary["compare"]
+        if cmp:
+            line += f"; compare: {cmp.get('state') or 'not run yet'} ({cmp['out']})"
+        console.print(line, markup=False, highlight=False)
+    if counts["completed"] == len(summary["tasks"]):
+        raise typer.Exit(0)
+    raise typer.Exit(1 if counts["failed"] or counts["interrupted"] else 3)
+
+
+@app.command("rerun")
+def rerun(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (its config.json is replayed).",
+                                            metavar="RUN_DIR", show_default=False)],
+    seed: Annotated[int | None, typer.Option(
+        "--seed", min=0, max=2**63 - 1, help="New seed (default: the run's own).",
+        show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Where the new run goes (default RUN_DIR-seed<S>, beside the original).",
+        show_default=False)] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The same run again from its config.json, e.g. with a new --seed for one more sample of a table row."""
+    from relaxcli.commands.rerun import plan_rerun
+
+    try:
+        argv = plan_rerun(run_dir=run_dir, seed=seed, out=out)
+    except BadInput as e:
+        fail(str(e), 2)
+    argv += [flag for flag, on in (("--json", json_out), ("--quiet", quiet)) if on and flag not in argv]
+    if not quiet:
+        print(f"relax {' '.join(argv)}", file=sys.stderr, flush=True)
+    main(argv)  # the replayed command line runs as if typed, and exits with its own status
 
 
 def _exception_types(name: str) -> tuple[type, ...]:

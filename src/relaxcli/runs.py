@@ -18,6 +18,12 @@ Nothing is lost:
   ``--out``, a ``--resume`` of a run that is still going, an ``--overwrite`` of it) exits 2
   naming the process and host that hold it.
 
+Each run also records where it came from (:func:`provenance`, in config.json: relaxcli version,
+git commit and dirty flag of a checkout, host, library versions, CUDA device, Slurm ids, start
+and end time) and keeps a ``log.txt`` of what it printed, with the traceback when it fails (the
+terminal still gets one line). With ``tensorboard=True`` every metrics line is also written as
+TensorBoard scalars beside metrics.jsonl (which stays the source of truth).
+
 Every file is written atomically (temporary file in the same directory + ``os.replace``), so a
 killed process never leaves a half-written JSON or checkpoint behind.
 
@@ -37,11 +43,14 @@ import math
 import os
 import platform
 import random
+import re
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +63,12 @@ from relaxcli.errors import BadInput
 
 STATUSES = ("running", "completed", "failed", "interrupted")
 COMMANDS = ("sample", "bridge", "grad-bench", "train-vae", "reinforce", "compare")
+RESUMABLE = ("train-vae", "reinforce")  # the commands with --resume RUN_DIR
 LOCK_FILE = ".relax.lock"
+LOG_FILE = "log.txt"
+# The x axis of a metrics line in TensorBoard: the first of these keys that the line has.
+STEP_KEYS = ("step", "episode", "update", "epoch")
+GIT_TIMEOUT_S = 2.0  # provenance must never slow a run down noticeably, nor fail it
 
 # Files made by mkstemp are 0600; give run files the permissions a plain open() would (umask).
 _UMASK = os.umask(0)
@@ -183,6 +197,8 @@ class Run:
     config: dict
     lock: RunLock | None = None
     started: bool = False  # run_context has begun: from then on it alone sets the status
+    resumed: bool = False  # opened by open_for_resume: config.json gains a "resumes" entry
+    writer: Any = None  # a TensorBoard SummaryWriter while run_context runs (config "tensorboard")
 
     def release(self) -> None:
         """Give up the run directory's lock (idempotent; the OS drops it at exit anyway)."""
@@ -198,13 +214,24 @@ class Run:
         assert status in STATUSES, status
         atomic_write_text(self.file("status"), status + ("\n" + message if message else "") + "\n")
 
-    def log_metrics(self, record: dict) -> None:
-        """Append one JSON line to metrics.jsonl and flush it to disk at once."""
-        line = json.dumps(to_jsonable(record), allow_nan=False)
+    def log_metrics(self, record: dict, series: str | None = None) -> None:
+        """Append one JSON line to metrics.jsonl and flush it to disk at once.
+
+        With TensorBoard on, the line's numbers also become scalars (see :func:`tensorboard_scalars`);
+        ``series`` names the curve family when the string fields do not (grad-bench's method and
+        temperature)."""
+        plain = to_jsonable(record)
+        line = json.dumps(plain, allow_nan=False)
         with open(self.file("metrics.jsonl"), "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
+        if self.writer is not None:
+            scalars = tensorboard_scalars(plain, series)
+            if scalars is not None:
+                step, values = scalars
+                for tag, value in values.items():
+                    self.writer.add_scalar(tag, value, step)
 
     def read_metrics(self) -> list[dict]:
         return read_metrics(self.path)
@@ -269,6 +296,191 @@ def _check_writable(path: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise RunDirError(f"cannot write to --out {str(path)!r}: {e.strerror or e}") from None
+
+
+# ------------------------------------------------------------------------------ provenance
+SLURM_VARS = {"job_id": "SLURM_JOB_ID", "array_job_id": "SLURM_ARRAY_JOB_ID",
+              "array_task_id": "SLURM_ARRAY_TASK_ID", "restart_count": "SLURM_RESTART_COUNT",
+              "partition": "SLURM_JOB_PARTITION", "nodelist": "SLURM_JOB_NODELIST"}
+
+
+def _package_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _checkout_root() -> Path | None:
+    """The git checkout relaxcli is imported from (an editable install or PYTHONPATH=src), or
+    None for an installed wheel: only then is a commit worth recording."""
+    for parent in Path(relaxcli.__file__).resolve().parents:
+        if (parent / ".git").exists():
+            return parent
+    return None
+
+
+_GIT_CACHE: dict[str, Any] = {}
+
+
+def git_state() -> dict | None:
+    """``{"commit": sha, "dirty": bool}`` of relaxcli's checkout, or None (not a checkout, no git,
+    or git too slow: each call is bounded by :data:`GIT_TIMEOUT_S` and never raises)."""
+    if "state" in _GIT_CACHE:
+        return _GIT_CACHE["state"]
+    state = None
+    root = _checkout_root()
+    if root is not None:
+        try:
+            def git(*args: str) -> str:
+                return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                      timeout=GIT_TIMEOUT_S, check=True).stdout.strip()
+
+            commit = git("rev-parse", "HEAD")
+            # tracked files only: untracked run outputs beside the code do not make it dirty
+            changes = git("status", "--porcelain", "--untracked-files=no")
+            state = {"commit": commit, "dirty": bool(changes)}
+        except (OSError, subprocess.SubprocessError):
+            state = None
+    _GIT_CACHE["state"] = state
+    return state
+
+
+def slurm_ids() -> dict | None:
+    """The Slurm job's ids when the run is a Slurm job (array ids for a job-array task)."""
+    ids = {k: os.environ[v] for k, v in SLURM_VARS.items() if os.environ.get(v)}
+    return ids or None
+
+
+def provenance(device: str | None = None) -> dict:
+    """Where and with what a run ran: the keys :func:`create_run` adds to config.json.
+
+    >>> sorted(provenance("cpu"))[:4]
+    ['cuda_device', 'cwd', 'git', 'gymnasium_version']
+    """
+    cuda = None
+    if device and str(device).startswith("cuda") and torch.cuda.is_available():
+        with contextlib.suppress(Exception):  # a name is nice to have, never worth a failure
+            cuda = torch.cuda.get_device_name(torch.device(device))
+    return {
+        "hostname": socket.gethostname(),
+        "cwd": os.getcwd(),
+        "git": git_state(),
+        "numpy_version": _package_version("numpy"),
+        "gymnasium_version": _package_version("gymnasium"),
+        "cuda_device": cuda,
+        "slurm": slurm_ids(),
+    }
+
+
+# ------------------------------------------------------------------------------ tensorboard
+TENSORBOARD_MISSING = ("--tensorboard needs the tensorboard package: pip install tensorboard "
+                       "(or pip install -e \".[tensorboard]\")")
+
+
+def require_tensorboard() -> None:
+    """Exit 2 (:class:`BadInput`, naming what to install) before any work when --tensorboard is
+    asked for but tensorboard is not installed."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise BadInput(TENSORBOARD_MISSING) from None
+
+
+def tensorboard_writer(log_dir: Path):
+    """A TensorBoard ``SummaryWriter`` writing its event files into ``log_dir``."""
+    require_tensorboard()
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise BadInput(TENSORBOARD_MISSING) from None
+    return SummaryWriter(log_dir=str(log_dir), flush_secs=10)
+
+
+def tensorboard_scalars(record: dict, series: str | None = None) -> tuple[int, dict] | None:
+    """A metrics line as ``(step, {tag: value})``: the step is its first key in :data:`STEP_KEYS`,
+    every other finite number a scalar, under a prefix made of ``series`` and the line's string
+    fields (reinforce's ``kind``). None when the line has no step.
+
+    >>> tensorboard_scalars({"kind": "episode", "episode": 3, "return": -50.0, "length": 51})
+    (3, {'episode/return': -50.0, 'episode/length': 51})
+    >>> tensorboard_scalars({"method": "rebar", "step": 2, "loss": 0.5}, series="tau=1")
+    (2, {'tau=1/rebar/loss': 0.5})
+    """
+    step_key = next((k for k in STEP_KEYS if isinstance(record.get(k), int)), None)
+    if step_key is None:
+        return None
+    prefix = [series] if series else []
+    prefix += [v for v in record.values() if isinstance(v, str)]
+    values = {}
+    for key, value in record.items():
+        if key == step_key or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if math.isfinite(value):
+            values["/".join([*prefix, key])] = value
+    return int(record[step_key]), values
+
+
+# ------------------------------------------------------------------------------ log.txt
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+_CURSOR = re.compile(r"\x1b\[[0-9;?]*[ABCDGHJKlh]")  # a live display redrawing itself
+
+
+class _Tee:
+    """A text stream that writes to ``stream`` and a plain copy to ``log``.
+
+    On a terminal, rich draws a live progress bar by moving the cursor back over its last render
+    and drawing it again, with any message printed meanwhile above it, in one write: such a write
+    goes to the log without its control codes and without its last line (the bar, one line per
+    progress in relaxcli), so log.txt gets the messages and no bar frames."""
+
+    def __init__(self, stream, log):
+        self._stream, self._log = stream, log
+
+    def write(self, text: str) -> int:
+        n = self._stream.write(text)
+        with contextlib.suppress(OSError, ValueError):
+            self._log.write(_plain(text))
+            self._log.flush()
+        return n
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, ...: the real stream's
+        return getattr(self._stream, name)
+
+
+def _plain(text: str) -> str:
+    """What of one terminal write belongs in a log (see :class:`_Tee`).
+
+    >>> _plain("\\x1b[32mok\\x1b[0m\\n")
+    'ok\\n'
+    >>> _plain("\\r\\x1b[2K\\x1b[1A\\x1b[2Kepoch 3: loss 1.0\\ntrain ━━━━━ 3/10")
+    'epoch 3: loss 1.0\\n'
+    """
+    if not _CURSOR.search(text):
+        return _ANSI.sub("", text)
+    lines = _ANSI.sub("", text).replace("\r", "").split("\n")
+    return "".join(line + "\n" for line in lines[:-1] if line.strip())
+
+
+@contextlib.contextmanager
+def _logging_to(path: Path) -> Iterator[Any]:
+    """Copy stdout and stderr into ``path`` (appended: a resumed run adds to its log)."""
+    log = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
+    try:
+        yield log
+    finally:
+        sys.stdout, sys.stderr = saved
+        log.close()
 
 
 # ------------------------------------------------------------------------------ locking
@@ -397,8 +609,13 @@ def _replaceable(path: Path, command: str, inputs: list[Path]) -> None:
 
 def create_run(command: str, method: str | None, options: dict, out: Path | str | None = None,
                overwrite: bool = False, seed: int | None = None, device: str | None = None,
-               argv: list[str] | None = None, inputs: list[Path | str] | None = None) -> Run:
+               argv: list[str] | None = None, inputs: list[Path | str] | None = None,
+               tensorboard: bool = False) -> Run:
     """Create a fresh run directory, lock it and write its config.json (status = running).
+
+    config.json holds the command, method, options, seed, device and ``argv`` (what ``relax
+    rerun`` replays) and the run's :func:`provenance`; ``end_time`` is added when it ends.
+    ``tensorboard``: also write TensorBoard event files (recorded, so ``--resume`` keeps it).
 
     An existing non-empty ``out`` is refused unless ``overwrite`` and it is a relax run directory
     (:func:`is_run_dir`) holding none of ``inputs`` (files or folders the command reads) and not
@@ -406,6 +623,8 @@ def create_run(command: str, method: str | None, options: dict, out: Path | str 
     ones would mix two runs. Anything else is refused with :class:`RunDirError` (exit 2) and left
     untouched.
     """
+    if tensorboard:
+        require_tensorboard()
     path = Path(out) if out is not None else default_out(command, method)
     inputs = [Path(i) for i in inputs or []]
     lock = None
@@ -416,7 +635,7 @@ def create_run(command: str, method: str | None, options: dict, out: Path | str 
             if not overwrite:
                 raise RunDirError(
                     f"--out {str(path)!r} exists and is not empty; pass --overwrite to replace it"
-                    + (" or --resume to continue it" if command in ("train-vae", "reinforce") else "")
+                    + (" or --resume to continue it" if command in RESUMABLE else "")
                 )
             _replaceable(path, command, inputs)
             lock = RunLock.acquire(path)
@@ -445,8 +664,12 @@ def create_run(command: str, method: str | None, options: dict, out: Path | str 
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "start_time": utc_now_iso(),
+        "end_time": None,
         "argv": list(sys.argv if argv is None else argv),
+        **provenance(device),
     }
+    if tensorboard:
+        config["tensorboard"] = True
     run = Run(path, config, lock)
     try:
         run.write_json("config.json", config)
@@ -489,7 +712,7 @@ def open_for_resume(path: Path | str, command: str, allow_completed: bool = Fals
     if read_status(path) == "completed" and not allow_completed:
         raise RunDirError(f"--resume {str(path)!r} is already completed; nothing to resume")
     lock = RunLock.acquire(path)
-    return Run(path, config, lock)
+    return Run(path, config, lock, resumed=True)
 
 
 class Refused(BadInput):
@@ -582,12 +805,31 @@ def run_context(run: Run, resume_hint: str | None = None) -> Iterator[Run]:
     run.started = True
     if read_status(run.path) != "running":
         run.set_status("running")
+    if run.resumed:  # where and when each continuation ran, beside the first start
+        run.config.setdefault("resumes", []).append(
+            {"start_time": utc_now_iso(), "hostname": socket.gethostname(), "slurm": slurm_ids()})
+        with contextlib.suppress(OSError):
+            run.write_json("config.json", run.config)
     previous = None
     if threading.current_thread() is threading.main_thread():
         with contextlib.suppress(ValueError, OSError):
             previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        yield run
+        with _logging_to(run.file(LOG_FILE)) as log:
+            log.write(f"# {utc_now_iso()} on {socket.gethostname()}: "
+                      f"{' '.join(map(str, sys.argv))}\n")
+            if run.config.get("tensorboard") and run.writer is None:
+                run.writer = tensorboard_writer(run.path)
+            try:
+                yield run
+            except KeyboardInterrupt as e:
+                log.write(f"# {utc_now_iso()}: {'SIGTERM' if isinstance(e, Terminated) else 'interrupted'}\n")
+                raise
+            except BaseException:
+                # the whole traceback goes to log.txt; the terminal gets one line from the CLI
+                with contextlib.suppress(OSError, ValueError):
+                    log.write(traceback.format_exc())
+                raise
     except KeyboardInterrupt as e:
         what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         run.set_status("interrupted", what if isinstance(e, Terminated) else None)
@@ -603,6 +845,13 @@ def run_context(run: Run, resume_hint: str | None = None) -> Iterator[Run]:
         if previous is not None:
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(signal.SIGTERM, previous)
+        if run.writer is not None:
+            with contextlib.suppress(Exception):
+                run.writer.close()
+            run.writer = None
+        run.config["end_time"] = utc_now_iso()
+        with contextlib.suppress(OSError):
+            run.write_json("config.json", run.config)
         run.release()
 
 

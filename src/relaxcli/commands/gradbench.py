@@ -234,6 +234,9 @@ class GradBenchOptions(RunOptions):
     steps: int = option(1000, "--steps", help="Optimisation steps in --train mode.")
     lr: float = option(0.01, "--lr", help=(
         "Adam learning rate of theta and the estimators' parameters in --train mode."))
+    tensorboard: bool = option(False, "--tensorboard", help=(
+        "With --train: also write TensorBoard event files of the training curves beside "
+        "metrics.jsonl (pip install tensorboard); `tensorboard --logdir runs` shows them."))
 
 
 def run_grad_bench(options: GradBenchOptions, reporter) -> dict:
@@ -254,7 +257,7 @@ def run_grad_bench(options: GradBenchOptions, reporter) -> dict:
               "problem_info": prob.info, "n_samples": {m.name: m.min_samples for m in chosen},
               "threads": threads}
     run = create_run("grad-bench", str(o.problem), config, out=o.out, overwrite=o.overwrite,
-                     seed=o.seed, device=str(dev))
+                     seed=o.seed, device=str(dev), tensorboard=o.tensorboard)
     with run_context(run):
         if o.train:
             summary = _train(run, reporter, prob, chosen, taus, o.steps, o.tune_steps, o.lr, o.seed)
@@ -275,6 +278,7 @@ def _validate(o: GradBenchOptions) -> list[float]:
         (not o.train or o.steps >= 1, f"--steps must be >= 1, got {o.steps}"),
         (o.lr > 0, f"--lr must be > 0, got {o.lr}"),
         (o.tune_lr > 0, f"--tune-lr must be > 0, got {o.tune_lr}"),
+        (o.train or not o.tensorboard, "--tensorboard draws training curves: it needs --train"),
     ]
     for ok, message in checks:
         if not ok:
@@ -398,7 +402,8 @@ def _train(run, reporter, prob: Problem, chosen, taus, steps, tune_steps, lr, se
                     curve["step"].append(step)
                     curve["loss"].append(loss)
                     curve["log10_variance"].append(math.log10(var) if var > 0 else None)
-                    run.log_metrics({"method": m.name, "tau": t, "step": step, "loss": loss, "variance": var})
+                    run.log_metrics({"method": m.name, "tau": t, "step": step, "loss": loss, "variance": var},
+                                    series=f"tau={_tau_label(t)}")
                 if step == steps:
                     break
                 out = est(theta.unsqueeze(0), prob.cost, t)

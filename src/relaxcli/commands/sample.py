@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ from relaxcli.commands._parse import (
 from relaxcli.console import Reporter
 from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
+from relaxcli.options import RunOptions, argument, option
 from relaxcli.report import Metric, Report, declare_report
 from relaxcli.runs import create_run, resolve_device, run_context, seed_everything, set_threads
 
@@ -557,105 +559,171 @@ def _fit_memory(num_samples: int | None, per_sample: int) -> tuple[int, str | No
     return num_samples, None
 
 
-def run_sample(method: str, *, tau: float | None = None, probs: str | None = None,
-               logits: str | None = None, k: int | None = None, correlation: str | None = None,
-               scale: str | None = None, loc: str | None = None, num_samples: int | None = None,
-               hard: bool = False, tau_forward: float | None = None, seed: int = 0, out=None,
-               overwrite: bool = False, device: str = "auto", reporter: Reporter | None = None,
-               argv: list[str] | None = None, threads: int | None = None) -> dict:
-    """Draw ``num_samples`` samples of ``method`` and write samples.pt, stats.json, plots, summary.
+@dataclass(kw_only=True)
+class SampleOptions(RunOptions):
+    """Draw samples from one method; show per-coordinate statistics next to their closed forms.
+
+    Writes samples.pt, stats.json, summary.json and plots (histogram.png for Bernoulli-family
+    methods; category_means.png, plus simplex.png for 3 categories or inclusion.png for subsets).
+    Score-function estimators (reinforce, arm, ...) have no relaxed distribution: their discrete
+    law is sampled.
+    """
+
+    method: str = argument(help="Registry method name (see `relax list`).")
+    tau: float | None = option(None, "--tau", show_default=False, help=(
+        "Temperature (> 0). Default: the method's default_tau from `relax list` (0.1 for the "
+        "correlated-bernoulli example). Refused for methods without a temperature."))
+    probs: str | None = option(None, "--probs", show_default=False, help=(
+        "Comma list of probabilities strictly inside (0, 1), or a .npy/.pt/.csv file of them (for "
+        "long vectors); ';' separates rows of a batch. Bernoulli family: one Bernoulli(p) unit per "
+        "value (gaussian-bernoulli: P(z > 1/2) = p), default 0.2,0.5,0.8; correlated-bernoulli "
+        "default: METHODS.md's example 0.2,0.4,0.4;0.3,0.5,0.2. Categorical family: one "
+        "probability vector summing to 1, default 0.2,0.3,0.5; subset family default "
+        "0.05,0.1,0.15,0.3,0.4."))
+    logits: str | None = option(None, "--logits", show_default=False, help=(
+        "Comma list of logits instead of --probs (Bernoulli: p = sigmoid(l); categorical: "
+        "p = softmax(l)), or a .npy/.pt/.csv file of them."))
+    k: int | None = option(None, "--k", show_default=False, help=(
+        "Subset methods: subset size, 1 <= k <= number of categories (default 2)."))
+    correlation: str | None = option(None, "--correlation", show_default=False, help=(
+        "Methods that take a correlation (correlated-bernoulli): a number rho (equal off-diagonal "
+        "correlation, -1/(D-1) < rho < 1) or a path to a D x D .npy/.pt/.csv correlation matrix "
+        "(symmetric, unit diagonal, positive definite). Default: METHODS.md's R with the default "
+        "--probs, else the identity."))
+    scale: str | None = option(None, "--scale", show_default=False, help=(
+        "gaussian-bernoulli: the gate's noise scale (> 0, default 0.5). invertible-gaussian / "
+        "logistic-normal: the Gaussian's scale, one number or one per --loc entry (default 1)."))
+    loc: str | None = option(None, "--loc", show_default=False, help=(
+        "invertible-gaussian / logistic-normal: the Gaussian's location, K-1 numbers for "
+        "invertible-gaussian and K for logistic-normal (default zeros, K = 3)."))
+    num_samples: int | None = option(None, "--num-samples", "-n", show_default=False, help=(
+        "Number of samples to draw (>= 2; default 10000, lowered to fit the memory bound of 20 "
+        "million sample values when one sample is large)."))
+    hard: bool = option(False, "--hard", help=(
+        "Hard (discrete) forward values for methods with a soft/hard switch (`relax list --json`: "
+        "the methods whose settings hold 'hard')."))
+    tau_forward: float | None = option(None, "--tau-forward", show_default=False, help=(
+        "decoupled-st-gumbel-softmax's forward temperature (> 0; default 1): the forward one-hot "
+        "is drawn from Categorical(softmax(logits / tau_forward)); --tau is the backward one."))
+
+
+@dataclass
+class Draw:
+    """What one sample run draws from: the record, its distribution and the resolved inputs."""
+
+    method: registry.Method
+    dist: Any
+    raw: torch.Tensor
+    params: dict          # resolve_parameters' output (raw, tau, options, probs/logits/loc/scale)
+    settings: dict        # the distribution's settings, on the device
+    tau: float | None
+    vector_event: bool
+    num_samples: int
+    notes: dict           # inclusion mode, lowered sample count, warnings
+
+
+def run_sample(options: SampleOptions, reporter: Reporter | None = None) -> dict:
+    """Draw ``num_samples`` samples of the method; write samples.pt, stats.json, plots, summary.
 
     Returns the summary dict (also written to summary.json).
     """
-    reporter = reporter or Reporter(quiet=True)
-    # ---- setup: everything the user typed is checked before the run directory exists
-    m = registry.get_method(method)
-    if num_samples is not None and num_samples < 2:
-        raise BadInput(f"--num-samples must be at least 2 (to estimate a std), got {num_samples}")
-    params = resolve_parameters(m, probs, logits, loc, scale, correlation, k, tau, hard)
-    if tau_forward is not None:
-        _require(m, "tau_forward", "--tau-forward")
-        params["options"]["tau_forward"] = check_positive(tau_forward, "--tau-forward",
-                                                          "a positive forward temperature")
-    dev = resolve_device(device)
-    threads = set_threads(threads)
-    raw = params["raw"].to(dev)
-    opts = {key: (v.to(dev) if isinstance(v, torch.Tensor) else v)
-            for key, v in params["options"].items()}
-    tau_used = params["tau"] if m.relaxed is not None else None
-    seed_everything(seed)
-    dist = build_distribution(m, raw, tau_used, opts)
-    vector_event = len(dist.event_shape) > 0 and m.family != "bernoulli"
-    num_samples, lowered = _fit_memory(num_samples, math.prod(dist.batch_shape + dist.event_shape))
-    if lowered:
-        reporter.note(lowered)
-    incl_mode = inclusion_mode(raw, opts) if m.family == "subset" and "k" in opts else None
-    if incl_mode is not None and incl_mode[0] != "exact":
-        reporter.note(f"top-k inclusion probabilities: {incl_mode[1]}")
-    warnings = []
-    if m.family == "subset" and not hard and opts.get("relaxation", "sequential") == "sequential":
-        line = sequential_relaxation_warning(float(tau_used), int(opts["k"]))
-        if line:  # soft samples of a relaxation that over-counts here: say so, keep the run
-            warnings.append(line)
-            reporter.note(line)
-    if m.relaxed is None:
-        reporter.note(f"{m.name} is a score-function estimator: these are samples of its "
-                      "discrete law")
-
+    o, reporter = options, reporter or Reporter(quiet=True)
+    draw = prepare(o, reporter)  # everything the user typed is checked before the run exists
+    m = draw.method
     config = {
-        "method": m.name, "family": m.family, "tau": tau_used, "num_samples": num_samples,
-        "hard": hard, "raw": params["raw"], "probs": params.get("probs"),
-        "logits": params.get("logits"), "loc": params.get("loc"), "scale": params.get("scale"),
-        "builder_options": params["options"], "seed": seed, "device_requested": device,
-        "device": str(dev), "warnings": warnings, "threads": threads,
+        "method": m.name, "family": m.family, "tau": draw.tau, "num_samples": draw.num_samples,
+        "hard": o.hard, "raw": draw.params["raw"], "probs": draw.params.get("probs"),
+        "logits": draw.params.get("logits"), "loc": draw.params.get("loc"),
+        "scale": draw.params.get("scale"), "builder_options": draw.params["options"],
+        "seed": o.seed, "device_requested": o.device, "device": str(draw.raw.device),
+        "warnings": draw.notes["warnings"], "threads": torch.get_num_threads(),
     }
-    inputs = [v for v in (correlation, probs, logits) if v is not None and Path(v).exists()]
-    run = create_run("sample", m.name, config, out=out, overwrite=overwrite, seed=seed,
-                     device=str(dev), argv=argv, inputs=inputs)
+    inputs = [v for v in (o.correlation, o.probs, o.logits) if v is not None and Path(v).exists()]
+    run = create_run("sample", m.name, config, out=o.out, overwrite=o.overwrite, seed=o.seed,
+                     device=str(draw.raw.device), inputs=inputs)
     with run_context(run):
-        # ---- sample
-        chunks = []
-        with reporter.progress(f"sampling {m.name}", total=num_samples) as bar:
-            done = 0
-            while done < num_samples:
-                size = min(CHUNK, num_samples - done)
-                with torch.no_grad():
-                    chunks.append(dist.sample((size,)).detach().cpu())
-                done += size
-                bar.advance(size)
-        samples = torch.cat(chunks, 0)
-        run.save_torch("samples.pt", {"samples": samples, "method": m.name, "tau": tau_used,
-                                      "raw": params["raw"], "options": params["options"],
-                                      "seed": seed})
-        # ---- evaluate
-        exact = closed_forms(m, dist, raw, opts, vector_event, tau_used)
-        records = coordinate_stats(samples, m, dist, exact, opts, vector_event)
-        pair_exact = pairwise_closed_form(dist)
-        pairs = pairwise_stats(samples, pair_exact)
-        max_z, n_checks = _max_abs_z(records, pairs)
-        finite = bool(torch.isfinite(samples).all())
-        stats = {
-            "method": m.name, "family": m.family, "tau": tau_used, "hard": hard,
-            "num_samples": num_samples, "seed": seed,
-            "batch_shape": list(dist.batch_shape), "event_shape": list(dist.event_shape),
-            "all_finite": finite, "coordinates": records, "pairwise": pairs,
-            "max_abs_z": max_z, "num_checks": n_checks, "warnings": warnings,
-        }
-        if incl_mode is not None:
-            stats["inclusion_probs"] = incl_mode[0]
-            stats["inclusion_probs_note"] = incl_mode[1]
-        if lowered:
-            stats["num_samples_note"] = lowered
+        samples = draw_samples(draw, reporter)
+        run.save_torch("samples.pt", {"samples": samples, "method": m.name, "tau": draw.tau,
+                                      "raw": draw.params["raw"], "options": draw.params["options"],
+                                      "seed": o.seed})
+        stats, records, exact = evaluate(draw, samples, o)
         run.write_json("stats.json", stats)
-        # ---- save pictures and report
-        files = ["samples.pt", "stats.json"]
-        files += make_plots(run, m, samples, records, exact, opts, vector_event, dist, tau_used)
-        reporter.table(stats_table(records, f"relax sample {m.name}: {num_samples} samples"
-                                   + (f", tau={tau_used:g}" if tau_used is not None else "")))
-        if max_z is not None:
-            reporter.print(f"largest |z| of {n_checks} empirical-vs-exact checks: {max_z:.2f} "
-                           "(|z| < 4 is what a correct sampler gives)", highlight=False)
-        summary = {**stats, "files": files}
-        summary = run.finish(summary)
+        files = ["samples.pt", "stats.json", *make_plots(
+            run, m, samples, records, exact, draw.settings, draw.vector_event, draw.dist, draw.tau)]
+        reporter.table(stats_table(records, f"relax sample {m.name}: {draw.num_samples} samples"
+                                   + (f", tau={draw.tau:g}" if draw.tau is not None else "")))
+        if stats["max_abs_z"] is not None:
+            reporter.print(f"largest |z| of {stats['num_checks']} empirical-vs-exact checks: "
+                           f"{stats['max_abs_z']:.2f} (|z| < 4 is what a correct sampler gives)",
+                           highlight=False)
+        summary = run.finish({**stats, "files": files})
         reporter.print(f"wrote {run.path}", highlight=False)
     return summary
+
+
+def prepare(o: SampleOptions, reporter: Reporter) -> Draw:
+    """Validate the options, resolve the parameters and build the distribution (seeded)."""
+    m = registry.get_method(o.method)
+    if o.num_samples is not None and o.num_samples < 2:
+        raise BadInput(f"--num-samples must be at least 2 (to estimate a std), got {o.num_samples}")
+    params = resolve_parameters(m, o.probs, o.logits, o.loc, o.scale, o.correlation, o.k, o.tau, o.hard)
+    if o.tau_forward is not None:
+        _require(m, "tau_forward", "--tau-forward")
+        params["options"]["tau_forward"] = check_positive(o.tau_forward, "--tau-forward",
+                                                          "a positive forward temperature")
+    dev = resolve_device(o.device)
+    set_threads(o.threads)
+    raw = params["raw"].to(dev)
+    settings = {key: (v.to(dev) if isinstance(v, torch.Tensor) else v)
+                for key, v in params["options"].items()}
+    tau = params["tau"] if m.relaxed is not None else None
+    seed_everything(o.seed)
+    dist = build_distribution(m, raw, tau, settings)
+    num_samples, lowered = _fit_memory(o.num_samples, math.prod(dist.batch_shape + dist.event_shape))
+    incl = inclusion_mode(raw, settings) if m.family == "subset" and "k" in settings else None
+    warnings = []
+    if m.family == "subset" and not o.hard and settings.get("relaxation", "sequential") == "sequential":
+        line = sequential_relaxation_warning(float(tau), int(settings["k"]))
+        if line:  # soft samples of a relaxation that over-counts here: say so, keep the run
+            warnings.append(line)
+    for note in [lowered, incl and incl[0] != "exact" and f"top-k inclusion probabilities: {incl[1]}",
+                 *warnings, m.relaxed is None and f"{m.name} is a score-function estimator: "
+                 "these are samples of its discrete law"]:
+        if note:
+            reporter.note(note)
+    return Draw(m, dist, raw, params, settings, tau, len(dist.event_shape) > 0 and m.family != "bernoulli",
+                num_samples, {"inclusion": incl, "lowered": lowered, "warnings": warnings})
+
+
+def draw_samples(draw: Draw, reporter: Reporter) -> torch.Tensor:
+    """``num_samples`` samples in chunks (bounded memory, the same stream for any count)."""
+    chunks, done = [], 0
+    with reporter.progress(f"sampling {draw.method.name}", total=draw.num_samples) as bar:
+        while done < draw.num_samples:
+            size = min(CHUNK, draw.num_samples - done)
+            with torch.no_grad():
+                chunks.append(draw.dist.sample((size,)).detach().cpu())
+            done += size
+            bar.advance(size)
+    return torch.cat(chunks, 0)
+
+
+def evaluate(draw: Draw, samples: torch.Tensor, o: SampleOptions) -> tuple[dict, list, dict]:
+    """Per-coordinate and pairwise statistics against their closed forms (stats.json)."""
+    m = draw.method
+    exact = closed_forms(m, draw.dist, draw.raw, draw.settings, draw.vector_event, draw.tau)
+    records = coordinate_stats(samples, m, draw.dist, exact, draw.settings, draw.vector_event)
+    pairs = pairwise_stats(samples, pairwise_closed_form(draw.dist))
+    max_z, n_checks = _max_abs_z(records, pairs)
+    stats = {
+        "method": m.name, "family": m.family, "tau": draw.tau, "hard": o.hard,
+        "num_samples": draw.num_samples, "seed": o.seed,
+        "batch_shape": list(draw.dist.batch_shape), "event_shape": list(draw.dist.event_shape),
+        "all_finite": bool(torch.isfinite(samples).all()), "coordinates": records, "pairwise": pairs,
+        "max_abs_z": max_z, "num_checks": n_checks, "warnings": draw.notes["warnings"],
+    }
+    if draw.notes["inclusion"] is not None:
+        stats["inclusion_probs"], stats["inclusion_probs_note"] = draw.notes["inclusion"]
+    if draw.notes["lowered"]:
+        stats["num_samples_note"] = draw.notes["lowered"]
+    return stats, records, exact

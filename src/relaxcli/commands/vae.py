@@ -411,7 +411,8 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
                   latent_family: str | None = None, input_coding: str = "x", init: str = "xavier",
                   lr_decay: float = 1.0, lr_decay_every: int = 1000, anneal_every: int = 1,
                   val_size: int = 0, seed: int = 0, device: str = "auto", resume: Path | None = None,
-                  out: Path | None = None, overwrite: bool = False, threads: int | None = None) -> dict:
+                  out: Path | None = None, overwrite: bool = False, threads: int | None = None,
+                  tensorboard: bool = False) -> dict:
     """Train the VAE (see the module docstring) and return the summary dict."""
     # ---------------------------------------------------------------- options (or a resumed run's)
     if resume is not None:
@@ -438,7 +439,8 @@ def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, la
     # ---------------------------------------------------------------- validate before the run starts
     # (a resume that cannot start, e.g. its data folder is gone, marks the run failed)
     with preparing(run) if resume is not None else contextlib.nullcontext():
-        return _train_vae(opts, resume, run if resume is not None else None, reporter, out, overwrite)
+        return _train_vae(opts, resume, run if resume is not None else None, reporter, out, overwrite,
+                          tensorboard)
 
 
 def _check_resume_epochs(run, epochs: int | None) -> None:
@@ -472,7 +474,7 @@ def _diverged(what: str, value: float, epoch: int, step: int, batch: int, n_batc
                else f"no epoch finished, so there is nothing to resume in {path}"))
 
 
-def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
+def _train_vae(opts: dict, resume, run, reporter, out, overwrite, tensorboard: bool = False) -> dict:
     m = registry.get_method(opts["method"]) if opts["method"] in registry.METHODS else None
     if m is None or unsuitable_reason(m) is not None:
         why = f"unknown method {opts['method']!r}" if m is None else \
@@ -549,7 +551,7 @@ def _train_vae(opts: dict, resume, run, reporter, out, overwrite) -> dict:
     # ---------------------------------------------------------------- setup
     if resume is None:
         run = create_run(COMMAND, m.name, opts, out=out, overwrite=overwrite, seed=opts["seed"],
-                         device=str(dev))
+                         device=str(dev), tensorboard=tensorboard)
     with run_context(run, resume_hint=f"relax train-vae --resume {run.path}"):
         seed_everything(opts["seed"])
         train_x = data.train[: opts["train_limit"]]

@@ -28,12 +28,24 @@ from relaxcli.estimators.conditional import (
 )
 from relaxcli.estimators.imle import IMLEEstimator
 from relaxcli.estimators.pathwise import PathwiseEstimator
-from relaxcli.estimators.rebar import ControlVariateNet, RebarEstimator
+from relaxcli.estimators.policy import PolicyEstimator, categorical_policy_gradient
+from relaxcli.estimators.rebar import (
+    ContextControlVariate,
+    ControlVariateNet,
+    RebarEstimator,
+    relax_gradient,
+    variance_gradient,
+)
 from relaxcli.estimators.score import (
     ARMEstimator,
+    Baseline,
     DisARMEstimator,
+    LearnedBaseline,
+    MovingAverage,
     MuPropEstimator,
     ReinforceEstimator,
+    leave_one_out,
+    reinforce_gradient,
 )
 
 
@@ -50,19 +62,29 @@ def make_estimator(method, n_samples: int = 1, **options) -> Estimator:
 
 __all__ = [
     "ARMEstimator",
+    "Baseline",
+    "ContextControlVariate",
     "ControlVariateNet",
     "DisARMEstimator",
     "Estimate",
     "Estimator",
     "IMLEEstimator",
+    "LearnedBaseline",
+    "MovingAverage",
     "MuPropEstimator",
     "PathwiseEstimator",
+    "PolicyEstimator",
     "RebarEstimator",
     "ReinforceEstimator",
     "attach_gradient",
     "bernoulli_conditional",
     "bernoulli_relaxed_pair",
     "categorical_conditional",
+    "categorical_policy_gradient",
     "categorical_relaxed_pair",
+    "leave_one_out",
     "make_estimator",
+    "reinforce_gradient",
+    "relax_gradient",
+    "variance_gradient",
 ]

@@ -33,8 +33,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from relaxcli.errors import BadInput
-
 Cost = Callable[[Tensor], Tensor]
 
 
@@ -100,13 +98,13 @@ class Estimator(nn.Module):
     def __init__(self, method, n_samples: int = 1, family: str | None = None):
         super().__init__()
         if int(n_samples) < 1:
-            raise BadInput(f"n_samples must be a positive integer, got {n_samples}")
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
         self.method = method
         self.n_samples = int(n_samples)
         self.family = family or method.family
         if self.families is not None and self.family not in self.families:
-            raise BadInput(f"method {method.name!r} applies to {', '.join(self.families)} latents, "
-                           f"not {self.family!r}")
+            raise ValueError(f"method {method.name!r} applies to {', '.join(self.families)} latents, "
+                             f"not {self.family!r}")
 
     def forward(self, raw: Tensor, cost: Cost, tau: float | None = None) -> Estimate:  # pragma: no cover
         raise NotImplementedError

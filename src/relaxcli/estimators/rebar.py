@@ -36,7 +36,6 @@ import math
 import torch
 from torch import Tensor, nn
 
-from relaxcli.errors import BadInput
 from relaxcli.estimators.base import (
     Cost,
     Estimate,
@@ -47,6 +46,49 @@ from relaxcli.estimators.base import (
     sum_event,
 )
 from relaxcli.estimators.conditional import bernoulli_relaxed_pair, categorical_relaxed_pair
+
+
+def relax_gradient(inputs: Tensor, log_prob: Tensor, f: Tensor, c_z: Tensor, c_z_tilde: Tensor,
+                   create_graph: bool = False) -> Tensor:
+    """RELAX at given samples (Grathwohl et al. 2018, eq. 6; REBAR when c = eta f(sigma(z))):
+
+        g = sum_s [ (f_s - c(z~_s)) d log p(b_s)/d inputs + d c(z_s)/d inputs - d c(z~_s)/d inputs ].
+
+    ``log_prob`` = log p(b_s) of the samples b_s = H(z_s); ``c_z`` = c(z_s) and ``c_z_tilde`` =
+    c(z~_s) with z~_s ~ p(z | b_s), all functions of ``inputs`` (and of the control variate's
+    parameters phi). The score weight f - c(z~) is a constant for d/d inputs but stays a function
+    of phi: with ``create_graph=True`` the returned g is differentiable in phi, which
+    :func:`variance_gradient` needs. As in :func:`reinforce_gradient`, f may be a cost or a
+    reward, and row i of the result is row i's estimate when rows are independent.
+
+    Example:
+        >>> from relaxcli.estimators.conditional import categorical_relaxed_pair
+        >>> logits = torch.zeros(4, 3, requires_grad=True)
+        >>> b, z, zt = categorical_relaxed_pair(logits)
+        >>> log_p = (torch.log_softmax(logits, -1) * b).sum(-1)
+        >>> c = lambda z: torch.softmax(z, -1)[..., 0]          # any differentiable c(z)
+        >>> relax_gradient(logits, log_p, b[:, 0], c(z), c(zt)).shape
+        torch.Size([4, 3])
+    """
+    weight = (f.detach() - c_z_tilde).expand_as(log_prob)
+    grad, = torch.autograd.grad([log_prob, c_z - c_z_tilde], [inputs],
+                                grad_outputs=[weight, torch.ones_like(c_z)],
+                                create_graph=create_graph, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(inputs) if grad is None else grad
+
+
+def variance_gradient(estimate: Tensor | list[Tensor], phi: list[Tensor], rows: int = 1) -> tuple[Tensor, list]:
+    """(V, dV/dphi) for V = |g|^2 / rows, the control variate's variance objective.
+
+    ``estimate`` (a tensor or a list of them, e.g. one per policy parameter) must come from
+    :func:`relax_gradient` with ``create_graph=True``. Because g is unbiased for every phi, its
+    mean does not depend on phi and dV/dphi = d Var(g)/dphi (Grathwohl et al. 2018, eq. 5).
+    ``rows``: the number of independent estimates summed in ``estimate`` when V should be their
+    mean squared norm. Entries of the gradient list are None for parameters g does not involve.
+    """
+    parts = estimate if isinstance(estimate, (list, tuple)) else [estimate]
+    variance = sum((g ** 2).sum() for g in parts) / rows
+    return variance, list(torch.autograd.grad(variance, phi, allow_unused=True, retain_graph=True))
 
 
 class ControlVariateNet(nn.Module):
@@ -69,6 +111,27 @@ class ControlVariateNet(nn.Module):
         return self.net(y.reshape(n, batch, -1)).squeeze(-1)
 
 
+class ContextControlVariate(ControlVariateNet):
+    """c_phi(z, x) = r_rho([x, softmax(z / tau)]): RELAX's learned control variate for a categorical
+    z given a context x (the state, in ``relax reinforce``), with its own temperature
+    tau = exp(log_tau), learned with rho (Grathwohl et al. 2018, section 3.3 and the RL experiments).
+    Starts at c = 0 (zero output layer), so RELAX begins as REINFORCE.
+
+    Example:
+        >>> cv = ContextControlVariate(n_classes=3, context_size=4, hidden=8)
+        >>> cv(torch.randn(5, 3), torch.randn(5, 4)).shape
+        torch.Size([5])
+    """
+
+    def __init__(self, n_classes: int, context_size: int, hidden: int = 32):
+        super().__init__(context_size + n_classes, hidden)
+        self.log_tau = nn.Parameter(torch.zeros(()))
+
+    def forward(self, z: Tensor, context: Tensor) -> Tensor:
+        relaxed = torch.softmax(z / self.log_tau.exp(), dim=-1)
+        return self.net(torch.cat([context, relaxed], dim=-1)).squeeze(-1)
+
+
 class RebarEstimator(Estimator):
     """REBAR; RELAX when ``network=True`` (see the module docstring).
 
@@ -84,7 +147,7 @@ class RebarEstimator(Estimator):
                  latent_size: int | None = None, hidden: int = 32):
         super().__init__(method, n_samples, family)
         if not tau0 > 0:
-            raise BadInput(f"tau0 must be > 0, got {tau0}")
+            raise ValueError(f"tau0 must be > 0, got {tau0}")
         network = bool(network)
         self.eta = nn.Parameter(torch.tensor(float(eta0)))
         self.log_temperature = nn.Parameter(torch.tensor(math.log(tau0)), requires_grad=learn_tau)
@@ -121,7 +184,7 @@ class RebarEstimator(Estimator):
         lam = (self.log_temperature.to(raw).exp() if tau is None
                else torch.as_tensor(tau, dtype=raw.dtype, device=raw.device))
         if not bool(lam > 0):
-            raise BadInput(f"temperature must be > 0, got {float(lam)}")
+            raise ValueError(f"temperature must be > 0, got {float(lam)}")
         eta = self.eta.to(raw)
         y, y_tilde = self._relax(z, lam), self._relax(z_tilde, lam)
         # one cost call for f(b), f(sigma(z)), f(sigma(z_tilde)): fewer Python round trips
@@ -137,19 +200,9 @@ class RebarEstimator(Estimator):
 
         phi = [p for p in self.parameters() if p.requires_grad] if self.training else []
         log_prob = sum_event(self.method.discrete_law(raw, self.family).log_prob(b), n, batch)
-        # sum_s [ (f(b_s) - c(z~_s)) grad log p(b_s) + grad c(z_s) - grad c(z~_s) ]: the weight of
-        # the score is a grad_output (a constant for d/draw, but still a function of phi).
-        weight = f_b.detach() - c_zt
-        g_sum, = torch.autograd.grad(
-            [log_prob, c_z - c_zt], [raw],
-            grad_outputs=[weight, torch.ones_like(c_z)],
-            create_graph=bool(phi), retain_graph=True, allow_unused=True)
-        if g_sum is None:  # the cost and the law do not depend on raw at all
-            g_sum = torch.zeros_like(raw)
-        g_rows = g_sum / n                      # per-example estimates g_i, shape of raw
+        g_rows = relax_gradient(raw, log_prob, f_b, c_z, c_zt, create_graph=bool(phi)) / n  # shape of raw
         loss = attach_gradient(loss, raw, g_rows / batch)
-        if phi:
-            variance = (g_rows ** 2).reshape(batch, -1).sum(-1).mean()
-            grads = torch.autograd.grad(variance, phi, allow_unused=True, retain_graph=True)
+        if phi:  # mean_i |g_i|^2 over the rows i of raw
+            _, grads = variance_gradient(g_rows, phi, rows=batch)
             loss = attach_parameter_gradients(loss, phi, grads)
         return Estimate(loss=loss, cost=f_b.detach())

@@ -7,11 +7,16 @@ REINFORCE (Williams 1992):  g = mean_s (f(b_s) - c) * grad log p(b_s), with base
     "none"            c = 0;
     "moving-average"  c = exponential moving average of past mean costs (decay 0.9 by default),
                       updated *after* use, so it is independent of the current samples;
-    "learned"         c = a learned scalar (input-independent) parameter ``baseline``, trained
-                      by least squares towards the cost: d/dc mean (f - c)^2 enters ``c.grad``
-                      during the caller's ``loss.backward()`` (zero-valued attachment term).
-REINFORCE leave-one-out (RLOO; Kool, van Hoof, Welling 2019, "Buy 4 REINFORCE samples"):
-    n >= 2 samples, c_s = mean_{s' != s} f(b_{s'}).
+    "learned"         c = a learned baseline (:class:`LearnedBaseline`; here one scalar,
+                      input-independent), trained by least squares towards the cost:
+                      d/dc 1/2 mean (f - c)^2 enters ``c.grad`` during the caller's
+                      ``loss.backward()`` (zero-valued attachment term);
+    "leave-one-out"   (RLOO; Kool, van Hoof, Welling 2019, "Buy 4 REINFORCE samples"):
+                      n >= 2 samples, c_s = mean_{s' != s} f(b_{s'}).
+The closed forms are public functions that take samples already drawn (:func:`reinforce_gradient`,
+:func:`leave_one_out`, :func:`update_moving_average`, :class:`LearnedBaseline`): ``relax
+reinforce`` calls them with actions, log-probabilities and advantages (see
+:mod:`relaxcli.estimators.policy`), :class:`ReinforceEstimator` with its own samples.
 ARM (Yin & Zhou 2019, arXiv 1807.11143), Bernoulli logits a, one u ~ U(0,1)^D per sample:
     g = (f(1[u > sigma(-a)]) - f(1[u < sigma(a)])) (u - 1/2).
 DisARM (Dong, Mnih, Tucker 2020, arXiv 2006.10680), b = 1[u < sigma(a)], b~ = 1[1 - u < sigma(a)]:
@@ -30,10 +35,11 @@ Example:
 
 from __future__ import annotations
 
+from enum import Enum
+
 import torch
 from torch import Tensor, nn
 
-from relaxcli.errors import BadInput
 from relaxcli.estimators.base import (
     Cost,
     Estimate,
@@ -43,21 +49,132 @@ from relaxcli.estimators.base import (
     sum_event,
 )
 
-BASELINES = ("none", "moving-average", "learned", "leave-one-out")
+
+class Baseline(str, Enum):
+    """The baselines c of REINFORCE: one vocabulary for the library and ``relax reinforce``.
+
+    ``Baseline("mean")`` and ``Baseline("value")`` still parse: they are the names ``relax
+    reinforce`` used before relaxcli 0.2 (issue 13) for moving-average and learned.
+    """
+
+    NONE = "none"
+    MOVING_AVERAGE = "moving-average"
+    LEARNED = "learned"
+    LEAVE_ONE_OUT = "leave-one-out"
+
+    @classmethod
+    def _missing_(cls, value):
+        return cls(RENAMED_BASELINES[value]) if isinstance(value, str) and value in RENAMED_BASELINES else None
 
 
-def _score_surrogate(f: Tensor, log_prob: Tensor, baseline: Tensor | float) -> Tensor:
-    """mean f + (mean (sg(f) - sg(c)) log p - its value): gradient of the score estimator."""
-    weight = (f.detach() - (baseline.detach() if isinstance(baseline, Tensor) else baseline))
-    s = (weight * log_prob).mean()
-    return f.mean() + (s - s.detach())
+#: old name -> current name (``relax reinforce --baseline mean|value`` before relaxcli 0.2)
+RENAMED_BASELINES = {"mean": "moving-average", "value": "learned"}
+BASELINES = tuple(b.value for b in Baseline)
+
+
+def reinforce_gradient(inputs: Tensor, log_prob: Tensor, f: Tensor, baseline: Tensor | float = 0.0) -> Tensor:
+    """REINFORCE at given samples: sum_s (f_s - c_s) d log p(b_s) / d inputs (Williams 1992).
+
+    ``log_prob`` holds log p(b_s) of samples already drawn (any shape, a function of ``inputs``);
+    ``f`` and ``baseline`` broadcast to it and are constants (detached). Each ``f_s`` may be a
+    cost, a reward or an advantage: the estimate is of d/d inputs sum_s E[f_s], whatever its sign.
+    Returns a tensor shaped like ``inputs``; when each row of ``inputs`` parameterises its own
+    samples (logits of one example, one state's policy), row i is the estimate for row i.
+
+    Example:
+        >>> logits = torch.zeros(2, 3, requires_grad=True)
+        >>> a = torch.tensor([0, 2])
+        >>> log_p = torch.log_softmax(logits, -1).gather(-1, a[:, None])[:, 0]
+        >>> reinforce_gradient(logits, log_p, torch.tensor([1.0, -1.0]))[0]   # (onehot - p) f
+        tensor([ 0.6667, -0.3333, -0.3333])
+    """
+    c = baseline.detach() if isinstance(baseline, Tensor) else baseline
+    weight = (f.detach() - c).expand_as(log_prob)
+    grad, = torch.autograd.grad(log_prob, inputs, grad_outputs=weight, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(inputs) if grad is None else grad
+
+
+def leave_one_out(f: Tensor, dim: int = 0) -> Tensor:
+    """c_s = mean_{s' != s} f_{s'} along ``dim`` (needs at least 2 entries there; Kool et al. 2019).
+
+    A valid baseline whenever the samples along ``dim`` are independent: c_s does not depend on
+    sample s. Example: ``leave_one_out(torch.tensor([1., 2., 3.]))`` is ``[2.5, 2., 1.5]``.
+    """
+    n = f.shape[dim]
+    if n < 2:
+        raise ValueError(f"the leave-one-out baseline needs at least 2 samples, got {n}")
+    return (f.sum(dim, keepdim=True) - f) / (n - 1)
+
+
+def update_moving_average(average: Tensor, seen: Tensor, value: Tensor | float, decay: float) -> None:
+    """In place: average <- value on the first update, else decay * average + (1 - decay) * value.
+
+    The moving-average baseline reads ``average`` (0 before any update) *before* the update with
+    the current samples' mean, so it is independent of them and the estimator stays unbiased.
+    """
+    value = torch.as_tensor(value, dtype=average.dtype, device=average.device)
+    average.copy_(value if int(seen) == 0 else decay * average + (1 - decay) * value)
+    seen += 1
+
+
+class MovingAverage(nn.Module):
+    """The moving-average baseline as a module (buffers ``average`` and ``seen``, saved with
+    ``state_dict``): ``c = ma()`` before the samples are scored, ``ma.update(mean f)`` after.
+
+    Example:
+        >>> ma = MovingAverage(decay=0.5)
+        >>> float(ma()); ma.update(2.0); ma.update(4.0); float(ma())
+        0.0
+        3.0
+    """
+
+    def __init__(self, decay: float = 0.9):
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay = float(decay)
+        self.register_buffer("average", torch.zeros(()))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+
+    def forward(self) -> Tensor:
+        return self.average if int(self.seen) > 0 else torch.zeros_like(self.average)
+
+    def update(self, value: Tensor | float) -> None:
+        update_moving_average(self.average, self.seen, value, self.decay)
+
+
+class LearnedBaseline(nn.Module):
+    """A learned baseline c_psi(x), fitted by least squares to f: psi minimises 1/2 mean (c - f)^2.
+
+    ``net=None``: c is one scalar parameter ``constant`` (input-independent), as in
+    :class:`ReinforceEstimator`; else c_psi(x) = net(x) with the last dimension squeezed, e.g. a
+    state-value network V_psi(s) in ``relax reinforce``. Any function of x that does not see the
+    sample b itself keeps REINFORCE unbiased.
+
+    Example:
+        >>> c = LearnedBaseline()
+        >>> c.loss(torch.tensor([1.0, 3.0])).backward(); float(c.constant.grad)   # c - mean f
+        -2.0
+    """
+
+    def __init__(self, net: nn.Module | None = None):
+        super().__init__()
+        self.net = net
+        self.constant = nn.Parameter(torch.zeros(())) if net is None else None
+
+    def forward(self, x: Tensor | None = None) -> Tensor:
+        return self.constant if self.net is None else self.net(x).squeeze(-1)
+
+    def loss(self, f: Tensor, x: Tensor | None = None) -> Tensor:
+        return 0.5 * ((self(x) - f.detach()) ** 2).mean()
 
 
 class ReinforceEstimator(Estimator):
     """REINFORCE with a baseline (see the module docstring for each choice).
 
-    Options: ``baseline`` in none | moving-average | learned | leave-one-out; ``decay`` (moving
-    average); ``family`` (bernoulli | categorical, default the method's).
+    Options: ``baseline`` a :class:`Baseline` name (none | moving-average | learned |
+    leave-one-out); ``decay`` (moving average); ``family`` (bernoulli | categorical, default the
+    method's).
     """
 
     families = ("bernoulli", "categorical")
@@ -65,22 +182,24 @@ class ReinforceEstimator(Estimator):
     def __init__(self, method, n_samples: int = 1, family: str | None = None,
                  baseline: str | None = None, decay: float = 0.9):
         super().__init__(method, n_samples, family)
-        baseline = baseline or "none"
-        if baseline not in BASELINES:
-            raise BadInput(f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)}")
-        if baseline == "leave-one-out" and self.n_samples < 2:
-            raise BadInput(f"the leave-one-out baseline ({method.name}) needs n_samples >= 2, got {self.n_samples}")
+        name = baseline or "none"
+        try:
+            kind = Baseline(name)
+        except ValueError:
+            raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}") from None
+        if kind is Baseline.LEAVE_ONE_OUT and self.n_samples < 2:
+            raise ValueError(f"the leave-one-out baseline ({method.name}) needs n_samples >= 2, got {self.n_samples}")
         if not 0.0 <= decay < 1.0:
-            raise BadInput(f"decay must be in [0, 1), got {decay}")
-        self.baseline_kind = baseline
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.baseline_kind = kind
         self.decay = float(decay)
         # moving average state (a buffer: saved with state_dict, not optimised)
         self.register_buffer("average", torch.zeros(()))
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
-        self.baseline = nn.Parameter(torch.zeros(())) if baseline == "learned" else None
+        self.baseline = LearnedBaseline() if kind is Baseline.LEARNED else None
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", baseline={self.baseline_kind!r}"
+        return super().extra_repr() + f", baseline={self.baseline_kind.value!r}"
 
     def forward(self, raw: Tensor, cost: Cost, tau: float | None = None) -> Estimate:
         n, batch = self.n_samples, raw.shape[0]
@@ -89,24 +208,23 @@ class ReinforceEstimator(Estimator):
         f = check_cost(cost(b), n, batch)
         log_prob = sum_event(law.log_prob(b), n, batch)
         kind = self.baseline_kind
-        if kind == "none":
+        if kind is Baseline.NONE:
             c: Tensor | float = 0.0
-        elif kind == "leave-one-out":
-            c = (f.sum(0, keepdim=True) - f) / (n - 1)
-        elif kind == "moving-average":
+        elif kind is Baseline.LEAVE_ONE_OUT:
+            c = leave_one_out(f, dim=0)
+        elif kind is Baseline.MOVING_AVERAGE:
             c = self.average.to(f) if int(self.seen) > 0 else 0.0
         else:
-            c = self.baseline.to(f)
-        loss = _score_surrogate(f, log_prob, c)
+            c = self.baseline().to(f)
+        loss = f.mean()
+        if self._needs_raw_grad(raw):
+            loss = attach_gradient(loss, raw, reinforce_gradient(raw, log_prob, f, c) / (n * batch))
         if self.training:
-            mean_cost = f.detach().mean()
-            if kind == "moving-average":
-                first = int(self.seen) == 0
-                self.average.copy_(mean_cost if first else self.decay * self.average + (1 - self.decay) * mean_cost)
-                self.seen += 1
-            elif kind == "learned" and self.baseline.requires_grad:
-                # least squares towards the cost: d/dc mean (f - c)^2 = 2 (c - mean f)
-                loss = attach_gradient(loss, self.baseline, 2.0 * (self.baseline.detach() - mean_cost))
+            if kind is Baseline.MOVING_AVERAGE:
+                update_moving_average(self.average, self.seen, f.detach().mean(), self.decay)
+            elif kind is Baseline.LEARNED and self.baseline.constant.requires_grad:
+                psi = self.baseline.constant
+                loss = attach_gradient(loss, psi, torch.autograd.grad(self.baseline.loss(f), psi)[0])
         return Estimate(loss=loss, cost=f.detach())
 
 
