@@ -898,9 +898,10 @@ def sum_of_gamma_noise(shape: torch.Size, like: Tensor, k: int, terms: int = 10)
     sampler takes none).
     """
     conc = torch.full(shape, 1.0 / k, dtype=like.dtype, device=like.device)
+    unit = torch.distributions.Gamma(conc, torch.ones_like(conc), validate_args=False)
     total = torch.zeros(shape, dtype=like.dtype, device=like.device)
     for s in range(1, terms + 1):
-        total = total + torch._standard_gamma(conc) * (k / s)    # Gamma(1/k, rate s/k)
+        total = total + unit.sample() * (k / s)                  # Gamma(1/k, rate s/k)
     return (total - math.log(terms)) / k
 
 
