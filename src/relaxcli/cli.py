@@ -30,11 +30,11 @@ import relaxcli
 from relaxcli import methods as registry
 from relaxcli.commands.bridge import BridgeOptions
 from relaxcli.commands.gradbench import GradBenchOptions
+from relaxcli.commands.reinforce import ReinforceOptions
 from relaxcli.commands.sample import SampleOptions
 from relaxcli.commands.submit import Executor  # light: neither torch nor submitit
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
-from relaxcli.estimators import Baseline, PolicyEstimator
 from relaxcli.estimators.score import RENAMED_BASELINES
 from relaxcli.options import Cli, cli_fields, non_finite
 from relaxcli.runs import RunFailed, Terminated
@@ -122,7 +122,8 @@ def _typer_parameter(f, hint) -> inspect.Parameter:
                              annotation=Annotated[hint, info])
 
 
-def options_command(name: str, options_cls: type, runner: str, *, resume_may_change=None) -> None:
+def options_command(name: str, options_cls: type, runner: str, *, resume_may_change=None,
+                    context_settings: dict | None = None) -> None:
     """Register command ``name``: its options are the fields of ``options_cls`` (written once,
     in the command's module), plus --json and --quiet; ``runner`` ("module:function") gets
     ``(options, reporter)``. ``resume_may_change``: the fields that may be given beside
@@ -137,8 +138,8 @@ def options_command(name: str, options_cls: type, runner: str, *, resume_may_cha
         params.insert(0, inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                            annotation=typer.Context))
 
-    def command(ctx: typer.Context | None = None, **values: Any) -> None:
-        json_out, quiet = values.pop("json_out"), values.pop("quiet")
+    def command(**values):  # unannotated: Typer reads the types from __signature__ below
+        ctx, json_out, quiet = values.pop("ctx", None), values.pop("json_out"), values.pop("quiet")
         if resume_may_change is not None:
             refuse_options_beside_resume(ctx, values.get("resume"), tuple(resume_may_change))
         options = options_cls(**values)
@@ -152,13 +153,7 @@ def options_command(name: str, options_cls: type, runner: str, *, resume_may_cha
     command.__signature__ = inspect.Signature(params)
     command.__doc__ = options_cls.__doc__
     command.__name__ = name.replace("-", "_")
-    app.command(name)(command)
-def fill(options_class: type, values: dict[str, Any]) -> Any:
-    """The command's options dataclass from its parameters (pass ``locals()``): Typer parses each
-    option once, the dataclass names it once."""
-    return options_class(**{f.name: values[f.name] for f in dataclasses.fields(options_class)})
-
-
+    app.command(name, context_settings=context_settings)(command)
 def refuse_options_beside_resume(ctx: typer.Context, resume: Path | None, may_change: tuple[str, ...] = ()) -> None:
     """--resume takes every option from the run's config.json, so an option typed beside it
     would be silently ignored: refuse it instead (exit 2), naming what may be given."""
@@ -361,66 +356,9 @@ def _renamed_baseline(token: str) -> str:
     return token
 
 
-@app.command("reinforce", context_settings={"token_normalize_func": _renamed_baseline})
-def reinforce(
-    ctx: typer.Context,
-    env: Annotated[str, typer.Option(
-        "--env", help="gymnasium environment id with a discrete action space and vector "
-        "observations (e.g. Acrobot-v1, CartPole-v1, MountainCar-v0).")] = "Acrobot-v1",
-    estimator: Annotated[PolicyEstimator, typer.Option(
-        "--estimator", help="Policy-gradient estimator: reinforce (score function with "
-        "reward-to-go) or relax (Grathwohl et al. 2018: learned control variate on the "
-        "Gumbel-relaxed action, conditional Gumbel sample).")] = PolicyEstimator.REINFORCE,
-    baseline: Annotated[Baseline, typer.Option(
-        "--baseline", help="none; moving-average (of past batches' returns-to-go); learned "
-        "(a state-value network, advantages normalised per batch); leave-one-out (the batch's "
-        "other episodes, --num-envs >= 2). Before 0.2: mean = moving-average, value = "
-        "learned.")] = Baseline.LEARNED,
-    gamma: Annotated[float, typer.Option("--gamma", help="Discount factor in [0, 1].")] = 0.99,
-    num_envs: Annotated[int, typer.Option(
-        "--num-envs", help="Environments run together in one vectorised batch; one update per "
-        "batch of that many whole episodes.")] = 4,
-    episodes: Annotated[int | None, typer.Option(
-        "--episodes", help="Training budget in episodes (rounded up to whole batches). Default "
-        "1000 when --steps is not given either.")] = None,
-    steps: Annotated[int | None, typer.Option(
-        "--steps", help="Training budget in environment steps (stops after the batch that "
-        "reaches it).")] = None,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate of every network.")] = 3e-3,
-    entropy_coef: Annotated[float, typer.Option(
-        "--entropy-coef", help="Weight of the policy-entropy bonus (0 = none).")] = 0.0,
-    hidden: Annotated[int, typer.Option(
-        "--hidden", help="Hidden units of the policy MLP (obs-hidden-actions), the value net "
-        "and RELAX's control variate.")] = 128,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
-    stop_when_solved: Annotated[bool, typer.Option(
-        "--stop-when-solved", help="Stop once the 100-episode average return reaches the "
-        "environment's reward threshold.")] = False,
-    eval_episodes: Annotated[int, typer.Option(
-        "--eval-episodes", help="Episodes of the final evaluation, greedy and stochastic "
-        "(0 skips it).")] = 100,
-    video: Annotated[bool, typer.Option(
-        "--video", help="Also write episode.gif of one greedy episode (needs the render extra: "
-        "pip install 'relaxcli[render]').")] = False,
-    resume: Annotated[Path | None, typer.Option(
-        "--resume", help="Continue an interrupted run directory after its last completed update "
-        "(all other options come from its config.json); results equal an uninterrupted run.")] = None,
-    tensorboard: TensorboardOpt = False,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Train a softmax policy with REINFORCE (baselines) or RELAX on a gymnasium environment."""
-    from relaxcli.commands.reinforce import ReinforceOptions
-    from relaxcli.commands.reinforce import reinforce as run_reinforce
-
-    refuse_options_beside_resume(ctx, resume, may_change=("threads",))
-    options = fill(ReinforceOptions, locals())
-    invoke(run_reinforce, json_out=json_out, quiet=quiet, options=options, resume=resume, out=out,
-           overwrite=overwrite)
+options_command("reinforce", ReinforceOptions, "relaxcli.commands.reinforce:reinforce",
+                resume_may_change=("threads",),
+                context_settings={"token_normalize_func": _renamed_baseline})
 
 
 @app.command("compare")
