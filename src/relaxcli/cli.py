@@ -29,6 +29,7 @@ import typer
 import relaxcli
 from relaxcli import methods as registry
 from relaxcli.commands.bridge import BridgeOptions
+from relaxcli.commands.compare import CompareOptions
 from relaxcli.commands.gradbench import GradBenchOptions
 from relaxcli.commands.reinforce import ReinforceOptions
 from relaxcli.commands.sample import SampleOptions
@@ -113,7 +114,7 @@ def _typer_parameter(f, hint) -> inspect.Parameter:
     """The Typer parameter of one options-dataclass field (its flag, help, default, bounds)."""
     cli: Cli = f.metadata["cli"]
     if cli.argument:
-        info = typer.Argument(help=cli.help, show_default=cli.show_default)
+        info = typer.Argument(help=cli.help, show_default=cli.show_default, metavar=cli.metavar)
     else:
         info = typer.Option(*cli.flags, help=cli.help, show_default=cli.show_default,
                             min=cli.min, max=cli.max, hidden=cli.hidden)
@@ -361,39 +362,7 @@ options_command("reinforce", ReinforceOptions, "relaxcli.commands.reinforce:rein
                 context_settings={"token_normalize_func": _renamed_baseline})
 
 
-@app.command("compare")
-def compare(
-    run_dirs: Annotated[list[str], typer.Argument(
-        help="Run directories, parent folders or globs; every summary.json below them is read.",
-        metavar="RUN_DIR...", show_default=False)],
-    group_by: Annotated[list[str] | None, typer.Option(
-        "--group-by", help="Config keys to group by, comma-separated or repeated (any key of "
-        "config.json or its options, e.g. method,tau). Default: dataset and method (train-vae), "
-        "env and method (reinforce), problem then each result's method and tau (grad-bench), "
-        "leaving out a key with one value in every run (method always stays).")] = None,
-    metric: Annotated[list[str] | None, typer.Option(
-        "--metric", help="summary.json metrics to report, comma-separated or repeated. Default: "
-        "the command's key metrics (train-vae: test_neg_elbo, test_iw_nll, seconds_per_epoch; "
-        "reinforce: episodes_to_solve, steps_to_solve, eval_return_greedy, wall_seconds; "
-        "grad-bench: "
-        "bias_norm, variance_trace, mse, snr, seconds_per_estimate).")] = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Directory for comparison.csv, comparison.md, curves.png and summary.json "
-        "(default runs/compare/<UTC time>). Must be new or empty unless --overwrite.")] = None,
-    per_run_csv: Annotated[bool, typer.Option(
-        "--per-run-csv", help="Also write per_run.csv: one row per run (grad-bench: per run and "
-        "result row) with its group keys, the compared metrics, and config.json and summary.json "
-        "flattened (config.*, options.*, summary.*), for pandas.")] = False,
-    overwrite: OverwriteOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Compare completed runs: mean +/- std over seeds per group, as a table, CSV, Markdown and curves."""
-    from relaxcli.commands.compare import CompareOptions, run_compare
-
-    invoke(run_compare, json_out=json_out, quiet=quiet, options=CompareOptions(
-        run_dirs=run_dirs, group_by=group_by, metrics=metric, out=out, overwrite=overwrite,
-        per_run_csv=per_run_csv))
+options_command("compare", CompareOptions, "relaxcli.commands.compare:run_compare")
 
 
 # ---------------------------------------------------------------- sweeps on a cluster
