@@ -24,7 +24,7 @@ SUMMARY_KEYS = {"method", "epochs", "test_neg_elbo", "test_iw_nll", "eval_model"
 
 def train(out, method, **kw):
     opts = {**SMALL, **kw}
-    return vae.run_train_vae(method=method, reporter=Reporter(quiet=True), out=out, **opts)
+    return vae.run_train_vae(vae.TrainVaeOptions(method=method, out=out, **opts), Reporter(quiet=True))
 
 
 @pytest.mark.parametrize("method", vae.suitable_methods())
@@ -86,7 +86,7 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     assert (tmp_path / "b" / "status").read_text().startswith("interrupted")
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["epoch"] == 2
 
-    resumed = vae.run_train_vae(method=None, reporter=Reporter(quiet=True), resume=tmp_path / "b")
+    resumed = vae.run_train_vae(vae.TrainVaeOptions(resume=tmp_path / "b"), Reporter(quiet=True))
     for key in ("test_neg_elbo", "test_iw_nll", "train_neg_elbo", "best_epoch"):
         assert resumed[key] == full[key], key
     strip = ("seconds", "train_seconds", "train_cpu_seconds")
@@ -175,17 +175,17 @@ def test_igr_kl_is_exact_against_monte_carlo():
 
 @pytest.mark.skipif(data_dir() is None, reason="RELAX_DATA_DIR with MNIST/raw is not set")
 def test_real_mnist_short_run_beats_untrained(tmp_path):
-    s = vae.run_train_vae(method="gumbel-softmax", reporter=Reporter(quiet=True), out=tmp_path / "r",
-                          data_dir=data_dir(), epochs=1, train_limit=3000, test_limit=500,
-                          eval_samples=5, device="cpu")
+    s = vae.run_train_vae(vae.TrainVaeOptions(
+        method="gumbel-softmax", out=tmp_path / "r", data_dir=data_dir(), epochs=1,
+        train_limit=3000, test_limit=500, eval_samples=5, device="cpu"), Reporter(quiet=True))
     # the untrained decoder is near 784*log 2 = 543 nats; 30 Adam steps must beat it clearly
     assert s["untrained_test_neg_elbo"] > 500
     assert s["test_neg_elbo"] < s["untrained_test_neg_elbo"] - 200
 
 
 def test_topk_at_tau_one_warns_once_and_records_it(tmp_path, capsys):
-    s = vae.run_train_vae(method="topk", reporter=Reporter(), out=tmp_path / "r", epochs=1, latent_dim=2,
-                          categories=5, tau=1.0, **{k: v for k, v in SMALL.items()})
+    s = vae.run_train_vae(vae.TrainVaeOptions(method="topk", out=tmp_path / "r", epochs=1, latent_dim=2,
+                                              categories=5, tau=1.0, **SMALL), Reporter())
     err = capsys.readouterr().err
     assert err.count("over-counts") == 1 and "tau = 1" in err
     assert len(s["warnings"]) == 1 and "tau = 1" in s["warnings"][0]
