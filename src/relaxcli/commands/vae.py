@@ -532,11 +532,7 @@ def run_train_vae(options: TrainVaeOptions, reporter: Reporter | None = None) ->
             seed_everything(options.seed)
             split = split_data(data, options)
             laws = Laws(method, latent, settings, eval_model_of(method), family)
-            model = VAE(latent, hidden, learn_correlation=method.takes_correlation,
-                        input_coding=options.input_coding.value, init=options.init.value).to(device)
-            estimator = make_estimator(method, n_samples=options.n_samples,
-                                       **estimator_options).to(device)
-            learner = make_learner(model, laws, estimator, options, device)
+            learner = make_learner(laws, hidden, estimator_options, options, device)
             progress = restore(run, learner, reporter) if options.resume is not None else Progress()
             if progress.epoch == 0:  # the untrained model, for reference (epoch 0)
                 progress.log(run, untrained_record(learner, split.test_x, temperature.tau0))
@@ -551,10 +547,8 @@ def run_train_vae(options: TrainVaeOptions, reporter: Reporter | None = None) ->
                 metrics = evaluate_epoch(learner, split, tau, full, epoch, options, reporter,
                                          run.path)
                 progress.kl_per_variable = metrics.pop("test_kl_per_variable")
-                progress.log(run, epoch_record(
-                    epoch, progress.step, tau, learner, training, metrics,
-                    eval_samples=options.eval_samples if full else 1,
-                    seconds=time.perf_counter() - started))
+                progress.log(run, epoch_record(epoch, progress.step, tau, learner, training, metrics,
+                                               seconds=time.perf_counter() - started))
                 report_epoch(reporter, progress.history, latent.n_vars, options.lr)
                 save_checkpoints(run, learner, progress, keep_best=split.val_x is not None)
 
@@ -562,8 +556,8 @@ def run_train_vae(options: TrainVaeOptions, reporter: Reporter | None = None) ->
             selection = select_model(run, learner, split, progress, temperature,
                                      options.eval_samples, reporter)
             save_figures(run, learner, split.test_x, selection.tau, progress.history)
-            run.save_torch("model.pt", {"model": model.state_dict(), "options": recorded(options),
-                                        "latent": vars(latent), "method": method.name})
+            run.save_torch("model.pt", {"model": learner.model.state_dict(), "latent": vars(latent),
+                                        "options": recorded(options), "method": method.name})
             summary = run.finish(summary_of(run, laws, progress, selection, options, warnings))
             reporter.print(f"done: test -ELBO {summary['test_neg_elbo']:.2f}, IW bound "
                            f"{summary['test_iw_nll']:.2f} nats ({laws.eval_model} latents); "
@@ -798,8 +792,13 @@ class Learner:
     device: torch.device
 
 
-def make_learner(model: VAE, laws: Laws, estimator: nn.Module, options: TrainVaeOptions,
-                 device: torch.device) -> Learner:
+def make_learner(laws: Laws, hidden: tuple[int, ...], estimator_options: dict,
+                 options: TrainVaeOptions, device: torch.device) -> Learner:
+    """The VAE (``hidden`` encoder widths), the method's estimator and their optimiser."""
+    method = laws.method
+    model = VAE(laws.latent, hidden, learn_correlation=method.takes_correlation,
+                input_coding=options.input_coding.value, init=options.init.value).to(device)
+    estimator = make_estimator(method, n_samples=options.n_samples, **estimator_options).to(device)
     optimizer = torch.optim.Adam(list(model.parameters()) + list(estimator.parameters()),
                                  lr=options.lr)
     # lr * lr_decay ** (step // lr_decay_every) (Jang et al.'s code: x0.9 every 1000 steps)
@@ -807,7 +806,7 @@ def make_learner(model: VAE, laws: Laws, estimator: nn.Module, options: TrainVae
                                                   options.lr_decay)
     # Score-function estimators get no relaxation temperature unless --tau is given
     # (REBAR/RELAX then learn theirs, as in their papers).
-    takes_tau = laws.method.kind != "score-function" or options.tau is not None
+    takes_tau = method.kind != "score-function" or options.tau is not None
     return Learner(model, laws, estimator, options.n_samples, takes_tau, optimizer, lr_schedule,
                    device)
 
@@ -965,6 +964,7 @@ def evaluate_epoch(learner: Learner, split: Split, tau: float, full: bool, epoch
     if split.val_x is not None:
         metrics.update(evaluate(model, laws, split.val_x, tau, 1, False, device, prefix="val"))
         metrics.pop("val_kl_per_variable")
+    metrics["eval_samples"] = options.eval_samples if full else 1
     bad = [key for key in ("test_neg_elbo", "test_iw_nll")
            if metrics.get(key) is not None and not math.isfinite(metrics[key])]
     if bad:
@@ -976,12 +976,11 @@ def evaluate_epoch(learner: Learner, split: Split, tau: float, full: bool, epoch
 
 
 def epoch_record(epoch: int, step: int, tau: float, learner: Learner, training: dict,
-                 metrics: dict, eval_samples: int, seconds: float) -> dict:
-    """One line of metrics.jsonl."""
+                 metrics: dict, seconds: float) -> dict:
+    """One line of metrics.jsonl (``metrics`` from :func:`evaluate_epoch`)."""
     return {"epoch": epoch, "step": step, "tau": tau,
             "lr": learner.optimizer.param_groups[0]["lr"],
             "train_neg_elbo": training["train_neg_elbo"], **metrics,
-            "eval_samples": eval_samples,
             "train_seconds": training["train_seconds"], "seconds": seconds,
             "train_cpu_seconds": training["train_cpu_seconds"]}
 
