@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -108,6 +109,30 @@ def test_unsuitable_and_unknown_methods_exit_2(tmp_path, capsys):
         assert not (tmp_path / name).exists()
 
 
+def test_fixed_vocabularies_are_listed_and_refused(tmp_path, run_cli):
+    """--dataset, --binarize, --input-coding, --init and --latent-family are Enums: --help lists
+    their values, the CLI refuses others (exit 2, one line) before a run directory exists, and a
+    string from Python or a resumed config.json is checked against the same vocabulary."""
+    code, out, _ = run_cli(["train-vae", "--help"])
+    assert code == 0
+    for listed in ("mnist|fashion-mnist|synthetic", "dynamic|static|threshold", "x|centered",
+                   "torch|xavier", "bernoulli|categorical|subset|simplex"):
+        assert listed in out, listed
+    for flag, bad in (("--dataset", "cifar"), ("--binarize", "otsu"), ("--input-coding", "pm1"),
+                      ("--init", "he"), ("--latent-family", "gaussian")):
+        code, _, err = run_cli(["train-vae", "--method", "gumbel-softmax", flag, bad,
+                                "--out", tmp_path / "r"])
+        assert code == 2 and flag in err and bad in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "r").exists()
+    options = vae.checked(vae.TrainVaeOptions(method="gumbel-softmax", dataset="synthetic",
+                                              binarize="static", latent_family="categorical"))
+    assert options.dataset is vae.Dataset("synthetic") and options.binarize == "static"
+    assert options.latent_family is registry.Family.CATEGORICAL and options.epochs == 10
+    assert vae.recorded(options)["dataset"] == "synthetic"
+    with pytest.raises(vae.BadInput, match="unknown --binarize 'otsu'; choose from: dynamic"):
+        vae.checked(vae.TrainVaeOptions(method="gumbel-softmax", binarize="otsu"))
+
+
 def test_cli_json_summary(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train-vae", "--method", "st-gumbel-softmax", "--dataset", "synthetic", "--epochs", "1",
@@ -116,6 +141,13 @@ def test_cli_json_summary(tmp_path, capsys):
     assert e.value.code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary == json.loads((tmp_path / "r" / "summary.json").read_text())
+    # config.json records every option but where the run goes, with the defaults the run
+    # resolved (a resume must not re-resolve them) and vocabularies as their values
+    options = json.loads((tmp_path / "r" / "config.json").read_text())["options"]
+    fields = {f.name for f in dataclasses.fields(vae.TrainVaeOptions)}
+    assert set(options) == fields - {"out", "overwrite", "resume"}
+    assert options["epochs"] == 1 and options["n_samples"] == 1 and options["threads"] >= 1
+    assert options["dataset"] == "synthetic" and options["init"] == "xavier" and options["tau"] is None
 
 
 # ----------------------------------------------------------------------------- exact KL terms
