@@ -549,13 +549,13 @@ def run_train_vae(options: TrainVaeOptions, reporter: Reporter | None = None) ->
                 progress.kl_per_variable = metrics.pop("test_kl_per_variable")
                 progress.log(run, epoch_record(epoch, progress.step, tau, learner, training, metrics,
                                                seconds=time.perf_counter() - started))
-                report_epoch(reporter, progress.history, latent.n_vars, options.lr)
+                report_epoch(reporter, progress, latent.n_vars, options.lr)
                 save_checkpoints(run, learner, progress, keep_best=split.val_x is not None)
 
             # ------------------------------------------------------------ select, draw, summarise
             selection = select_model(run, learner, split, progress, temperature,
                                      options.eval_samples, reporter)
-            save_figures(run, learner, split.test_x, selection.tau, progress.history)
+            save_figures(run, learner, split.test_x, selection.tau, progress)
             run.save_torch("model.pt", {"model": learner.model.state_dict(), "latent": vars(latent),
                                         "options": recorded(options), "method": method.name})
             summary = run.finish(summary_of(run, laws, progress, selection, options, warnings))
@@ -985,9 +985,9 @@ def epoch_record(epoch: int, step: int, tau: float, learner: Learner, training: 
             "train_cpu_seconds": training["train_cpu_seconds"]}
 
 
-def report_epoch(reporter, history: list[dict], n_vars: int, lr: float) -> None:
+def report_epoch(reporter, progress: Progress, n_vars: int, lr: float) -> None:
     """The epoch's one line, and a warning when a finite -ELBO is absurd (diverging)."""
-    rec = history[-1]
+    rec = progress.history[-1]
     reporter.print(f"epoch {rec['epoch']}: train -ELBO {rec['train_neg_elbo']:.2f}  test -ELBO "
                    f"{rec['test_neg_elbo']:.2f} (KL {rec['test_kl']:.1f}, "
                    + (f"{rec['test_active_vars']}/{n_vars} active)"
@@ -996,7 +996,7 @@ def report_epoch(reporter, history: list[dict], n_vars: int, lr: float) -> None:
                    + (f"  IW -log p(x) {rec['test_iw_nll']:.2f}"
                       if rec["test_iw_nll"] is not None else "")
                    + f"  ({rec['seconds']:.1f} s)")
-    untrained = history[0]["test_neg_elbo"] if history[0]["epoch"] == 0 else None
+    untrained = progress.untrained_neg_elbo()
     if untrained is not None and rec["test_neg_elbo"] > 10 * abs(untrained):
         # finite but absurd (e.g. --lr 1e10): not a NaN stop, but never silent
         reporter.note(f"warning: epoch {rec['epoch']}'s test -ELBO {rec['test_neg_elbo']:.3g} is "
@@ -1054,7 +1054,7 @@ def select_model(run, learner: Learner, split: Split, progress: Progress,
     return Selection(selected, final, kl_per_variable, selected["tau"], True)
 
 
-def save_figures(run, learner: Learner, test_x: Tensor, tau: float, history: list[dict]) -> None:
+def save_figures(run, learner: Learner, test_x: Tensor, tau: float, progress: Progress) -> None:
     """reconstructions.png (10 test images), samples.png (64 prior draws), curves.png."""
     from relaxcli import plots  # matplotlib only when a run draws (not on `relax --help`)
 
@@ -1066,8 +1066,7 @@ def save_figures(run, learner: Learner, test_x: Tensor, tau: float, history: lis
         recon = torch.sigmoid(model.decode(z))
         zp = laws.prior(64, tau, device, discrete).sample()
         samples = torch.sigmoid(model.decode(zp))
-    trained = [r for r in history if r["epoch"] >= 1]
-    untrained = history[0]["test_neg_elbo"] if history[0]["epoch"] == 0 else None
+    trained = progress.trained()
     for name, fig in (
             ("reconstructions.png", plots.vae_reconstructions(xs.cpu().view(-1, 28, 28),
                                                               recon.cpu().view(-1, 28, 28))),
@@ -1076,7 +1075,7 @@ def save_figures(run, learner: Learner, test_x: Tensor, tau: float, history: lis
                                             [r["train_neg_elbo"] for r in trained],
                                             [r["test_neg_elbo"] for r in trained],
                                             title=f"train-vae {laws.method.name}",
-                                            untrained=untrained))):
+                                            untrained=progress.untrained_neg_elbo()))):
         run.save_figure(fig, name)
         plots.close(fig)
 
