@@ -34,6 +34,7 @@ from relaxcli.commands.gradbench import GradBenchOptions
 from relaxcli.commands.reinforce import ReinforceOptions
 from relaxcli.commands.sample import SampleOptions
 from relaxcli.commands.submit import Executor  # light: neither torch nor submitit
+from relaxcli.commands.vae import TrainVaeOptions
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
 from relaxcli.estimators.score import RENAMED_BASELINES
@@ -139,8 +140,11 @@ def options_command(name: str, options_cls: type, runner: str, *, resume_may_cha
         params.insert(0, inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                            annotation=typer.Context))
 
-    def command(**values):  # unannotated: Typer reads the types from __signature__ below
-        ctx, json_out, quiet = values.pop("ctx", None), values.pop("json_out"), values.pop("quiet")
+    # ctx arrives as a keyword only when it is in the signature; it is not named in the def, since
+    # Typer reads the def's annotations before __signature__'s (ctx would become an argument).
+    def command(**values: Any) -> None:
+        ctx = values.pop("ctx", None)
+        json_out, quiet = values.pop("json_out"), values.pop("quiet")
         if resume_may_change is not None:
             refuse_options_beside_resume(ctx, values.get("resume"), tuple(resume_may_change))
         options = options_cls(**values)
@@ -253,99 +257,8 @@ options_command("bridge", BridgeOptions, "relaxcli.commands.bridge:run_bridge")
 options_command("grad-bench", GradBenchOptions, "relaxcli.commands.gradbench:run_grad_bench")
 
 
-@app.command("train-vae")
-def train_vae(
-    ctx: typer.Context,
-    method: Annotated[str | None, typer.Option(
-        "--method", help="Latent method from the registry (relax list); unsuitable ones exit 2 "
-        "with the list of suitable ones. Required unless --resume.")] = None,
-    epochs: Annotated[int | None, typer.Option(
-        "--epochs", help="Training epochs (default 10). With --resume: train up to this many.")] = None,
-    latent_dim: Annotated[int | None, typer.Option(
-        "--latent-dim", help="Latent variables: Bernoulli units (default 200) or categorical / "
-        "subset / simplex groups (default 20).")] = None,
-    categories: Annotated[int | None, typer.Option(
-        "--categories", help="Classes per categorical / subset / simplex group (default 10).")] = None,
-    k: Annotated[int | None, typer.Option(
-        "--k", help="Subset size per group for topk (default 2).")] = None,
-    hidden: Annotated[str, typer.Option(
-        "--hidden", help="Encoder hidden widths, comma-separated; the decoder mirrors them.")] = "512,256",
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per training step.")] = 100,
-    tau: Annotated[float | None, typer.Option(
-        "--tau", help="Initial temperature tau0 (default: the method's default, else 1).")] = None,
-    anneal_rate: Annotated[float, typer.Option(
-        "--anneal-rate", help="r in tau = max(tau_min, tau0*exp(-r*step)) (Jang et al.; 0 = "
-        "constant).")] = 3e-5,
-    tau_min: Annotated[float | None, typer.Option(
-        "--tau-min", help="Lowest temperature of the schedule (default min(0.5, tau0)).")] = None,
-    n_samples: Annotated[int | None, typer.Option(
-        "--n-samples", help="Latent samples per image for the gradient estimator (default 1; "
-        "2 for reinforce-rloo's leave-one-out baseline).")] = None,
-    dataset: Annotated[str, typer.Option(
-        "--dataset", help="mnist, fashion-mnist, or synthetic (a tiny generated test/smoke set).")] = "mnist",
-    data_dir: Annotated[str | None, typer.Option(
-        "--data-dir", help="Folder with MNIST/raw or FashionMNIST/raw idx files (read-only is "
-        "fine; default RELAX_DATA_DIR, then the user cache, downloading there if missing).")] = None,
-    binarize: Annotated[str, typer.Option(
-        "--binarize", help="dynamic (fresh Bernoulli draw each epoch), static (one fixed draw) "
-        "or threshold (pixel > 0.5).")] = "dynamic",
-    eval_samples: Annotated[int, typer.Option(
-        "--eval-samples", help="Latent samples per test image for the final -ELBO and the "
-        "importance-weighted bound on -log p(x).")] = 100,
-    latent_family: Annotated[str | None, typer.Option(
-        "--latent-family", help="bernoulli or categorical, for estimators that serve both "
-        "(reinforce, reinforce-rloo, rebar, relax); default: the method's own family.")] = None,
-    train_limit: Annotated[int | None, typer.Option(
-        "--train-limit", help="Use only the first N training images (smoke runs).")] = None,
-    test_limit: Annotated[int | None, typer.Option(
-        "--test-limit", help="Evaluate on only the first N test images (smoke runs).")] = None,
-    val_size: Annotated[int, typer.Option(
-        "--val-size", help="Hold out the last N training images as a validation set (binarised "
-        "once); the reported test numbers are then those of the epoch with the best validation "
-        "-ELBO (Jang et al.'s protocol uses 5000). 0 = no split, report the last epoch.")] = 0,
-    lr_decay: Annotated[float, typer.Option(
-        "--lr-decay", help="Multiply the learning rate by this every --lr-decay-every steps "
-        "(Jang et al.'s code: 0.9 every 1000). 1 = constant.")] = 1.0,
-    lr_decay_every: Annotated[int, typer.Option(
-        "--lr-decay-every", help="Steps between learning-rate decays.")] = 1000,
-    anneal_every: Annotated[int, typer.Option(
-        "--anneal-every", help="Update the temperature every N steps (Jang et al.'s N in {500, "
-        "1000}); 1 = every step.")] = 1,
-    input_coding: Annotated[str, typer.Option(
-        "--input-coding", help="What the encoder sees of the binary image: x (x in {0,1}, as "
-        "Jang et al.) or centered (2x-1; relaxcli 0.1's default, which starves the latent with "
-        "Adam: see experiments/README.md).")] = "x",
-    init: Annotated[str, typer.Option(
-        "--init", help="Weight initialisation: xavier (Glorot-uniform weights, zero biases: "
-        "TensorFlow's, Jang et al.'s; fewer dead encoder units) or torch (nn.Linear's "
-        "default, relaxcli 0.1's).")] = "xavier",
-    tensorboard: TensorboardOpt = False,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
-    resume: Annotated[Path | None, typer.Option(
-        "--resume", help="Continue a run directory after its last completed epoch (options come "
-        "from its config.json, except --epochs); results equal an uninterrupted run.")] = None,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Train a VAE on binarised MNIST with the method's latent; report test -ELBO and an IW bound."""
-    from relaxcli.commands.vae import run_train_vae
-
-    refuse_options_beside_resume(ctx, resume, may_change=("epochs", "threads"))
-
-    invoke(run_train_vae, json_out=json_out, quiet=quiet, method=method, epochs=epochs,
-           latent_dim=latent_dim, categories=categories, k=k, hidden=hidden, lr=lr,
-           batch_size=batch_size, tau=tau, anneal_rate=anneal_rate, tau_min=tau_min,
-           n_samples=n_samples, dataset=dataset, data_dir=data_dir, binarize=binarize,
-           eval_samples=eval_samples, latent_family=latent_family, train_limit=train_limit,
-           test_limit=test_limit, val_size=val_size, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
-           anneal_every=anneal_every, input_coding=input_coding, init=init, seed=seed,
-           device=device, threads=threads, resume=resume, out=out, overwrite=overwrite,
-           tensorboard=tensorboard)
+options_command("train-vae", TrainVaeOptions, "relaxcli.commands.vae:run_train_vae",
+                resume_may_change=("epochs", "threads"))
 
 
 def _renamed_baseline(token: str) -> str:
