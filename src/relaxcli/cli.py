@@ -33,7 +33,7 @@ from relaxcli.commands.compare import CompareOptions
 from relaxcli.commands.gradbench import GradBenchOptions
 from relaxcli.commands.reinforce import ReinforceOptions
 from relaxcli.commands.sample import SampleOptions
-from relaxcli.commands.submit import Executor  # light: neither torch nor submitit
+from relaxcli.commands.submit import SubmitOptions  # light: neither torch nor submitit
 from relaxcli.commands.vae import TrainVaeOptions
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
@@ -281,53 +281,7 @@ options_command("compare", CompareOptions, "relaxcli.commands.compare:run_compar
 # ---------------------------------------------------------------- sweeps on a cluster
 
 
-@app.command("submit")
-def submit(
-    commands: Annotated[str, typer.Argument(
-        help="File with one relax command per line (as DRY_RUN=1 experiments/*.sh prints them), "
-        "or - for stdin.", metavar="COMMANDS", show_default=False)],
-    executor: Annotated[Executor, typer.Option(
-        "--executor", help="slurm: one job array, returns at once; local: this machine, "
-        "--max-parallel at a time, returns when done.")] = Executor.local,
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Sweep directory (commands.txt, sweep.json, logs/, tasks/, compare/). "
-        "Default: the folder holding every line's --out, else runs/sweeps/sweep-<UTC time>. "
-        "Lines without --out write their run below it.", show_default=False)] = None,
-    max_parallel: Annotated[int | None, typer.Option(
-        "--max-parallel", help="Tasks running at once (Slurm: the array throttle %N; default all. "
-        "local: default 1).", show_default=False)] = None,
-    time: Annotated[str | None, typer.Option(
-        "--time", help="Wall clock per task, minutes or [D-]H:M:S (Slurm default 4:00:00; local: "
-        "no limit). A task out of time is requeued and train-vae/reinforce resume.",
-        show_default=False)] = None,
-    partition: Annotated[str | None, typer.Option("--partition", help="Slurm partition.",
-                                                  show_default=False)] = None,
-    cpus_per_task: Annotated[int | None, typer.Option(
-        "--cpus-per-task", help="Slurm CPUs per task (default 1); torch uses that many threads.",
-        show_default=False)] = None,
-    gpus: Annotated[int | None, typer.Option("--gpus", help="Slurm GPUs per task.",
-                                             show_default=False)] = None,
-    mem: Annotated[str | None, typer.Option("--mem", help="Slurm memory per task, e.g. 8G.",
-                                            show_default=False)] = None,
-    slurm_option: Annotated[list[str] | None, typer.Option(
-        "--slurm-option", help="Any other sbatch option as KEY=VALUE (repeatable), e.g. "
-        "account=myproj, qos=high, constraint=volta.", show_default=False)] = None,
-    compare: Annotated[bool, typer.Option(
-        "--compare/--no-compare", help="Queue relax compare of the runs after the last task.")] = True,
-    group_by: Annotated[list[str] | None, typer.Option(
-        "--group-by", help="Passed to that relax compare.", show_default=False)] = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Run a sweep's commands through submitit: a Slurm job array (+ a dependent compare job), or locally.
-
-    Needs the cluster extra (pip install -e ".[cluster]"). Follow it with relax status SWEEP_DIR.
-    """
-    from relaxcli.commands.submit import run_submit
-
-    invoke(run_submit, json_out=json_out, quiet=quiet, commands=commands, executor=executor,
-           out=out, partition=partition, time=time, cpus_per_task=cpus_per_task, gpus=gpus, mem=mem,
-           max_parallel=max_parallel, slurm_option=slurm_option, compare=compare, group_by=group_by)
+options_command("submit", SubmitOptions, "relaxcli.commands.submit:run_submit")
 
 
 @app.command("status")
