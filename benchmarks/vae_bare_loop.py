@@ -86,14 +86,16 @@ def bare_loop(args, data) -> dict:
 
 
 def relaxcli_run(args) -> dict:
-    from relaxcli.commands.vae import run_train_vae
+    from relaxcli.commands.vae import TrainVaeOptions, run_train_vae
     from relaxcli.console import Reporter
 
     with tempfile.TemporaryDirectory() as tmp:
-        s = run_train_vae(method="gumbel-softmax", reporter=Reporter(quiet=True), epochs=args.epochs,
-                          lr=args.lr, tau=1.0, anneal_rate=args.anneal_rate, tau_min=args.tau_min,
-                          input_coding=args.input_coding, init=args.init, eval_samples=1, seed=args.seed,
-                          data_dir=args.data_dir, device="cpu", out=Path(tmp) / "run")
+        options = TrainVaeOptions(
+            method="gumbel-softmax", epochs=args.epochs, lr=args.lr, tau=1.0,
+            anneal_rate=args.anneal_rate, tau_min=args.tau_min, input_coding=args.input_coding,
+            init=args.init, eval_samples=1, seed=args.seed, data_dir=args.data_dir, device="cpu",
+            out=Path(tmp) / "run")
+        s = run_train_vae(options, Reporter(quiet=True))
     return {"which": "relaxcli", "steps": s["steps"], "train_neg_elbo": s["train_neg_elbo"],
             "test_neg_elbo": s["test_neg_elbo"], "test_kl": s["test_kl"],
             "seconds_per_step": s["train_seconds_per_epoch"] * s["epochs"] / s["steps"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -24,7 +25,7 @@ SUMMARY_KEYS = {"method", "epochs", "test_neg_elbo", "test_iw_nll", "eval_model"
 
 def train(out, method, **kw):
     opts = {**SMALL, **kw}
-    return vae.run_train_vae(method=method, reporter=Reporter(quiet=True), out=out, **opts)
+    return vae.run_train_vae(vae.TrainVaeOptions(method=method, out=out, **opts), Reporter(quiet=True))
 
 
 @pytest.mark.parametrize("method", vae.suitable_methods())
@@ -86,7 +87,7 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     assert (tmp_path / "b" / "status").read_text().startswith("interrupted")
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["epoch"] == 2
 
-    resumed = vae.run_train_vae(method=None, reporter=Reporter(quiet=True), resume=tmp_path / "b")
+    resumed = vae.run_train_vae(vae.TrainVaeOptions(resume=tmp_path / "b"), Reporter(quiet=True))
     for key in ("test_neg_elbo", "test_iw_nll", "train_neg_elbo", "best_epoch"):
         assert resumed[key] == full[key], key
     strip = ("seconds", "train_seconds", "train_cpu_seconds")
@@ -108,6 +109,30 @@ def test_unsuitable_and_unknown_methods_exit_2(tmp_path, capsys):
         assert not (tmp_path / name).exists()
 
 
+def test_fixed_vocabularies_are_listed_and_refused(tmp_path, run_cli):
+    """--dataset, --binarize, --input-coding, --init and --latent-family are Enums: --help lists
+    their values, the CLI refuses others (exit 2, one line) before a run directory exists, and a
+    string from Python or a resumed config.json is checked against the same vocabulary."""
+    code, out, _ = run_cli(["train-vae", "--help"])
+    assert code == 0
+    for listed in ("mnist|fashion-mnist|synthetic", "dynamic|static|threshold", "x|centered",
+                   "torch|xavier", "bernoulli|categorical|subset|simplex"):
+        assert listed in out, listed
+    for flag, bad in (("--dataset", "cifar"), ("--binarize", "otsu"), ("--input-coding", "pm1"),
+                      ("--init", "he"), ("--latent-family", "gaussian")):
+        code, _, err = run_cli(["train-vae", "--method", "gumbel-softmax", flag, bad,
+                                "--out", tmp_path / "r"])
+        assert code == 2 and flag in err and bad in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "r").exists()
+    options = vae.checked(vae.TrainVaeOptions(method="gumbel-softmax", dataset="synthetic",
+                                              binarize="static", latent_family="categorical"))
+    assert options.dataset is vae.Dataset("synthetic") and options.binarize == "static"
+    assert options.latent_family is registry.Family.CATEGORICAL and options.epochs == 10
+    assert vae.recorded(options)["dataset"] == "synthetic"
+    with pytest.raises(vae.BadInput, match="unknown --binarize 'otsu'; choose from: dynamic"):
+        vae.checked(vae.TrainVaeOptions(method="gumbel-softmax", binarize="otsu"))
+
+
 def test_cli_json_summary(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train-vae", "--method", "st-gumbel-softmax", "--dataset", "synthetic", "--epochs", "1",
@@ -116,6 +141,14 @@ def test_cli_json_summary(tmp_path, capsys):
     assert e.value.code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary == json.loads((tmp_path / "r" / "summary.json").read_text())
+    # config.json records every option but where the run goes, with the defaults the run
+    # resolved (a resume must not re-resolve them) and vocabularies as their values
+    options = json.loads((tmp_path / "r" / "config.json").read_text())["options"]
+    fields = {f.name for f in dataclasses.fields(vae.TrainVaeOptions)}
+    assert set(options) == fields - set(vae.NOT_RECORDED)
+    assert set(vae.NOT_RECORDED) == {"out", "overwrite", "resume", "tensorboard"}
+    assert options["epochs"] == 1 and options["n_samples"] == 1 and options["threads"] >= 1
+    assert options["dataset"] == "synthetic" and options["init"] == "xavier" and options["tau"] is None
 
 
 # ----------------------------------------------------------------------------- exact KL terms
@@ -175,17 +208,17 @@ def test_igr_kl_is_exact_against_monte_carlo():
 
 @pytest.mark.skipif(data_dir() is None, reason="RELAX_DATA_DIR with MNIST/raw is not set")
 def test_real_mnist_short_run_beats_untrained(tmp_path):
-    s = vae.run_train_vae(method="gumbel-softmax", reporter=Reporter(quiet=True), out=tmp_path / "r",
-                          data_dir=data_dir(), epochs=1, train_limit=3000, test_limit=500,
-                          eval_samples=5, device="cpu")
+    s = vae.run_train_vae(vae.TrainVaeOptions(
+        method="gumbel-softmax", out=tmp_path / "r", data_dir=data_dir(), epochs=1,
+        train_limit=3000, test_limit=500, eval_samples=5, device="cpu"), Reporter(quiet=True))
     # the untrained decoder is near 784*log 2 = 543 nats; 30 Adam steps must beat it clearly
     assert s["untrained_test_neg_elbo"] > 500
     assert s["test_neg_elbo"] < s["untrained_test_neg_elbo"] - 200
 
 
 def test_topk_at_tau_one_warns_once_and_records_it(tmp_path, capsys):
-    s = vae.run_train_vae(method="topk", reporter=Reporter(), out=tmp_path / "r", epochs=1, latent_dim=2,
-                          categories=5, tau=1.0, **{k: v for k, v in SMALL.items()})
+    s = vae.run_train_vae(vae.TrainVaeOptions(method="topk", out=tmp_path / "r", epochs=1, latent_dim=2,
+                                              categories=5, tau=1.0, **SMALL), Reporter())
     err = capsys.readouterr().err
     assert err.count("over-counts") == 1 and "tau = 1" in err
     assert len(s["warnings"]) == 1 and "tau = 1" in s["warnings"][0]

@@ -19,7 +19,8 @@ SMALL = {"dataset": "synthetic", "hidden": "32", "eval_samples": 3, "seed": 0, "
 
 
 def train(out, method="gumbel-softmax", **kw):
-    return vae.run_train_vae(method=method, reporter=Reporter(quiet=True), out=out, **{**SMALL, **kw})
+    options = vae.TrainVaeOptions(method=method, out=out, **{**SMALL, **kw})
+    return vae.run_train_vae(options, Reporter(quiet=True))
 
 
 class _FixedEncoder(vae.VAE):
@@ -160,7 +161,7 @@ def test_resuming_a_run_made_before_input_coding_keeps_2x_minus_1(tmp_path, monk
         real_init(self, *args, **kwargs)
 
     monkeypatch.setattr(vae.VAE, "__init__", spy)
-    s = vae.run_train_vae(method=None, reporter=Reporter(quiet=True), resume=tmp_path / "r", epochs=2)
+    s = vae.run_train_vae(vae.TrainVaeOptions(resume=tmp_path / "r", epochs=2), Reporter(quiet=True))
     assert s["epochs"] == 2
     assert built == [("centered", "torch")]
 

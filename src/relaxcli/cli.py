@@ -29,12 +29,14 @@ import typer
 import relaxcli
 from relaxcli import methods as registry
 from relaxcli.commands.bridge import BridgeOptions
+from relaxcli.commands.compare import CompareOptions
 from relaxcli.commands.gradbench import GradBenchOptions
+from relaxcli.commands.reinforce import ReinforceOptions
 from relaxcli.commands.sample import SampleOptions
-from relaxcli.commands.submit import Executor  # light: neither torch nor submitit
+from relaxcli.commands.submit import SubmitOptions  # light: neither torch nor submitit
+from relaxcli.commands.vae import TrainVaeOptions
 from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
-from relaxcli.estimators import Baseline, PolicyEstimator
 from relaxcli.estimators.score import RENAMED_BASELINES
 from relaxcli.options import Cli, cli_fields, non_finite
 from relaxcli.runs import RunFailed, Terminated
@@ -113,7 +115,7 @@ def _typer_parameter(f, hint) -> inspect.Parameter:
     """The Typer parameter of one options-dataclass field (its flag, help, default, bounds)."""
     cli: Cli = f.metadata["cli"]
     if cli.argument:
-        info = typer.Argument(help=cli.help, show_default=cli.show_default)
+        info = typer.Argument(help=cli.help, show_default=cli.show_default, metavar=cli.metavar)
     else:
         info = typer.Option(*cli.flags, help=cli.help, show_default=cli.show_default,
                             min=cli.min, max=cli.max, hidden=cli.hidden)
@@ -122,7 +124,8 @@ def _typer_parameter(f, hint) -> inspect.Parameter:
                              annotation=Annotated[hint, info])
 
 
-def options_command(name: str, options_cls: type, runner: str, *, resume_may_change=None) -> None:
+def options_command(name: str, options_cls: type, runner: str, *, resume_may_change=None,
+                    context_settings: dict | None = None) -> None:
     """Register command ``name``: its options are the fields of ``options_cls`` (written once,
     in the command's module), plus --json and --quiet; ``runner`` ("module:function") gets
     ``(options, reporter)``. ``resume_may_change``: the fields that may be given beside
@@ -137,7 +140,10 @@ def options_command(name: str, options_cls: type, runner: str, *, resume_may_cha
         params.insert(0, inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                            annotation=typer.Context))
 
-    def command(ctx: typer.Context | None = None, **values: Any) -> None:
+    # ctx arrives as a keyword only when it is in the signature; it is not named in the def, since
+    # Typer reads the def's annotations before __signature__'s (ctx would become an argument).
+    def command(**values: Any) -> None:
+        ctx = values.pop("ctx", None)
         json_out, quiet = values.pop("json_out"), values.pop("quiet")
         if resume_may_change is not None:
             refuse_options_beside_resume(ctx, values.get("resume"), tuple(resume_may_change))
@@ -152,13 +158,7 @@ def options_command(name: str, options_cls: type, runner: str, *, resume_may_cha
     command.__signature__ = inspect.Signature(params)
     command.__doc__ = options_cls.__doc__
     command.__name__ = name.replace("-", "_")
-    app.command(name)(command)
-def fill(options_class: type, values: dict[str, Any]) -> Any:
-    """The command's options dataclass from its parameters (pass ``locals()``): Typer parses each
-    option once, the dataclass names it once."""
-    return options_class(**{f.name: values[f.name] for f in dataclasses.fields(options_class)})
-
-
+    app.command(name, context_settings=context_settings)(command)
 def refuse_options_beside_resume(ctx: typer.Context, resume: Path | None, may_change: tuple[str, ...] = ()) -> None:
     """--resume takes every option from the run's config.json, so an option typed beside it
     would be silently ignored: refuse it instead (exit 2), naming what may be given."""
@@ -257,99 +257,8 @@ options_command("bridge", BridgeOptions, "relaxcli.commands.bridge:run_bridge")
 options_command("grad-bench", GradBenchOptions, "relaxcli.commands.gradbench:run_grad_bench")
 
 
-@app.command("train-vae")
-def train_vae(
-    ctx: typer.Context,
-    method: Annotated[str | None, typer.Option(
-        "--method", help="Latent method from the registry (relax list); unsuitable ones exit 2 "
-        "with the list of suitable ones. Required unless --resume.")] = None,
-    epochs: Annotated[int | None, typer.Option(
-        "--epochs", help="Training epochs (default 10). With --resume: train up to this many.")] = None,
-    latent_dim: Annotated[int | None, typer.Option(
-        "--latent-dim", help="Latent variables: Bernoulli units (default 200) or categorical / "
-        "subset / simplex groups (default 20).")] = None,
-    categories: Annotated[int | None, typer.Option(
-        "--categories", help="Classes per categorical / subset / simplex group (default 10).")] = None,
-    k: Annotated[int | None, typer.Option(
-        "--k", help="Subset size per group for topk (default 2).")] = None,
-    hidden: Annotated[str, typer.Option(
-        "--hidden", help="Encoder hidden widths, comma-separated; the decoder mirrors them.")] = "512,256",
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per training step.")] = 100,
-    tau: Annotated[float | None, typer.Option(
-        "--tau", help="Initial temperature tau0 (default: the method's default, else 1).")] = None,
-    anneal_rate: Annotated[float, typer.Option(
-        "--anneal-rate", help="r in tau = max(tau_min, tau0*exp(-r*step)) (Jang et al.; 0 = "
-        "constant).")] = 3e-5,
-    tau_min: Annotated[float | None, typer.Option(
-        "--tau-min", help="Lowest temperature of the schedule (default min(0.5, tau0)).")] = None,
-    n_samples: Annotated[int | None, typer.Option(
-        "--n-samples", help="Latent samples per image for the gradient estimator (default 1; "
-        "2 for reinforce-rloo's leave-one-out baseline).")] = None,
-    dataset: Annotated[str, typer.Option(
-        "--dataset", help="mnist, fashion-mnist, or synthetic (a tiny generated test/smoke set).")] = "mnist",
-    data_dir: Annotated[str | None, typer.Option(
-        "--data-dir", help="Folder with MNIST/raw or FashionMNIST/raw idx files (read-only is "
-        "fine; default RELAX_DATA_DIR, then the user cache, downloading there if missing).")] = None,
-    binarize: Annotated[str, typer.Option(
-        "--binarize", help="dynamic (fresh Bernoulli draw each epoch), static (one fixed draw) "
-        "or threshold (pixel > 0.5).")] = "dynamic",
-    eval_samples: Annotated[int, typer.Option(
-        "--eval-samples", help="Latent samples per test image for the final -ELBO and the "
-        "importance-weighted bound on -log p(x).")] = 100,
-    latent_family: Annotated[str | None, typer.Option(
-        "--latent-family", help="bernoulli or categorical, for estimators that serve both "
-        "(reinforce, reinforce-rloo, rebar, relax); default: the method's own family.")] = None,
-    train_limit: Annotated[int | None, typer.Option(
-        "--train-limit", help="Use only the first N training images (smoke runs).")] = None,
-    test_limit: Annotated[int | None, typer.Option(
-        "--test-limit", help="Evaluate on only the first N test images (smoke runs).")] = None,
-    val_size: Annotated[int, typer.Option(
-        "--val-size", help="Hold out the last N training images as a validation set (binarised "
-        "once); the reported test numbers are then those of the epoch with the best validation "
-        "-ELBO (Jang et al.'s protocol uses 5000). 0 = no split, report the last epoch.")] = 0,
-    lr_decay: Annotated[float, typer.Option(
-        "--lr-decay", help="Multiply the learning rate by this every --lr-decay-every steps "
-        "(Jang et al.'s code: 0.9 every 1000). 1 = constant.")] = 1.0,
-    lr_decay_every: Annotated[int, typer.Option(
-        "--lr-decay-every", help="Steps between learning-rate decays.")] = 1000,
-    anneal_every: Annotated[int, typer.Option(
-        "--anneal-every", help="Update the temperature every N steps (Jang et al.'s N in {500, "
-        "1000}); 1 = every step.")] = 1,
-    input_coding: Annotated[str, typer.Option(
-        "--input-coding", help="What the encoder sees of the binary image: x (x in {0,1}, as "
-        "Jang et al.) or centered (2x-1; relaxcli 0.1's default, which starves the latent with "
-        "Adam: see experiments/README.md).")] = "x",
-    init: Annotated[str, typer.Option(
-        "--init", help="Weight initialisation: xavier (Glorot-uniform weights, zero biases: "
-        "TensorFlow's, Jang et al.'s; fewer dead encoder units) or torch (nn.Linear's "
-        "default, relaxcli 0.1's).")] = "xavier",
-    tensorboard: TensorboardOpt = False,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
-    resume: Annotated[Path | None, typer.Option(
-        "--resume", help="Continue a run directory after its last completed epoch (options come "
-        "from its config.json, except --epochs); results equal an uninterrupted run.")] = None,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Train a VAE on binarised MNIST with the method's latent; report test -ELBO and an IW bound."""
-    from relaxcli.commands.vae import run_train_vae
-
-    refuse_options_beside_resume(ctx, resume, may_change=("epochs", "threads"))
-
-    invoke(run_train_vae, json_out=json_out, quiet=quiet, method=method, epochs=epochs,
-           latent_dim=latent_dim, categories=categories, k=k, hidden=hidden, lr=lr,
-           batch_size=batch_size, tau=tau, anneal_rate=anneal_rate, tau_min=tau_min,
-           n_samples=n_samples, dataset=dataset, data_dir=data_dir, binarize=binarize,
-           eval_samples=eval_samples, latent_family=latent_family, train_limit=train_limit,
-           test_limit=test_limit, val_size=val_size, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
-           anneal_every=anneal_every, input_coding=input_coding, init=init, seed=seed,
-           device=device, threads=threads, resume=resume, out=out, overwrite=overwrite,
-           tensorboard=tensorboard)
+options_command("train-vae", TrainVaeOptions, "relaxcli.commands.vae:run_train_vae",
+                resume_may_change=("epochs", "threads"))
 
 
 def _renamed_baseline(token: str) -> str:
@@ -361,153 +270,18 @@ def _renamed_baseline(token: str) -> str:
     return token
 
 
-@app.command("reinforce", context_settings={"token_normalize_func": _renamed_baseline})
-def reinforce(
-    ctx: typer.Context,
-    env: Annotated[str, typer.Option(
-        "--env", help="gymnasium environment id with a discrete action space and vector "
-        "observations (e.g. Acrobot-v1, CartPole-v1, MountainCar-v0).")] = "Acrobot-v1",
-    estimator: Annotated[PolicyEstimator, typer.Option(
-        "--estimator", help="Policy-gradient estimator: reinforce (score function with "
-        "reward-to-go) or relax (Grathwohl et al. 2018: learned control variate on the "
-        "Gumbel-relaxed action, conditional Gumbel sample).")] = PolicyEstimator.REINFORCE,
-    baseline: Annotated[Baseline, typer.Option(
-        "--baseline", help="none; moving-average (of past batches' returns-to-go); learned "
-        "(a state-value network, advantages normalised per batch); leave-one-out (the batch's "
-        "other episodes, --num-envs >= 2). Before 0.2: mean = moving-average, value = "
-        "learned.")] = Baseline.LEARNED,
-    gamma: Annotated[float, typer.Option("--gamma", help="Discount factor in [0, 1].")] = 0.99,
-    num_envs: Annotated[int, typer.Option(
-        "--num-envs", help="Environments run together in one vectorised batch; one update per "
-        "batch of that many whole episodes.")] = 4,
-    episodes: Annotated[int | None, typer.Option(
-        "--episodes", help="Training budget in episodes (rounded up to whole batches). Default "
-        "1000 when --steps is not given either.")] = None,
-    steps: Annotated[int | None, typer.Option(
-        "--steps", help="Training budget in environment steps (stops after the batch that "
-        "reaches it).")] = None,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate of every network.")] = 3e-3,
-    entropy_coef: Annotated[float, typer.Option(
-        "--entropy-coef", help="Weight of the policy-entropy bonus (0 = none).")] = 0.0,
-    hidden: Annotated[int, typer.Option(
-        "--hidden", help="Hidden units of the policy MLP (obs-hidden-actions), the value net "
-        "and RELAX's control variate.")] = 128,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
-    stop_when_solved: Annotated[bool, typer.Option(
-        "--stop-when-solved", help="Stop once the 100-episode average return reaches the "
-        "environment's reward threshold.")] = False,
-    eval_episodes: Annotated[int, typer.Option(
-        "--eval-episodes", help="Episodes of the final evaluation, greedy and stochastic "
-        "(0 skips it).")] = 100,
-    video: Annotated[bool, typer.Option(
-        "--video", help="Also write episode.gif of one greedy episode (needs the render extra: "
-        "pip install 'relaxcli[render]').")] = False,
-    resume: Annotated[Path | None, typer.Option(
-        "--resume", help="Continue an interrupted run directory after its last completed update "
-        "(all other options come from its config.json); results equal an uninterrupted run.")] = None,
-    tensorboard: TensorboardOpt = False,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Train a softmax policy with REINFORCE (baselines) or RELAX on a gymnasium environment."""
-    from relaxcli.commands.reinforce import ReinforceOptions
-    from relaxcli.commands.reinforce import reinforce as run_reinforce
-
-    refuse_options_beside_resume(ctx, resume, may_change=("threads",))
-    options = fill(ReinforceOptions, locals())
-    invoke(run_reinforce, json_out=json_out, quiet=quiet, options=options, resume=resume, out=out,
-           overwrite=overwrite)
+options_command("reinforce", ReinforceOptions, "relaxcli.commands.reinforce:reinforce",
+                resume_may_change=("threads",),
+                context_settings={"token_normalize_func": _renamed_baseline})
 
 
-@app.command("compare")
-def compare(
-    run_dirs: Annotated[list[str], typer.Argument(
-        help="Run directories, parent folders or globs; every summary.json below them is read.",
-        metavar="RUN_DIR...", show_default=False)],
-    group_by: Annotated[list[str] | None, typer.Option(
-        "--group-by", help="Config keys to group by, comma-separated or repeated (any key of "
-        "config.json or its options, e.g. method,tau). Default: dataset and method (train-vae), "
-        "env and method (reinforce), problem then each result's method and tau (grad-bench), "
-        "leaving out a key with one value in every run (method always stays).")] = None,
-    metric: Annotated[list[str] | None, typer.Option(
-        "--metric", help="summary.json metrics to report, comma-separated or repeated. Default: "
-        "the command's key metrics (train-vae: test_neg_elbo, test_iw_nll, seconds_per_epoch; "
-        "reinforce: episodes_to_solve, steps_to_solve, eval_return_greedy, wall_seconds; "
-        "grad-bench: "
-        "bias_norm, variance_trace, mse, snr, seconds_per_estimate).")] = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Directory for comparison.csv, comparison.md, curves.png and summary.json "
-        "(default runs/compare/<UTC time>). Must be new or empty unless --overwrite.")] = None,
-    per_run_csv: Annotated[bool, typer.Option(
-        "--per-run-csv", help="Also write per_run.csv: one row per run (grad-bench: per run and "
-        "result row) with its group keys, the compared metrics, and config.json and summary.json "
-        "flattened (config.*, options.*, summary.*), for pandas.")] = False,
-    overwrite: OverwriteOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Compare completed runs: mean +/- std over seeds per group, as a table, CSV, Markdown and curves."""
-    from relaxcli.commands.compare import CompareOptions, run_compare
-
-    invoke(run_compare, json_out=json_out, quiet=quiet, options=CompareOptions(
-        run_dirs=run_dirs, group_by=group_by, metrics=metric, out=out, overwrite=overwrite,
-        per_run_csv=per_run_csv))
+options_command("compare", CompareOptions, "relaxcli.commands.compare:run_compare")
 
 
 # ---------------------------------------------------------------- sweeps on a cluster
 
 
-@app.command("submit")
-def submit(
-    commands: Annotated[str, typer.Argument(
-        help="File with one relax command per line (as DRY_RUN=1 experiments/*.sh prints them), "
-        "or - for stdin.", metavar="COMMANDS", show_default=False)],
-    executor: Annotated[Executor, typer.Option(
-        "--executor", help="slurm: one job array, returns at once; local: this machine, "
-        "--max-parallel at a time, returns when done.")] = Executor.local,
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Sweep directory (commands.txt, sweep.json, logs/, tasks/, compare/). "
-        "Default: the folder holding every line's --out, else runs/sweeps/sweep-<UTC time>. "
-        "Lines without --out write their run below it.", show_default=False)] = None,
-    max_parallel: Annotated[int | None, typer.Option(
-        "--max-parallel", help="Tasks running at once (Slurm: the array throttle %N; default all. "
-        "local: default 1).", show_default=False)] = None,
-    time: Annotated[str | None, typer.Option(
-        "--time", help="Wall clock per task, minutes or [D-]H:M:S (Slurm default 4:00:00; local: "
-        "no limit). A task out of time is requeued and train-vae/reinforce resume.",
-        show_default=False)] = None,
-    partition: Annotated[str | None, typer.Option("--partition", help="Slurm partition.",
-                                                  show_default=False)] = None,
-    cpus_per_task: Annotated[int | None, typer.Option(
-        "--cpus-per-task", help="Slurm CPUs per task (default 1); torch uses that many threads.",
-        show_default=False)] = None,
-    gpus: Annotated[int | None, typer.Option("--gpus", help="Slurm GPUs per task.",
-                                             show_default=False)] = None,
-    mem: Annotated[str | None, typer.Option("--mem", help="Slurm memory per task, e.g. 8G.",
-                                            show_default=False)] = None,
-    slurm_option: Annotated[list[str] | None, typer.Option(
-        "--slurm-option", help="Any other sbatch option as KEY=VALUE (repeatable), e.g. "
-        "account=myproj, qos=high, constraint=volta.", show_default=False)] = None,
-    compare: Annotated[bool, typer.Option(
-        "--compare/--no-compare", help="Queue relax compare of the runs after the last task.")] = True,
-    group_by: Annotated[list[str] | None, typer.Option(
-        "--group-by", help="Passed to that relax compare.", show_default=False)] = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Run a sweep's commands through submitit: a Slurm job array (+ a dependent compare job), or locally.
-
-    Needs the cluster extra (pip install -e ".[cluster]"). Follow it with relax status SWEEP_DIR.
-    """
-    from relaxcli.commands.submit import run_submit
-
-    invoke(run_submit, json_out=json_out, quiet=quiet, commands=commands, executor=executor,
-           out=out, partition=partition, time=time, cpus_per_task=cpus_per_task, gpus=gpus, mem=mem,
-           max_parallel=max_parallel, slurm_option=slurm_option, compare=compare, group_by=group_by)
+options_command("submit", SubmitOptions, "relaxcli.commands.submit:run_submit")
 
 
 @app.command("status")

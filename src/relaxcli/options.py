@@ -38,6 +38,7 @@ class Cli:
     min: float | None = None
     max: float | None = None
     hidden: bool = False
+    metavar: str | None = None
 
 
 def option(default: Any, *flags: str, help: str, show_default: bool = True,
@@ -47,9 +48,10 @@ def option(default: Any, *flags: str, help: str, show_default: bool = True,
                                                         min, max, hidden)})
 
 
-def argument(*, help: str, default: Any = MISSING) -> Any:
+def argument(*, help: str, default: Any = MISSING, metavar: str | None = None) -> Any:
     """A dataclass field that is a positional argument (required unless ``default`` is given)."""
-    return field(default=default, metadata={"cli": Cli((), help, True, default is not MISSING)})
+    return field(default=default, metadata={"cli": Cli((), help, True, default is not MISSING,
+                                                        metavar=metavar)})
 
 
 def cli_fields(cls) -> list[dataclasses.Field]:

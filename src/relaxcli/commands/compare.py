@@ -12,7 +12,7 @@ how vectors become numbers, several rows per run, curves) is declared beside the
 (:mod:`relaxcli.report`) and looked up here by config.json's ``command``.
 
 Example:
-    >>> summary = run_compare(Reporter(), CompareOptions(run_dirs=["runs/sweep"]))  # doctest: +SKIP
+    >>> summary = run_compare(CompareOptions(run_dirs=["runs/sweep"]), Reporter())  # doctest: +SKIP
     >>> summary["groups"][0]["metrics"]["test_neg_elbo"]["mean"]                     # doctest: +SKIP
     101.9
 """
@@ -33,6 +33,7 @@ from typing import Any
 from relaxcli import runs
 from relaxcli.commands import report_for
 from relaxcli.errors import BadInput
+from relaxcli.options import argument, option
 from relaxcli.report import Curve, Metric, Report, fmt_value
 
 # config.json keys that describe the machine, not the experiment (not offered for --group-by).
@@ -48,14 +49,30 @@ AVERAGED_OVER = {"seed", "device", "device_requested", "threads", "out", "data_d
 
 @dataclass(frozen=True)
 class CompareOptions:
-    """What ``relax compare`` was asked (the CLI fills it; see ``relax compare --help``)."""
+    """Compare completed runs: mean +/- std over seeds per group, as a table, CSV, Markdown and curves."""
 
-    run_dirs: list[str]
-    group_by: list[str] | None = None
-    metrics: list[str] | None = None
-    out: Path | None = None
-    overwrite: bool = False
-    per_run_csv: bool = False
+    run_dirs: list[str] = argument(metavar="RUN_DIR...", help=(
+        "Run directories, parent folders or globs; every summary.json below them is read."))
+    group_by: list[str] | None = option(None, "--group-by", show_default=False, help=(
+        "Config keys to group by, comma-separated or repeated (any key of config.json or its "
+        "options, e.g. method,tau). Default: the keys the compared command declares (e.g. dataset "
+        "and method for VAE runs; problem, then each result's method and tau for gradient "
+        "benchmarks), leaving out a key with one value in every run (method always stays)."))
+    metrics: list[str] | None = option(None, "--metric", show_default=False, help=(
+        "summary.json metrics to report, comma-separated or repeated. Default: the key metrics "
+        "the compared command declares (e.g. test_neg_elbo, test_iw_nll, seconds_per_epoch for "
+        "VAE runs; episodes_to_solve, steps_to_solve, eval_return_greedy, wall_seconds for "
+        "policy-gradient runs)."))
+    out: Path | None = option(None, "--out", show_default=False, help=(
+        "Directory for comparison.csv, comparison.md, curves.png and summary.json (default "
+        "runs/compare/<UTC time>). Must be new or empty unless --overwrite."))
+    per_run_csv: bool = option(False, "--per-run-csv", help=(
+        "Also write per_run.csv: one row per run (per run and result row for commands with several "
+        "rows per run, e.g. one per method and temperature) with its "
+        "group keys, the compared metrics, and config.json and summary.json flattened (config.*, "
+        "options.*, summary.*), for pandas."))
+    overwrite: bool = option(False, "--overwrite", help=(
+        "Replace the contents of an existing, non-empty --out directory."))
 
 
 @dataclass
@@ -433,7 +450,7 @@ class Comparison:
         return [row for r in self.runs for row in r.rows]
 
 
-def run_compare(reporter, options: CompareOptions) -> dict:
+def run_compare(options: CompareOptions, reporter) -> dict:
     """Compare the completed runs under ``options.run_dirs``: write comparison.csv/.md,
     curves.png (when there is something to draw), per_run.csv (when asked) and summary.json."""
     c = collect_runs(options.run_dirs)

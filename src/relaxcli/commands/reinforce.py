@@ -76,6 +76,7 @@ import torch
 from torch import nn
 
 from relaxcli import plots
+from relaxcli.console import Reporter
 from relaxcli.errors import BadInput
 from relaxcli.estimators import (
     Baseline,
@@ -88,6 +89,7 @@ from relaxcli.estimators import (
     leave_one_out,
     variance_gradient,
 )
+from relaxcli.options import RunOptions, option
 from relaxcli.report import Curve, Metric, Report, declare_report
 from relaxcli.runs import (
     RunFailed,
@@ -104,6 +106,8 @@ from relaxcli.runs import (
 )
 
 COMMAND = "reinforce"
+# options that say where a run is written and how it is watched, not what it computes
+RUN_PLUMBING = ("out", "overwrite", "resume", "tensorboard")
 SOLVE_WINDOW = 100          # episodes in the moving average that defines "solved"
 MOVING_AVERAGE_DECAY = 0.9  # decay of the moving-average baseline
 VALUE_EPOCHS = 5            # full-batch regression steps of V_psi per update
@@ -136,26 +140,49 @@ REPORT = declare_report(Report(
 
 
 # =================================================================================== options
-@dataclass
-class ReinforceOptions:
-    """Every option of ``relax reinforce``, written once (the CLI fills it; config.json keeps it)."""
+@dataclass(kw_only=True)
+class ReinforceOptions(RunOptions):
+    """Train a softmax policy with REINFORCE (baselines) or RELAX on a gymnasium environment."""
 
-    env: str = "Acrobot-v1"
-    estimator: PolicyEstimator = PolicyEstimator.REINFORCE
-    baseline: Baseline = Baseline.LEARNED
-    gamma: float = 0.99
-    num_envs: int = 4
-    episodes: int | None = None
-    steps: int | None = None
-    lr: float = 3e-3
-    entropy_coef: float = 0.0
-    hidden: int = 128
-    seed: int = 0
-    device: str = "auto"
-    stop_when_solved: bool = False
-    eval_episodes: int = 100
-    video: bool = False
-    threads: int | None = None
+    env: str = option("Acrobot-v1", "--env", help=(
+        "gymnasium environment id with a discrete action space and vector observations (e.g. "
+        "Acrobot-v1, CartPole-v1, MountainCar-v0)."))
+    estimator: PolicyEstimator = option(PolicyEstimator.REINFORCE, "--estimator", help=(
+        "Policy-gradient estimator: reinforce (score function with reward-to-go) or relax "
+        "(Grathwohl et al. 2018: learned control variate on the Gumbel-relaxed action, "
+        "conditional Gumbel sample)."))
+    baseline: Baseline = option(Baseline.LEARNED, "--baseline", help=(
+        "none; moving-average (of past batches' returns-to-go); learned (a state-value network, "
+        "advantages normalised per batch); leave-one-out (the batch's other episodes, "
+        "--num-envs >= 2). Before 0.2: mean = moving-average, value = learned."))
+    gamma: float = option(0.99, "--gamma", help="Discount factor in [0, 1].")
+    num_envs: int = option(4, "--num-envs", help=(
+        "Environments run together in one vectorised batch; one update per batch of that many "
+        "whole episodes."))
+    episodes: int | None = option(None, "--episodes", show_default=False, help=(
+        "Training budget in episodes (rounded up to whole batches). Default 1000 when --steps is "
+        "not given either."))
+    steps: int | None = option(None, "--steps", show_default=False, help=(
+        "Training budget in environment steps (stops after the batch that reaches it)."))
+    lr: float = option(3e-3, "--lr", help="Adam learning rate of every network.")
+    entropy_coef: float = option(0.0, "--entropy-coef", help=(
+        "Weight of the policy-entropy bonus (0 = none)."))
+    hidden: int = option(128, "--hidden", help=(
+        "Hidden units of the policy MLP (obs-hidden-actions), the value net and RELAX's control "
+        "variate."))
+    stop_when_solved: bool = option(False, "--stop-when-solved", help=(
+        "Stop once the 100-episode average return reaches the environment's reward threshold."))
+    eval_episodes: int = option(100, "--eval-episodes", help=(
+        "Episodes of the final evaluation, greedy and stochastic (0 skips it)."))
+    video: bool = option(False, "--video", help=(
+        "Also write episode.gif of one greedy episode (needs the render extra: pip install "
+        "'relaxcli[render]')."))
+    resume: Path | None = option(None, "--resume", show_default=False, help=(
+        "Continue an interrupted run directory after its last completed update (all other "
+        "options come from its config.json); results equal an uninterrupted run."))
+    tensorboard: bool = option(False, "--tensorboard", help=(
+        "Also write TensorBoard event files beside metrics.jsonl (which stays the record), for "
+        "`tensorboard --logdir runs`; needs pip install tensorboard."))
 
     @classmethod
     def from_config(cls, saved: dict, threads: int | None) -> ReinforceOptions:
@@ -207,9 +234,10 @@ class ReinforceOptions:
         return f"{self.estimator.value}-{self.baseline.value}"
 
     def config(self) -> dict:
-        """Plain JSON values for config.json and checkpoint.pt."""
+        """Plain JSON values for config.json and checkpoint.pt (what defines the run: not where
+        it is written, nor how it is watched)."""
         return {k: v.value if isinstance(v, (Baseline, PolicyEstimator)) else v
-                for k, v in dataclasses.asdict(self).items()}
+                for k, v in dataclasses.asdict(self).items() if k not in RUN_PLUMBING}
 
 
 # ================================================================================== networks
@@ -719,15 +747,16 @@ def print_summary(reporter, o: ReinforceOptions, summary: dict) -> None:
 
 
 # ======================================================================================= run
-def reinforce(reporter, options: ReinforceOptions | None = None, resume: Path | None = None,
-              out: Path | None = None, overwrite: bool = False) -> dict:
+def reinforce(options: ReinforceOptions | None = None, reporter=None) -> dict:
     """Train, evaluate and save; returns the summary dict (also written to summary.json).
 
     With ``resume``, every option comes from the run's config.json (``options.threads`` aside)
     and the run continues after its last completed update.
     """
     started = time.perf_counter()
-    options = options or ReinforceOptions()
+    options, reporter = options or ReinforceOptions(), reporter or Reporter(quiet=True)
+    resume, out, overwrite, tensorboard = (options.resume, options.out, options.overwrite,
+                                           options.tensorboard)
     run, ckpt = (open_for_resume(resume, COMMAND), None) if resume is not None else (None, None)
     # a resume that cannot start (corrupted checkpoint, environment gone) marks the run failed
     with preparing(run) if run is not None else contextlib.nullcontext():
@@ -741,7 +770,7 @@ def reinforce(reporter, options: ReinforceOptions | None = None, resume: Path | 
         o = dataclasses.replace(o, threads=set_threads(o.threads))
     if run is None:
         run = create_run(COMMAND, o.method, o.config(), out=out, overwrite=overwrite, seed=o.seed,
-                         device=str(device))
+                         device=str(device), tensorboard=tensorboard)
     if o.stop_when_solved and env.reward_threshold is None:
         reporter.print(f"[yellow]{o.env} has no reward threshold: --stop-when-solved does nothing")
 

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from relaxcli.errors import BadInput
+from relaxcli.options import argument, option
 
 # Commands a sweep may hold: those that write one run directory (compare is queued by submit).
 SUBMITTABLE = ("sample", "bridge", "grad-bench", "train-vae", "reinforce")
@@ -501,12 +502,49 @@ def _slurm_options(pairs: list[str]) -> dict:
     return out
 
 
-def run_submit(*, reporter, commands: str, executor: Executor = Executor.local, out: Path | None = None,
-               partition: str | None = None, time: str | None = None, cpus_per_task: int | None = None,
-               gpus: int | None = None, mem: str | None = None, max_parallel: int | None = None,
-               slurm_option: list[str] | None = None, compare: bool = True,
-               group_by: list[str] | None = None) -> dict:
+@dataclass(kw_only=True)
+class SubmitOptions:
+    """Run a sweep's commands through submitit: a Slurm job array (+ a dependent compare job), or locally.
+
+    Needs the cluster extra (pip install -e ".[cluster]"). Follow it with relax status SWEEP_DIR.
+    """
+
+    commands: str = argument(metavar="COMMANDS", help=(
+        "File with one relax command per line (as DRY_RUN=1 experiments/*.sh prints them), or - "
+        "for stdin."))
+    executor: Executor = option(Executor.local, "--executor", help=(
+        "slurm: one job array, returns at once; local: this machine, --max-parallel at a time, "
+        "returns when done."))
+    out: Path | None = option(None, "--out", show_default=False, help=(
+        "Sweep directory (commands.txt, sweep.json, logs/, tasks/, compare/). Default: the folder "
+        "holding every line's --out, else runs/sweeps/sweep-<UTC time>. Lines without --out "
+        "write their run below it."))
+    max_parallel: int | None = option(None, "--max-parallel", show_default=False, help=(
+        "Tasks running at once (Slurm: the array throttle %N; default all. local: default 1)."))
+    time: str | None = option(None, "--time", show_default=False, help=(
+        "Wall clock per task, minutes or [D-]H:M:S (Slurm default 4:00:00; local: no limit). A "
+        "task out of time is requeued and train-vae/reinforce resume."))
+    partition: str | None = option(None, "--partition", show_default=False, help="Slurm partition.")
+    cpus_per_task: int | None = option(None, "--cpus-per-task", show_default=False, help=(
+        "Slurm CPUs per task (default 1); torch uses that many threads."))
+    gpus: int | None = option(None, "--gpus", show_default=False, help="Slurm GPUs per task.")
+    mem: str | None = option(None, "--mem", show_default=False, help="Slurm memory per task, e.g. 8G.")
+    slurm_option: list[str] | None = option(None, "--slurm-option", show_default=False, help=(
+        "Any other sbatch option as KEY=VALUE (repeatable), e.g. account=myproj, qos=high, "
+        "constraint=volta."))
+    compare: bool = option(True, "--compare/--no-compare", help=(
+        "Queue relax compare of the runs after the last task."))
+    group_by: list[str] | None = option(None, "--group-by", show_default=False, help=(
+        "Passed to that relax compare."))
+
+
+def run_submit(options: SubmitOptions, reporter) -> dict:
     """Submit the commands; Slurm: return once queued; local: run them and return the outcome."""
+    o = options
+    commands, out, partition, time, cpus_per_task, gpus, mem = (
+        o.commands, o.out, o.partition, o.time, o.cpus_per_task, o.gpus, o.mem)
+    max_parallel, slurm_option, compare, group_by = o.max_parallel, o.slurm_option, o.compare, o.group_by
+    executor = o.executor
     executor = Executor(executor)
     slurm_only = {"--partition": partition, "--cpus-per-task": cpus_per_task, "--gpus": gpus,
                   "--mem": mem, "--slurm-option": slurm_option or None}

@@ -1,9 +1,12 @@
 """``relax train-vae``: a discrete-latent VAE on binarised MNIST, with the same model for every method.
 
-Read top to bottom like a CleanRL script: options -> data -> model -> loop (train, test, checkpoint)
--> final evaluation -> figures -> summary. The latent comes only from the registry
-(:mod:`relaxcli.methods`): the encoder outputs ``method.param_size(K)`` raw numbers per latent
-variable (the registry's ``raw`` convention), and the runner never names a distribution class.
+Every option is written once, in :class:`TrainVaeOptions` (the CLI is built from it).
+:func:`run_train_vae` reads top to bottom like a CleanRL script, from named steps: options (or a
+resumed run's) -> checks -> data -> model, estimator, optimiser -> checkpoint restored -> loop
+(train one epoch, evaluate, checkpoint) -> model selection -> figures -> summary. The latent comes
+only from the registry (:mod:`relaxcli.methods`): the encoder outputs ``method.params.size(K)``
+raw numbers per latent variable (the record's parameter packing), and the runner never names a
+distribution class.
 
 Model (Jang, Gu, Poole 2017): encoder MLP 784-512-256-raw, decoder latent-256-512-784, ReLU,
 Bernoulli likelihood p(x|z) = prod_i Bernoulli(x_i; sigmoid(decoder(z)_i)). Latents: Bernoulli
@@ -65,9 +68,11 @@ uninterrupted run with the same seed. Ctrl-C keeps the checkpoint of the last fu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -77,11 +82,12 @@ from torch.distributions import kl_divergence
 from torch.nn import functional as F
 
 from relaxcli import methods as registry
-from relaxcli import plots
+from relaxcli.console import Reporter
 from relaxcli.data import BINARIZATIONS, DATASETS, Binarizer, load_dataset
 from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
 from relaxcli.estimators import make_estimator
+from relaxcli.options import RunOptions, option
 from relaxcli.report import Curve, Metric, Report, declare_report
 from relaxcli.runs import (
     Refused,
@@ -132,6 +138,122 @@ REPORT = declare_report(Report(
                 legend_title="final test -ELBO, best first", facet_by_kind=True,
                 untrained_x=0.0),  # epoch 0 is the untrained model: kept off the y range
 ))
+
+
+# ----------------------------------------------------------------------------- options
+class Choice(str, Enum):
+    """A fixed vocabulary of train-vae: Typer lists its values in ``--help`` and refuses others;
+    a member prints as its value (what config.json records)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# The data module owns the names of its datasets and binarisations: the vocabularies follow them.
+Dataset = Choice("Dataset", [(name.upper().replace("-", "_"), name) for name in DATASETS],
+                 module=__name__)
+Binarize = Choice("Binarize", [(name.upper(), name) for name in BINARIZATIONS], module=__name__)
+
+
+class InputCoding(Choice):
+    """What the encoder sees of the binary image x (see :class:`VAE`): x itself, or 2x - 1."""
+
+    X = "x"
+    CENTERED = "centered"
+
+
+class Init(Choice):
+    """The weight initialisation of :class:`VAE`: nn.Linear's default, or Glorot-uniform."""
+
+    TORCH = "torch"
+    XAVIER = "xavier"
+
+
+@dataclass(kw_only=True)
+class TrainVaeOptions(RunOptions):
+    """Train a VAE on binarised MNIST with the method's latent; report test -ELBO and an IW bound."""
+
+    method: str | None = option(None, "--method", help=(
+        "Latent method from the registry (relax list); unsuitable ones exit 2 with the list of "
+        "suitable ones. Required unless --resume."))
+    epochs: int | None = option(None, "--epochs", help=(
+        "Training epochs (default 10). With --resume: train up to this many."))
+    latent_dim: int | None = option(None, "--latent-dim", help=(
+        "Latent variables: Bernoulli units (default 200) or categorical / subset / simplex groups "
+        "(default 20)."))
+    categories: int | None = option(None, "--categories", help=(
+        "Classes per categorical / subset / simplex group (default 10)."))
+    k: int | None = option(None, "--k", help="Subset size per group for topk (default 2).")
+    hidden: str = option("512,256", "--hidden", help=(
+        "Encoder hidden widths, comma-separated; the decoder mirrors them."))
+    lr: float = option(1e-3, "--lr", help="Adam learning rate.")
+    batch_size: int = option(100, "--batch-size", help="Images per training step.")
+    tau: float | None = option(None, "--tau", help=(
+        "Initial temperature tau0 (default: the method's default, else 1)."))
+    anneal_rate: float = option(3e-5, "--anneal-rate", help=(
+        "r in tau = max(tau_min, tau0*exp(-r*step)) (Jang et al.; 0 = constant)."))
+    tau_min: float | None = option(None, "--tau-min", help=(
+        "Lowest temperature of the schedule (default min(0.5, tau0))."))
+    n_samples: int | None = option(None, "--n-samples", help=(
+        "Latent samples per image for the gradient estimator (default 1; 2 for reinforce-rloo's "
+        "leave-one-out baseline)."))
+    dataset: Dataset = option(Dataset("mnist"), "--dataset", help=(
+        "mnist, fashion-mnist, or synthetic (a tiny generated test/smoke set)."))
+    data_dir: str | None = option(None, "--data-dir", help=(
+        "Folder with MNIST/raw or FashionMNIST/raw idx files (read-only is fine; default "
+        "RELAX_DATA_DIR, then the user cache, downloading there if missing)."))
+    binarize: Binarize = option(Binarize("dynamic"), "--binarize", help=(
+        "dynamic (fresh Bernoulli draw each epoch), static (one fixed draw) or threshold "
+        "(pixel > 0.5)."))
+    eval_samples: int = option(100, "--eval-samples", help=(
+        "Latent samples per test image for the final -ELBO and the importance-weighted bound on "
+        "-log p(x)."))
+    latent_family: registry.Family | None = option(None, "--latent-family", help=(
+        "bernoulli or categorical, for estimators that serve both (reinforce, reinforce-rloo, "
+        "rebar, relax); default: the method's own family."))
+    train_limit: int | None = option(None, "--train-limit", help=(
+        "Use only the first N training images (smoke runs)."))
+    test_limit: int | None = option(None, "--test-limit", help=(
+        "Evaluate on only the first N test images (smoke runs)."))
+    val_size: int = option(0, "--val-size", help=(
+        "Hold out the last N training images as a validation set (binarised once); the reported "
+        "test numbers are then those of the epoch with the best validation -ELBO (Jang et al.'s "
+        "protocol uses 5000). 0 = no split, report the last epoch."))
+    lr_decay: float = option(1.0, "--lr-decay", help=(
+        "Multiply the learning rate by this every --lr-decay-every steps (Jang et al.'s code: 0.9 "
+        "every 1000). 1 = constant."))
+    lr_decay_every: int = option(1000, "--lr-decay-every", help=(
+        "Steps between learning-rate decays."))
+    anneal_every: int = option(1, "--anneal-every", help=(
+        "Update the temperature every N steps (Jang et al.'s N in {500, 1000}); 1 = every step."))
+    input_coding: InputCoding = option(InputCoding.X, "--input-coding", help=(
+        "What the encoder sees of the binary image: x (x in {0,1}, as Jang et al.) or centered "
+        "(2x-1; relaxcli 0.1's default, which starves the latent with Adam: see "
+        "experiments/README.md)."))
+    init: Init = option(Init.XAVIER, "--init", help=(
+        "Weight initialisation: xavier (Glorot-uniform weights, zero biases: TensorFlow's, Jang et "
+        "al.'s; fewer dead encoder units) or torch (nn.Linear's default, relaxcli 0.1's)."))
+    resume: Path | None = option(None, "--resume", help=(
+        "Continue a run directory after its last completed epoch (options come from its "
+        "config.json, except --epochs); results equal an uninterrupted run."))
+    tensorboard: bool = option(False, "--tensorboard", help=(
+        "Also write TensorBoard event files beside metrics.jsonl (which stays the record), for "
+        "`tensorboard --logdir runs`; needs pip install tensorboard. A --resume keeps the "
+        "original run's choice."))
+
+
+# Fixed vocabularies by field: values from tests and from resumed runs' config.json are strings.
+VOCABULARIES = {"dataset": Dataset, "binarize": Binarize, "input_coding": InputCoding,
+                "init": Init, "latent_family": registry.Family}
+# where a run is written and how it is watched, not how it is trained
+NOT_RECORDED = ("out", "overwrite", "resume", "tensorboard")
+
+
+def recorded(options: TrainVaeOptions) -> dict:
+    """The options as config.json's ``options`` (Enums as their values): what ``compare``
+    groups by and ``--resume`` rebuilds the run from."""
+    return {name: value.value if isinstance(value, Enum) else value
+            for name, value in dataclasses.asdict(options).items() if name not in NOT_RECORDED}
 
 
 # ----------------------------------------------------------------------------- method checks
@@ -185,10 +307,6 @@ def latent_for(method: registry.Method, family: str, latent_dim: int | None, cat
     if k < 2:
         raise BadInput(f"--categories must be >= 2 for {method.name!r}, got {k}")
     return Latent(n, k, (n, method.params.size(k)), (n, k))
-
-
-INPUT_CODINGS = ("x", "centered")
-INITS = ("torch", "xavier")
 
 
 class VAE(nn.Module):
@@ -387,60 +505,91 @@ def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, 
 
 
 # ----------------------------------------------------------------------------- the runner
-def _parse_hidden(hidden: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(h) for h in hidden.replace(" ", "").split(",") if h)
-    except ValueError:
-        sizes = ()
-    if not sizes or any(h <= 0 for h in sizes):
-        raise BadInput(f"--hidden must be comma-separated positive widths like 512,256, got {hidden!r}")
-    return sizes
+def run_train_vae(options: TrainVaeOptions, reporter: Reporter | None = None) -> dict:
+    """Train the VAE (see the module docstring) and return the summary dict."""
+    reporter = reporter or Reporter(quiet=True)
+    with contextlib.ExitStack() as preparation:
+        run = None
+        if options.resume is not None:  # a resume that cannot start (data gone...) marks it failed
+            run = open_for_resume(options.resume, COMMAND, allow_completed=True)
+            preparation.enter_context(preparing(run))
+            options = options_of_resumed_run(run, options)
+
+        # ------------------------------------------------------------ checked before a run starts
+        options = checked(options)
+        method, family = latent_method(options)
+        latent = latent_for(method, family, options.latent_dim, options.categories)
+        hidden = _parse_hidden(options.hidden)
+        options = dataclasses.replace(options, n_samples=samples_per_image(options, method))
+        temperature = temperature_schedule(options, method)
+        settings = method_settings(method, latent, options.k)
+        device = resolve_device_or_refuse(options.device)
+        data = load_data(options)
+        options = dataclasses.replace(options, threads=set_threads(options.threads))
+        estimator_options = checked_estimator_options(method, family, latent, settings, options)
+        warnings = relaxation_warnings(method, settings, temperature.tau0, reporter)
+        if run is None:
+            run = create_run(COMMAND, method.name, recorded(options), out=options.out,
+                             overwrite=options.overwrite, seed=options.seed, device=str(device),
+                             tensorboard=options.tensorboard)
+
+        with run_context(run, resume_hint=f"relax train-vae --resume {run.path}"):
+            # ------------------------------------------------------------ data, model, optimiser
+            seed_everything(options.seed)
+            split = split_data(data, options)
+            laws = Laws(method, latent, settings, eval_model_of(method), family)
+            learner = make_learner(laws, hidden, estimator_options, options, device)
+            progress = restore(run, learner, reporter) if options.resume is not None else Progress()
+            if progress.epoch == 0:  # the untrained model, for reference (epoch 0)
+                progress.log(run, untrained_record(learner, split.test_x, temperature.tau0))
+
+            # ------------------------------------------------------------ train, test, checkpoint
+            for epoch in range(progress.epoch + 1, options.epochs + 1):
+                started = time.perf_counter()
+                training = train_epoch(learner, split, temperature, progress, epoch, options,
+                                       reporter, run.path)
+                tau = temperature(progress.step)
+                full = epoch == options.epochs and split.val_x is None  # else the selected model's
+                metrics = evaluate_epoch(learner, split, tau, full, epoch, options, reporter,
+                                         run.path)
+                progress.kl_per_variable = metrics.pop("test_kl_per_variable")
+                progress.log(run, epoch_record(epoch, progress.step, tau, learner, training, metrics,
+                                               seconds=time.perf_counter() - started))
+                report_epoch(reporter, progress, latent.n_vars, options.lr)
+                save_checkpoints(run, learner, progress, keep_best=split.val_x is not None)
+
+            # ------------------------------------------------------------ select, draw, summarise
+            selection = select_model(run, learner, split, progress, temperature,
+                                     options.eval_samples, reporter)
+            save_figures(run, learner, split.test_x, selection.tau, progress)
+            run.save_torch("model.pt", {"model": learner.model.state_dict(), "latent": vars(latent),
+                                        "options": recorded(options), "method": method.name})
+            summary = run.finish(summary_of(run, laws, progress, selection, options, warnings))
+            reporter.print(f"done: test -ELBO {summary['test_neg_elbo']:.2f}, IW bound "
+                           f"{summary['test_iw_nll']:.2f} nats ({laws.eval_model} latents); "
+                           f"{run.path}")
+            return summary
 
 
+# ----------------------------------------------------------------------------- options and checks
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise BadInput(message)
 
 
-def run_train_vae(*, method: str | None, reporter, epochs: int | None = None, latent_dim: int | None = None,
-                  categories: int | None = None, k: int | None = None, hidden: str = "512,256",
-                  lr: float = 1e-3, batch_size: int = 100, tau: float | None = None,
-                  anneal_rate: float = 3e-5, tau_min: float | None = None, n_samples: int | None = None,
-                  dataset: str = "mnist", data_dir: str | None = None, binarize: str = "dynamic",
-                  eval_samples: int = 100, train_limit: int | None = None, test_limit: int | None = None,
-                  latent_family: str | None = None, input_coding: str = "x", init: str = "xavier",
-                  lr_decay: float = 1.0, lr_decay_every: int = 1000, anneal_every: int = 1,
-                  val_size: int = 0, seed: int = 0, device: str = "auto", resume: Path | None = None,
-                  out: Path | None = None, overwrite: bool = False, threads: int | None = None,
-                  tensorboard: bool = False) -> dict:
-    """Train the VAE (see the module docstring) and return the summary dict."""
-    # ---------------------------------------------------------------- options (or a resumed run's)
-    if resume is not None:
-        run = open_for_resume(resume, COMMAND, allow_completed=True)
-        opts = {**RESUME_DEFAULTS, **run.config["options"]}
-        with preparing(run):
-            _check_resume_epochs(run, epochs)
-        if epochs is not None:
-            opts["epochs"] = epochs  # the only option a resume may change: train for longer
-        if threads is not None:
-            opts["threads"] = threads  # nor does the thread count change the model
-    else:
-        _check(method is not None, "--method is required (or --resume RUN_DIR)")
-        opts = {"epochs": 10 if epochs is None else epochs, "latent_dim": latent_dim,
-                "categories": categories, "k": k, "hidden": hidden, "lr": lr, "batch_size": batch_size,
-                "tau": tau, "anneal_rate": anneal_rate, "tau_min": tau_min, "n_samples": n_samples,
-                "dataset": dataset, "data_dir": data_dir, "binarize": binarize,
-                "eval_samples": eval_samples, "train_limit": train_limit, "test_limit": test_limit,
-                "seed": seed, "device": device, "method": method, "latent_family": latent_family,
-                "input_coding": input_coding, "init": init, "lr_decay": lr_decay,
-                "lr_decay_every": lr_decay_every, "anneal_every": anneal_every, "val_size": val_size,
-                "threads": threads}
-
-    # ---------------------------------------------------------------- validate before the run starts
-    # (a resume that cannot start, e.g. its data folder is gone, marks the run failed)
-    with preparing(run) if resume is not None else contextlib.nullcontext():
-        return _train_vae(opts, resume, run if resume is not None else None, reporter, out, overwrite,
-                          tensorboard)
+def options_of_resumed_run(run, given: TrainVaeOptions) -> TrainVaeOptions:
+    """The options a resumed run was started with (RESUME_DEFAULTS for the keys an older run
+    lacks), changed only where a resume may: --epochs (train for longer) and --threads."""
+    _check_resume_epochs(run, given.epochs)
+    fields = {f.name for f in dataclasses.fields(TrainVaeOptions)}
+    saved = {key: value for key, value in {**RESUME_DEFAULTS, **run.config["options"]}.items()
+             if key in fields and key not in NOT_RECORDED}
+    options = TrainVaeOptions(**saved, resume=given.resume)
+    if given.epochs is not None:
+        options = dataclasses.replace(options, epochs=given.epochs)
+    if given.threads is not None:  # the thread count does not change the model either
+        options = dataclasses.replace(options, threads=given.threads)
+    return options
 
 
 def _check_resume_epochs(run, epochs: int | None) -> None:
@@ -465,6 +614,338 @@ def _check_resume_epochs(run, epochs: int | None) -> None:
                       "longer, or a new --out for a shorter run")
 
 
+def checked(options: TrainVaeOptions) -> TrainVaeOptions:
+    """The options with each fixed vocabulary as its Enum and --epochs' default filled in; a
+    value out of its vocabulary or range is bad input (exit 2) before anything is written."""
+    choices = {}
+    for name, vocabulary in VOCABULARIES.items():
+        value = getattr(options, name)
+        try:
+            choices[name] = None if value is None else vocabulary(value)
+        except ValueError:
+            raise BadInput(f"unknown --{name.replace('_', '-')} {value!r}; choose from: "
+                           f"{', '.join(v.value for v in vocabulary)}") from None
+    epochs = 10 if options.epochs is None else options.epochs
+    o = dataclasses.replace(options, **choices, epochs=epochs)
+    _check(o.method is not None, "--method is required (or --resume RUN_DIR)")
+    _check(o.epochs >= 1, f"--epochs must be >= 1, got {o.epochs}")
+    _check(o.batch_size >= 1, f"--batch-size must be >= 1, got {o.batch_size}")
+    _check(o.lr > 0, f"--lr must be > 0, got {o.lr}")
+    _check(0 < o.lr_decay <= 1, f"--lr-decay must be in (0, 1], got {o.lr_decay}")
+    _check(o.lr_decay_every >= 1, f"--lr-decay-every must be >= 1, got {o.lr_decay_every}")
+    _check(o.anneal_every >= 1, f"--anneal-every must be >= 1, got {o.anneal_every}")
+    _check(o.anneal_rate >= 0, f"--anneal-rate must be >= 0, got {o.anneal_rate}")
+    _check(o.val_size >= 0, f"--val-size must be >= 0, got {o.val_size}")
+    _check(o.eval_samples >= 1, f"--eval-samples must be >= 1, got {o.eval_samples}")
+    for flag, limit in (("--train-limit", o.train_limit), ("--test-limit", o.test_limit)):
+        _check(limit is None or limit >= 1, f"{flag} must be >= 1")
+    return o
+
+
+def latent_method(options: TrainVaeOptions) -> tuple[registry.Method, str]:
+    """The registry record of --method and the latent family it serves here (--latent-family,
+    else its own); an unknown or unsuitable method exits 2 naming the suitable ones."""
+    m = registry.get_method(options.method) if options.method in registry.METHODS else None
+    if m is None or unsuitable_reason(m) is not None:
+        why = f"unknown method {options.method!r}" if m is None else \
+            f"method {options.method!r} cannot be a VAE latent: {unsuitable_reason(m)}"
+        raise BadInput(f"{why}. Suitable methods: {', '.join(suitable_methods())}")
+    family = (options.latent_family or m.family).value
+    if not m.supports(family):
+        raise BadInput(f"--latent-family {family!r} is not served by {m.name!r} (it serves "
+                       f"{', '.join(f.value for f in m.families)})")
+    return m, family
+
+
+def _parse_hidden(hidden: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(h) for h in hidden.replace(" ", "").split(",") if h)
+    except ValueError:
+        sizes = ()
+    if not sizes or any(h <= 0 for h in sizes):
+        raise BadInput(f"--hidden must be comma-separated positive widths like 512,256, got {hidden!r}")
+    return sizes
+
+
+def samples_per_image(options: TrainVaeOptions, method: registry.Method) -> int:
+    """--n-samples, by default the method's minimum (the leave-one-out baseline needs two)."""
+    n = method.min_samples if options.n_samples is None else options.n_samples
+    _check(n >= 1, f"--n-samples must be >= 1, got {n}")
+    return n
+
+
+@dataclass(frozen=True)
+class Temperature:
+    """Jang et al.'s schedule tau = max(tau_min, tau0 exp(-rate s)), with s the step rounded down
+    to a multiple of ``every`` (their N: the temperature changes every N steps).
+
+    >>> Temperature(1.0, 0.01, 0.1, 8)(12) == math.exp(-0.8)
+    True
+    """
+
+    tau0: float
+    tau_min: float
+    rate: float
+    every: int
+
+    def __call__(self, step: int) -> float:
+        s = step - step % self.every
+        return max(self.tau_min, self.tau0 * math.exp(-self.rate * s))
+
+
+def temperature_schedule(options: TrainVaeOptions, method: registry.Method) -> Temperature:
+    tau0 = options.tau if options.tau is not None else (method.default_tau or 1.0)
+    _check(tau0 > 0, f"--tau must be > 0, got {tau0}")
+    tau_min = options.tau_min if options.tau_min is not None else min(0.5, tau0)
+    _check(tau_min > 0, f"--tau-min must be > 0, got {tau_min}")
+    return Temperature(tau0, tau_min, options.anneal_rate, options.anneal_every)
+
+
+def method_settings(method: registry.Method, latent: Latent, k: int | None) -> dict:
+    """The record's settings, with --k for subset methods (checked against the categories)."""
+    settings = dict(method.settings)
+    if "k" in method.settings:
+        k = method.settings["k"] if k is None else k
+        _check(1 <= k < latent.categories,
+               f"--k must be in 1..{latent.categories - 1} for {method.name!r}, got {k}")
+        settings["k"] = k
+    elif k is not None:
+        takers = [x.name for x in registry.METHODS.values() if "k" in x.settings]
+        raise BadInput(f"--k applies only to subset methods ({', '.join(takers)}), not {method.name!r}")
+    return settings
+
+
+def resolve_device_or_refuse(device: str) -> torch.device:
+    try:
+        return resolve_device(device)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+
+
+def load_data(options: TrainVaeOptions):
+    """The dataset (bad input when it cannot be read), with --val-size checked against it."""
+    data = load_dataset(options.dataset.value, options.data_dir)
+    n_images = data.train[: options.train_limit].shape[0]
+    _check(options.val_size < n_images, f"--val-size must be below the {n_images} training "
+           f"images, got {options.val_size}")
+    return data
+
+
+def checked_estimator_options(method: registry.Method, family: str, latent: Latent,
+                              settings: dict, options: TrainVaeOptions) -> dict:
+    """The estimator's keyword options, tried once so that bad ones exit 2 before the run exists."""
+    # the copula trains through its own logit-space path: its estimator gets no matrix
+    est_options = {key: v for key, v in settings.items()
+                   if key not in ("correlation", "scale_tril")}
+    est_options["family"] = family  # estimators serving several families (REINFORCE, REBAR...)
+    if method.needs_latent_size:  # RELAX's surrogate network: its input size, not a lazy layer
+        est_options["latent_size"] = latent.numel
+    try:
+        make_estimator(method, n_samples=options.n_samples, **est_options)
+    except (TypeError, ValueError) as e:
+        raise BadInput(f"method {method.name!r}: {e}") from None
+    return est_options
+
+
+def relaxation_warnings(method: registry.Method, settings: dict, tau0: float,
+                        reporter) -> list[str]:
+    """topk's sequential relaxation where it over-counts: one line now, also in the summary."""
+    warnings = []
+    if method.family == "subset" and settings.get("relaxation", "sequential") == "sequential":
+        line = sequential_relaxation_warning(tau0, settings["k"])
+        if line:
+            warnings.append(line)
+            reporter.note(line)
+    return warnings
+
+
+# ----------------------------------------------------------------------------- training
+@dataclass
+class Split:
+    """The images of a run: training (binarised per batch), validation (or None) and test."""
+
+    train_x: Tensor
+    val_x: Tensor | None
+    test_x: Tensor
+    binarizer: Binarizer
+
+
+def split_data(data, options: TrainVaeOptions) -> Split:
+    train_x = data.train[: options.train_limit]
+    binarizer = Binarizer(options.binarize.value, data)
+    test_x = binarizer.test[: options.test_limit]
+    val_x = None
+    if options.val_size:  # the last val_size training images, held out, binarised once
+        n_fit = train_x.shape[0] - options.val_size
+        val_x = binarizer.heldout(train_x[n_fit:], torch.arange(n_fit, train_x.shape[0]))
+        train_x = train_x[:n_fit]
+    return Split(train_x, val_x, test_x, binarizer)
+
+
+@dataclass
+class Learner:
+    """What a training step needs: the model, the latent's laws, the estimator (``n_samples``
+    latent draws per image; a temperature only when ``estimator_takes_tau``), the optimiser of
+    model and estimator parameters and its learning-rate schedule."""
+
+    model: VAE
+    laws: Laws
+    estimator: nn.Module
+    n_samples: int
+    estimator_takes_tau: bool
+    optimizer: torch.optim.Optimizer
+    lr_schedule: torch.optim.lr_scheduler.StepLR
+    device: torch.device
+
+
+def make_learner(laws: Laws, hidden: tuple[int, ...], estimator_options: dict,
+                 options: TrainVaeOptions, device: torch.device) -> Learner:
+    """The VAE (``hidden`` encoder widths), the method's estimator and their optimiser."""
+    method = laws.method
+    model = VAE(laws.latent, hidden, learn_correlation=method.takes_correlation,
+                input_coding=options.input_coding.value, init=options.init.value).to(device)
+    estimator = make_estimator(method, n_samples=options.n_samples, **estimator_options).to(device)
+    optimizer = torch.optim.Adam(list(model.parameters()) + list(estimator.parameters()),
+                                 lr=options.lr)
+    # lr * lr_decay ** (step // lr_decay_every) (Jang et al.'s code: x0.9 every 1000 steps)
+    lr_schedule = torch.optim.lr_scheduler.StepLR(optimizer, options.lr_decay_every,
+                                                  options.lr_decay)
+    # Score-function estimators get no relaxation temperature unless --tau is given
+    # (REBAR/RELAX then learn theirs, as in their papers).
+    takes_tau = method.kind != "score-function" or options.tau is not None
+    return Learner(model, laws, estimator, options.n_samples, takes_tau, optimizer, lr_schedule,
+                   device)
+
+
+@dataclass
+class Progress:
+    """Where training stands: steps taken, the last finished epoch, its records (metrics.jsonl's
+    lines, epoch 0 the untrained model) and the last per-variable KL."""
+
+    step: int = 0
+    epoch: int = 0
+    history: list[dict] = dataclasses.field(default_factory=list)
+    kl_per_variable: list[float] | None = None
+
+    def log(self, run, record: dict) -> None:
+        run.log_metrics(record)
+        self.history.append(record)
+        self.epoch = record["epoch"]
+
+    def trained(self) -> list[dict]:
+        return [r for r in self.history if r["epoch"] >= 1]
+
+    def untrained_neg_elbo(self) -> float | None:
+        return self.history[0]["test_neg_elbo"] if self.history[0]["epoch"] == 0 else None
+
+
+def restore(run, learner: Learner, reporter) -> Progress:
+    """A resumed run's progress from its checkpoint (model, optimiser, schedule, estimator, RNG),
+    its metrics.jsonl cut back to the checkpoint's epoch; without a checkpoint it starts over."""
+    path = run.file(CHECKPOINT)
+    if not path.exists():
+        run.truncate_metrics(lambda r: False)
+        return Progress()
+    ckpt = load_checkpoint(path, map_location=learner.device)
+    learner.model.load_state_dict(ckpt["model"])
+    learner.optimizer.load_state_dict(ckpt["optimizer"])
+    if "schedule" in ckpt:
+        learner.lr_schedule.load_state_dict(ckpt["schedule"])
+    learner.estimator.load_state_dict(ckpt["estimator"])
+    torch.set_rng_state(ckpt["rng"])
+    if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+    progress = Progress(ckpt["step"], ckpt["epoch"], ckpt["history"], ckpt.get("kl_per_variable"))
+    run.truncate_metrics(lambda r: r.get("epoch", 0) <= progress.epoch)
+    reporter.print(f"resuming {run.path} after epoch {progress.epoch}")
+    return progress
+
+
+def untrained_record(learner: Learner, test_x: Tensor, tau0: float) -> dict:
+    record = {"epoch": 0, "step": 0, "tau": tau0,
+              **evaluate(learner.model, learner.laws, test_x, tau0, 1, False, learner.device)}
+    record.pop("test_kl_per_variable")
+    return record
+
+
+class _Diverged(ArithmeticError):
+    """A training step met a non-finite number (``what`` became ``value``)."""
+
+    def __init__(self, what: str, value: float):
+        super().__init__(what)
+        self.what, self.value = what, value
+
+
+def train_step(learner: Learner, x: Tensor, tau: float) -> float:
+    """One Adam step on the batch's -ELBO estimate; returns the training objective's value."""
+    model, laws, device = learner.model, learner.laws, learner.device
+    raw = model.encode(x)
+    if not bool(torch.isfinite(raw).all()):  # the last update blew the weights up
+        raise _Diverged("the encoder's output", float("nan"))
+    if not laws.exact_kl:
+        # No exact KL: the cost carries the unbiased single-sample estimate
+        # log q(z|x) - log p(z) with the method's exact densities.
+        q = laws.posterior(raw, tau, model, False)
+        p = laws.prior(x.shape[0], tau, device, False)
+
+        def cost(z):
+            return -model.log_px(x, z) + per_image(q.log_prob(z) - p.log_prob(z), 2)
+
+        kl = torch.zeros((), device=device)
+    else:
+        def cost(z):
+            return -model.log_px(x, z)
+
+        discrete = laws.eval_model == "discrete"
+        kl = latent_kl(laws.posterior(raw, tau, model, discrete),
+                       laws.prior(x.shape[0], tau, device, discrete)).sum(-1).mean()
+    if model.corr_factor is not None:  # the copula, with its learned correlation:
+        # pathwise in logit space, where its float32 densities are exact
+        qx, px = q.logit_space(), p.logit_space()
+        w = qx.rsample((learner.n_samples,))
+        f = -model.log_px(x, torch.sigmoid(w)) + per_image(qx.log_prob(w) - px.log_prob(w), 2)
+        out = SimpleNamespace(loss=f.mean(), cost=f.detach())
+    else:
+        out = learner.estimator(raw, cost, tau=tau if learner.estimator_takes_tau else None)
+    loss = out.loss + kl
+    if not torch.isfinite(loss):  # stop before the update: the last checkpoint is good
+        raise _Diverged("the loss", float(loss))
+    learner.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    learner.optimizer.step()
+    learner.lr_schedule.step()
+    return float(out.cost.mean() + kl.detach())
+
+
+def train_epoch(learner: Learner, split: Split, temperature: Temperature, progress: Progress,
+                epoch: int, options: TrainVaeOptions, reporter, run_path) -> dict:
+    """One pass over the shuffled training images; the mean objective, wall and CPU seconds."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    learner.model.train()
+    n_train, bs = split.train_x.shape[0], options.batch_size
+    n_batches = math.ceil(n_train / bs)
+    perm = torch.randperm(n_train)
+    sum_obj, seen = 0.0, 0
+    with reporter.progress(f"epoch {epoch}/{options.epochs}", total=n_batches) as bar:
+        for b in range(n_batches):
+            idx = perm[b * bs:(b + 1) * bs]
+            x = split.binarizer.train_batch(split.train_x[idx], idx).to(learner.device)
+            tau = temperature(progress.step)
+            try:
+                obj = train_step(learner, x, tau)
+            except _Diverged as e:
+                raise RunFailed(_diverged(e.what, e.value, epoch, progress.step, b, n_batches,
+                                          options.lr, run_path)) from None
+            progress.step += 1
+            sum_obj += obj * x.shape[0]
+            seen += x.shape[0]
+            bar.advance(1, info=f"-ELBO {sum_obj / seen:.2f}  tau {tau:.3f}")
+    # CPU seconds of this process (all its threads): a speed measure that other processes
+    # sharing the cores inflate much less than wall time
+    return {"train_neg_elbo": sum_obj / seen, "train_seconds": time.perf_counter() - t0,
+            "train_cpu_seconds": time.process_time() - c0}
+
+
 def _diverged(what: str, value: float, epoch: int, step: int, batch: int, n_batches: int,
               lr: float, path) -> str:
     """The one line a diverging run stops with: where, the likely cause, what is kept."""
@@ -474,302 +955,165 @@ def _diverged(what: str, value: float, epoch: int, step: int, batch: int, n_batc
                else f"no epoch finished, so there is nothing to resume in {path}"))
 
 
-def _train_vae(opts: dict, resume, run, reporter, out, overwrite, tensorboard: bool = False) -> dict:
-    m = registry.get_method(opts["method"]) if opts["method"] in registry.METHODS else None
-    if m is None or unsuitable_reason(m) is not None:
-        why = f"unknown method {opts['method']!r}" if m is None else \
-            f"method {opts['method']!r} cannot be a VAE latent: {unsuitable_reason(m)}"
-        raise BadInput(f"{why}. Suitable methods: {', '.join(suitable_methods())}")
-    family = opts.get("latent_family") or m.family.value
-    if not m.supports(family):
-        raise BadInput(f"--latent-family {family!r} is not served by {m.name!r} (it serves "
-                       f"{', '.join(f.value for f in m.families)})")
-    latent = latent_for(m, family, opts["latent_dim"], opts["categories"])
-    hidden_sizes = _parse_hidden(opts["hidden"])
-    _check(opts["epochs"] >= 1, f"--epochs must be >= 1, got {opts['epochs']}")
-    _check(opts["batch_size"] >= 1, f"--batch-size must be >= 1, got {opts['batch_size']}")
-    _check(opts["lr"] > 0, f"--lr must be > 0, got {opts['lr']}")
-    _check(opts["input_coding"] in INPUT_CODINGS, f"unknown --input-coding {opts['input_coding']!r}; "
-           f"choose from: {', '.join(INPUT_CODINGS)}")
-    _check(opts["init"] in INITS, f"unknown --init {opts['init']!r}; choose from: {', '.join(INITS)}")
-    _check(0 < opts["lr_decay"] <= 1, f"--lr-decay must be in (0, 1], got {opts['lr_decay']}")
-    _check(opts["lr_decay_every"] >= 1, f"--lr-decay-every must be >= 1, got {opts['lr_decay_every']}")
-    _check(opts["anneal_every"] >= 1, f"--anneal-every must be >= 1, got {opts['anneal_every']}")
-    _check(opts["val_size"] >= 0, f"--val-size must be >= 0, got {opts['val_size']}")
-    _check(opts["eval_samples"] >= 1, f"--eval-samples must be >= 1, got {opts['eval_samples']}")
-    if opts["n_samples"] is None:  # e.g. the leave-one-out baseline needs two samples per image
-        opts["n_samples"] = m.min_samples
-    _check(opts["n_samples"] >= 1, f"--n-samples must be >= 1, got {opts['n_samples']}")
-    _check(opts["anneal_rate"] >= 0, f"--anneal-rate must be >= 0, got {opts['anneal_rate']}")
-    _check(latent.n_vars >= 1, f"--latent-dim must be >= 1, got {latent.n_vars}")
-    tau0 = opts["tau"] if opts["tau"] is not None else (m.default_tau or 1.0)
-    _check(tau0 > 0, f"--tau must be > 0, got {tau0}")
-    tau_min = opts["tau_min"] if opts["tau_min"] is not None else min(0.5, tau0)
-    _check(tau_min > 0, f"--tau-min must be > 0, got {tau_min}")
-    method_options = dict(m.settings)
-    if "k" in m.settings:
-        kk = m.settings["k"] if opts["k"] is None else opts["k"]
-        _check(1 <= kk < latent.categories, f"--k must be in 1..{latent.categories - 1} for {m.name!r}, got {kk}")
-        method_options["k"] = kk
-    elif opts["k"] is not None:
-        takers = [x.name for x in registry.METHODS.values() if "k" in x.settings]
-        raise BadInput(f"--k applies only to subset methods ({', '.join(takers)}), not {m.name!r}")
-    for name in ("train_limit", "test_limit"):
-        _check(opts[name] is None or opts[name] >= 1, f"--{name.replace('_', '-')} must be >= 1")
-    _check(opts["binarize"] in BINARIZATIONS, f"unknown --binarize {opts['binarize']!r}; choose from: "
-           f"{', '.join(BINARIZATIONS)}")
-    _check(opts["dataset"] in DATASETS, f"unknown --dataset {opts['dataset']!r}; choose from: {', '.join(DATASETS)}")
-    try:
-        dev = resolve_device(opts["device"])
-    except ValueError as e:
-        raise BadInput(str(e)) from None
-    data = load_dataset(opts["dataset"], opts["data_dir"])
-    n_images = data.train[: opts["train_limit"]].shape[0]
-    _check(opts["val_size"] < n_images, f"--val-size must be below the {n_images} training images, "
-           f"got {opts['val_size']}")
-    opts["threads"] = set_threads(opts.get("threads"))
+# ----------------------------------------------------------------------------- after each epoch
+def evaluate_epoch(learner: Learner, split: Split, tau: float, full: bool, epoch: int,
+                   options: TrainVaeOptions, reporter, run_path) -> dict:
+    """The test metrics after an epoch (with ``full``, the final evaluation: --eval-samples
+    draws and the IW bound) and the validation ones; a non-finite -ELBO stops the run."""
+    model, laws, device = learner.model, learner.laws, learner.device
+    model.eval()
+    bar = (reporter.progress(f"final evaluation, {options.eval_samples} samples per image",
+                             total=split.test_x.shape[0]) if full else contextlib.nullcontext())
+    with bar as ebar:
+        metrics = evaluate(model, laws, split.test_x, tau, options.eval_samples if full else 1,
+                           full, device, advance=None if ebar is None else ebar.advance)
+    if split.val_x is not None:
+        metrics.update(evaluate(model, laws, split.val_x, tau, 1, False, device, prefix="val"))
+        metrics.pop("val_kl_per_variable")
+    metrics["eval_samples"] = options.eval_samples if full else 1
+    bad = [key for key in ("test_neg_elbo", "test_iw_nll")
+           if metrics.get(key) is not None and not math.isfinite(metrics[key])]
+    if bad:
+        raise RunFailed(f"the {bad[0].replace('_', ' ')} became {metrics[bad[0]]} after "
+                        f"epoch {epoch}: the learning rate (--lr {options.lr:g}) is "
+                        "probably too large" + (f"; the checkpoint of epoch {epoch - 1} is "
+                                                f"kept in {run_path}" if epoch > 1 else ""))
+    return metrics
 
-    # the copula trains through its own logit-space path below: its estimator gets no matrix
-    est_options = {key: v for key, v in method_options.items() if key not in ("correlation", "scale_tril")}
-    est_options["family"] = family  # estimators serving several families (REINFORCE, REBAR...)
-    if m.needs_latent_size:  # RELAX's surrogate network: its input size, not a lazy layer
-        est_options["latent_size"] = latent.numel
-    try:  # a trial build, so that bad estimator options exit 2 before the run directory exists
-        make_estimator(m, n_samples=opts["n_samples"], **est_options)
-    except (TypeError, ValueError) as e:
-        raise BadInput(f"method {m.name!r}: {e}") from None
-    warnings = []  # topk's sequential relaxation where it over-counts: one line, also in the summary
-    if m.family == "subset" and method_options.get("relaxation", "sequential") == "sequential":
-        line = sequential_relaxation_warning(tau0, method_options["k"])
-        if line:
-            warnings.append(line)
-            reporter.note(line)
-    # Score-function estimators get no relaxation temperature unless --tau is given
-    # (REBAR/RELAX then learn theirs, as in their papers).
-    pass_tau = m.kind != "score-function" or opts["tau"] is not None
 
-    # ---------------------------------------------------------------- setup
-    if resume is None:
-        run = create_run(COMMAND, m.name, opts, out=out, overwrite=overwrite, seed=opts["seed"],
-                         device=str(dev), tensorboard=tensorboard)
-    with run_context(run, resume_hint=f"relax train-vae --resume {run.path}"):
-        seed_everything(opts["seed"])
-        train_x = data.train[: opts["train_limit"]]
-        binarizer = Binarizer(opts["binarize"], data)
-        test_x = binarizer.test[: opts["test_limit"]]
-        val_x = None
-        if opts["val_size"]:  # the last val_size training images, held out, binarised once
-            n_fit = train_x.shape[0] - opts["val_size"]
-            val_x = binarizer.heldout(train_x[n_fit:], torch.arange(n_fit, train_x.shape[0]))
-            train_x = train_x[:n_fit]
-        laws = Laws(m, latent, method_options, eval_model_of(m), family)
-        model = VAE(latent, hidden_sizes, learn_correlation=m.takes_correlation,
-                    input_coding=opts["input_coding"], init=opts["init"]).to(dev)
-        est = make_estimator(m, n_samples=opts["n_samples"], **est_options).to(dev)
-        optimizer = torch.optim.Adam(list(model.parameters()) + list(est.parameters()), lr=opts["lr"])
-        # lr * lr_decay ** (step // lr_decay_every) (Jang et al.'s code: x0.9 every 1000 steps)
-        schedule = torch.optim.lr_scheduler.StepLR(optimizer, opts["lr_decay_every"], opts["lr_decay"])
-        step, start_epoch, history, kl_per_variable = 0, 0, [], None
+def epoch_record(epoch: int, step: int, tau: float, learner: Learner, training: dict,
+                 metrics: dict, seconds: float) -> dict:
+    """One line of metrics.jsonl (``metrics`` from :func:`evaluate_epoch`)."""
+    return {"epoch": epoch, "step": step, "tau": tau,
+            "lr": learner.optimizer.param_groups[0]["lr"],
+            "train_neg_elbo": training["train_neg_elbo"], **metrics,
+            "train_seconds": training["train_seconds"], "seconds": seconds,
+            "train_cpu_seconds": training["train_cpu_seconds"]}
 
-        ckpt_path = run.file(CHECKPOINT)
-        if resume is not None and ckpt_path.exists():
-            ckpt = load_checkpoint(ckpt_path, map_location=dev)
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if "schedule" in ckpt:
-                schedule.load_state_dict(ckpt["schedule"])
-            est.load_state_dict(ckpt["estimator"])
-            torch.set_rng_state(ckpt["rng"])
-            if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
-            step, start_epoch, history = ckpt["step"], ckpt["epoch"], ckpt["history"]
-            kl_per_variable = ckpt.get("kl_per_variable")
-            run.truncate_metrics(lambda r: r.get("epoch", 0) <= start_epoch)
-            reporter.print(f"resuming {run.path} after epoch {start_epoch}")
-        elif resume is not None:
-            run.truncate_metrics(lambda r: False)
 
-        def temperature(s: int) -> float:  # updated every anneal_every steps (Jang et al.'s N)
-            s = s - s % opts["anneal_every"]
-            return max(tau_min, tau0 * math.exp(-opts["anneal_rate"] * s))
+def report_epoch(reporter, progress: Progress, n_vars: int, lr: float) -> None:
+    """The epoch's one line, and a warning when a finite -ELBO is absurd (diverging)."""
+    rec = progress.history[-1]
+    reporter.print(f"epoch {rec['epoch']}: train -ELBO {rec['train_neg_elbo']:.2f}  test -ELBO "
+                   f"{rec['test_neg_elbo']:.2f} (KL {rec['test_kl']:.1f}, "
+                   + (f"{rec['test_active_vars']}/{n_vars} active)"
+                      if rec["test_active_vars"] is not None else "joint latent)")
+                   + (f"  val {rec['val_neg_elbo']:.2f}" if "val_neg_elbo" in rec else "")
+                   + (f"  IW -log p(x) {rec['test_iw_nll']:.2f}"
+                      if rec["test_iw_nll"] is not None else "")
+                   + f"  ({rec['seconds']:.1f} s)")
+    untrained = progress.untrained_neg_elbo()
+    if untrained is not None and rec["test_neg_elbo"] > 10 * abs(untrained):
+        # finite but absurd (e.g. --lr 1e10): not a NaN stop, but never silent
+        reporter.note(f"warning: epoch {rec['epoch']}'s test -ELBO {rec['test_neg_elbo']:.3g} is "
+                      f"more than 10x the untrained model's {untrained:.3g}: training is "
+                      f"diverging; the learning rate (--lr {lr:g}) is probably too large")
 
-        if start_epoch == 0:  # the untrained model, for reference (epoch 0)
-            rec = {"epoch": 0, "step": 0, "tau": tau0,
-                   **evaluate(model, laws, test_x, tau0, 1, False, dev)}
-            rec.pop("test_kl_per_variable")
-            run.log_metrics(rec)
-            history.append(rec)
 
-        # ---------------------------------------------------------------- training loop
-        n_train, bs = train_x.shape[0], opts["batch_size"]
-        n_batches = math.ceil(n_train / bs)
-        for epoch in range(start_epoch + 1, opts["epochs"] + 1):
-            t0, c0 = time.perf_counter(), time.process_time()
-            model.train()
-            perm = torch.randperm(n_train)
-            sum_obj, seen = 0.0, 0
-            with reporter.progress(f"epoch {epoch}/{opts['epochs']}", total=n_batches) as bar:
-                for b in range(n_batches):
-                    idx = perm[b * bs:(b + 1) * bs]
-                    x = binarizer.train_batch(train_x[idx], idx).to(dev)
-                    tau_now = temperature(step)
-                    raw = model.encode(x)
-                    if not bool(torch.isfinite(raw).all()):  # the last update blew the weights up
-                        raise RunFailed(_diverged("the encoder's output", float("nan"), epoch, step,
-                                                  b, n_batches, opts["lr"], run.path))
-                    if not laws.exact_kl:
-                        # No exact KL: the cost carries the unbiased single-sample estimate
-                        # log q(z|x) - log p(z) with the method's exact densities.
-                        q = laws.posterior(raw, tau_now, model, False)
-                        p = laws.prior(x.shape[0], tau_now, dev, False)
+def save_checkpoints(run, learner: Learner, progress: Progress, keep_best: bool) -> None:
+    """checkpoint.pt (everything a resume needs) and, with a validation split, best.pt when this
+    epoch's validation -ELBO is the best so far."""
+    rec = progress.history[-1]
+    if keep_best and rec["val_neg_elbo"] <= min(r["val_neg_elbo"] for r in progress.trained()):
+        run.save_torch(BEST, {"epoch": rec["epoch"], "model": learner.model.state_dict()})
+    run.save_torch(CHECKPOINT, {
+        "schedule": learner.lr_schedule.state_dict(), "kl_per_variable": progress.kl_per_variable,
+        "epoch": rec["epoch"], "step": progress.step, "model": learner.model.state_dict(),
+        "optimizer": learner.optimizer.state_dict(), "estimator": learner.estimator.state_dict(),
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if learner.device.type == "cuda" else None,
+        "history": progress.history,
+    })
 
-                        def cost(z, x=x, q=q, p=p):
-                            return -model.log_px(x, z) + per_image(q.log_prob(z) - p.log_prob(z), 2)
 
-                        kl = torch.zeros((), device=dev)
-                    else:
-                        def cost(z, x=x):
-                            return -model.log_px(x, z)
+# ----------------------------------------------------------------------------- after training
+@dataclass
+class Selection:
+    """The reported model: its epoch's record, its final metrics, per-variable KL and tau."""
 
-                        discrete = laws.eval_model == "discrete"
-                        kl = latent_kl(laws.posterior(raw, tau_now, model, discrete),
-                                       laws.prior(x.shape[0], tau_now, dev, discrete)).sum(-1).mean()
-                    if model.corr_factor is not None:  # the copula, with its learned correlation:
-                        # pathwise in logit space, where its float32 densities are exact
-                        qx, px = q.logit_space(), p.logit_space()
-                        w = qx.rsample((opts["n_samples"],))
-                        f = -model.log_px(x, torch.sigmoid(w)) + per_image(qx.log_prob(w) - px.log_prob(w), 2)
-                        out = SimpleNamespace(loss=f.mean(), cost=f.detach())
-                    else:
-                        out = est(raw, cost, tau=tau_now if pass_tau else None)
-                    loss = out.loss + kl
-                    if not torch.isfinite(loss):  # stop before the update: the last checkpoint is good
-                        raise RunFailed(_diverged("the loss", float(loss), epoch, step, b, n_batches,
-                                                  opts["lr"], run.path))
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    schedule.step()
-                    step += 1
-                    obj = float(out.cost.mean() + kl.detach())
-                    sum_obj += obj * x.shape[0]
-                    seen += x.shape[0]
-                    bar.advance(1, info=f"-ELBO {sum_obj / seen:.2f}  tau {tau_now:.3f}")
-            train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    record: dict
+    final: dict
+    kl_per_variable: list[float] | None
+    tau: float
+    by_validation: bool
 
-            # ---------------------------------------------------------------- test
-            model.eval()
-            last = epoch == opts["epochs"]
-            tau_now = temperature(step)
-            full = last and val_x is None  # with a validation split the selected model gets it
-            with (reporter.progress(f"final evaluation, {opts['eval_samples']} samples per image",
-                                    total=test_x.shape[0]) if full else contextlib.nullcontext()) as ebar:
-                metrics = evaluate(model, laws, test_x, tau_now, opts["eval_samples"] if full else 1,
-                                   full, dev, advance=None if ebar is None else ebar.advance)
-            if val_x is not None:
-                metrics.update(evaluate(model, laws, val_x, tau_now, 1, False, dev, prefix="val"))
-                metrics.pop("val_kl_per_variable")
-            kl_per_variable = metrics.pop("test_kl_per_variable")
-            bad = [key for key in ("test_neg_elbo", "test_iw_nll")
-                   if metrics.get(key) is not None and not math.isfinite(metrics[key])]
-            if bad:
-                raise RunFailed(f"the {bad[0].replace('_', ' ')} became {metrics[bad[0]]} after "
-                                f"epoch {epoch}: the learning rate (--lr {opts['lr']:g}) is "
-                                "probably too large" + (f"; the checkpoint of epoch {epoch - 1} is "
-                                                        f"kept in {run.path}" if epoch > 1 else ""))
-            rec = {"epoch": epoch, "step": step, "tau": tau_now, "lr": optimizer.param_groups[0]["lr"],
-                   "train_neg_elbo": sum_obj / seen,
-                   **metrics, "eval_samples": opts["eval_samples"] if full else 1,
-                   "train_seconds": train_seconds, "seconds": time.perf_counter() - t0,
-                   # CPU seconds of this process (all its threads): a speed measure that other
-                   # processes sharing the cores inflate much less than wall time
-                   "train_cpu_seconds": train_cpu}
-            run.log_metrics(rec)
-            history.append(rec)
-            reporter.print(f"epoch {epoch}: train -ELBO {rec['train_neg_elbo']:.2f}  test -ELBO "
-                           f"{rec['test_neg_elbo']:.2f} (KL {rec['test_kl']:.1f}, "
-                           + (f"{rec['test_active_vars']}/{latent.n_vars} active)"
-                              if rec["test_active_vars"] is not None else "joint latent)")
-                           + (f"  val {rec['val_neg_elbo']:.2f}" if val_x is not None else "")
-                           + (f"  IW -log p(x) {rec['test_iw_nll']:.2f}"
-                              if rec["test_iw_nll"] is not None else "")
-                           + f"  ({rec['seconds']:.1f} s)")
-            untrained = history[0]["test_neg_elbo"] if history[0]["epoch"] == 0 else None
-            if untrained is not None and rec["test_neg_elbo"] > 10 * abs(untrained):
-                # finite but absurd (e.g. --lr 1e10): not a NaN stop, but never silent
-                reporter.note(f"warning: epoch {epoch}'s test -ELBO {rec['test_neg_elbo']:.3g} is more "
-                              f"than 10x the untrained model's {untrained:.3g}: training is "
-                              f"diverging; the learning rate (--lr {opts['lr']:g}) is probably too large")
-            if val_x is not None and rec["val_neg_elbo"] <= min(r["val_neg_elbo"] for r in history if r["epoch"] >= 1):
-                run.save_torch(BEST, {"epoch": epoch, "model": model.state_dict()})
-            run.save_torch(CHECKPOINT, {
-                "schedule": schedule.state_dict(), "kl_per_variable": kl_per_variable,
-                "epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "estimator": est.state_dict(), "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if dev.type == "cuda" else None,
-                "history": history,
-            })
 
-        # ---------------------------------------------------------------- model selection
-        trained = [r for r in history if r["epoch"] >= 1]
-        if val_x is not None:  # best validation -ELBO, then the full test evaluation of that model
-            selected = min(trained, key=lambda r: r["val_neg_elbo"])
-            model.load_state_dict(torch.load(run.file(BEST), map_location=dev, weights_only=True)["model"])
-            model.eval()
-            with reporter.progress(f"final evaluation of epoch {selected['epoch']}, "
-                                   f"{opts['eval_samples']} samples per image", total=test_x.shape[0]) as ebar:
-                final = evaluate(model, laws, test_x, selected["tau"], opts["eval_samples"], True, dev,
-                                 advance=ebar.advance)
-            kl_per_variable = final.pop("test_kl_per_variable")
-            tau_now = selected["tau"]
-        else:
-            selected = final = trained[-1]
-            tau_now = temperature(step)
+def select_model(run, learner: Learner, split: Split, progress: Progress,
+                 temperature: Temperature, eval_samples: int, reporter) -> Selection:
+    """With a validation split, the epoch of the best validation -ELBO (reloaded from best.pt)
+    and its full test evaluation; otherwise the last epoch, evaluated in full already."""
+    trained = progress.trained()
+    if split.val_x is None:
+        return Selection(trained[-1], trained[-1], progress.kl_per_variable,
+                         temperature(progress.step), False)
+    selected = min(trained, key=lambda r: r["val_neg_elbo"])
+    model = learner.model
+    model.load_state_dict(torch.load(run.file(BEST), map_location=learner.device,
+                                     weights_only=True)["model"])
+    model.eval()
+    with reporter.progress(f"final evaluation of epoch {selected['epoch']}, "
+                           f"{eval_samples} samples per image",
+                           total=split.test_x.shape[0]) as ebar:
+        final = evaluate(model, learner.laws, split.test_x, selected["tau"], eval_samples,
+                         True, learner.device, advance=ebar.advance)
+    kl_per_variable = final.pop("test_kl_per_variable")
+    return Selection(selected, final, kl_per_variable, selected["tau"], True)
 
-        # ---------------------------------------------------------------- figures and summary
-        with torch.no_grad():
-            xs = test_x[:10].to(dev)
-            z = laws.posterior(model.encode(xs), tau_now, model, laws.eval_model == "discrete").sample()
-            recon = torch.sigmoid(model.decode(z))
-            zp = laws.prior(64, tau_now, dev, laws.eval_model == "discrete").sample()
-            samples = torch.sigmoid(model.decode(zp))
-        fig = plots.vae_reconstructions(xs.cpu().view(-1, 28, 28), recon.cpu().view(-1, 28, 28))
-        run.save_figure(fig, "reconstructions.png")
+
+def save_figures(run, learner: Learner, test_x: Tensor, tau: float, progress: Progress) -> None:
+    """reconstructions.png (10 test images), samples.png (64 prior draws), curves.png."""
+    from relaxcli import plots  # matplotlib only when a run draws (not on `relax --help`)
+
+    model, laws, device = learner.model, learner.laws, learner.device
+    discrete = laws.eval_model == "discrete"
+    with torch.no_grad():
+        xs = test_x[:10].to(device)
+        z = laws.posterior(model.encode(xs), tau, model, discrete).sample()
+        recon = torch.sigmoid(model.decode(z))
+        zp = laws.prior(64, tau, device, discrete).sample()
+        samples = torch.sigmoid(model.decode(zp))
+    trained = progress.trained()
+    for name, fig in (
+            ("reconstructions.png", plots.vae_reconstructions(xs.cpu().view(-1, 28, 28),
+                                                              recon.cpu().view(-1, 28, 28))),
+            ("samples.png", plots.vae_samples(samples.cpu().view(-1, 28, 28))),
+            ("curves.png", plots.vae_curves([r["epoch"] for r in trained],
+                                            [r["train_neg_elbo"] for r in trained],
+                                            [r["test_neg_elbo"] for r in trained],
+                                            title=f"train-vae {laws.method.name}",
+                                            untrained=progress.untrained_neg_elbo()))):
+        run.save_figure(fig, name)
         plots.close(fig)
-        fig = plots.vae_samples(samples.cpu().view(-1, 28, 28))
-        run.save_figure(fig, "samples.png")
-        plots.close(fig)
-        fig = plots.vae_curves([r["epoch"] for r in trained], [r["train_neg_elbo"] for r in trained],
-                               [r["test_neg_elbo"] for r in trained], title=f"train-vae {m.name}",
-                               untrained=history[0]["test_neg_elbo"] if history[0]["epoch"] == 0 else None)
-        run.save_figure(fig, "curves.png")
-        plots.close(fig)
-        run.save_torch("model.pt", {"model": model.state_dict(), "options": opts,
-                                    "latent": vars(latent), "method": m.name})
 
-        best = selected if val_x is not None else min(trained, key=lambda r: r["test_neg_elbo"])
-        summary = {
-            "method": m.name, "epochs": trained[-1]["epoch"], "test_neg_elbo": final["test_neg_elbo"],
-            "test_iw_nll": final["test_iw_nll"], "eval_model": laws.eval_model,
-            # the collapse diagnostics of the reported model (KL in nats; active: KL > ACTIVE_KL)
-            "test_kl": final["test_kl"], "test_recon": final["test_recon"],
-            "test_active_vars": final["test_active_vars"], "latent_vars": latent.n_vars,
-            "test_mean_max_prob": final["test_mean_max_prob"], "kl_per_variable": kl_per_variable,
-            "selection": "validation" if val_x is not None else "last epoch",
-            "selected_epoch": selected["epoch"],
-            "val_neg_elbo": selected.get("val_neg_elbo"),
-            # without a validation split, best_epoch is the lowest test -ELBO (for curves only)
-            "best_epoch": best["epoch"], "best_test_neg_elbo": best["test_neg_elbo"],
-            "seconds_per_epoch": sum(r["seconds"] for r in trained) / len(trained),
-            "train_seconds_per_epoch": sum(r["train_seconds"] for r in trained) / len(trained),
-            "train_cpu_seconds_per_epoch": sum(r["train_cpu_seconds"] for r in trained) / len(trained),
-            "threads": torch.get_num_threads(), "steps": step,
-            "train_neg_elbo": trained[-1]["train_neg_elbo"], "untrained_test_neg_elbo": history[0]["test_neg_elbo"],
-            "eval_samples": opts["eval_samples"], "tau_final": tau_now, "dataset": opts["dataset"],
-            "binarize": opts["binarize"], "latent_shape": list(latent.shape), "seed": opts["seed"],
-            "run_dir": str(run.path), "warnings": warnings,
-        }
-        summary = run.finish(summary)
-        reporter.print(f"done: test -ELBO {summary['test_neg_elbo']:.2f}, IW bound "
-                       f"{summary['test_iw_nll']:.2f} nats ({laws.eval_model} latents); {run.path}")
-        return summary
+
+def summary_of(run, laws: Laws, progress: Progress, selection: Selection,
+               options: TrainVaeOptions, warnings: list[str]) -> dict:
+    """summary.json: the reported model's numbers, its collapse diagnostics, speed, settings."""
+    trained, history, final = progress.trained(), progress.history, selection.final
+    best = (selection.record if selection.by_validation
+            else min(trained, key=lambda r: r["test_neg_elbo"]))
+    return {
+        "method": laws.method.name, "epochs": trained[-1]["epoch"],
+        "test_neg_elbo": final["test_neg_elbo"], "test_iw_nll": final["test_iw_nll"],
+        "eval_model": laws.eval_model,
+        # the collapse diagnostics of the reported model (KL in nats; active: KL > ACTIVE_KL)
+        "test_kl": final["test_kl"], "test_recon": final["test_recon"],
+        "test_active_vars": final["test_active_vars"], "latent_vars": laws.latent.n_vars,
+        "test_mean_max_prob": final["test_mean_max_prob"],
+        "kl_per_variable": selection.kl_per_variable,
+        "selection": "validation" if selection.by_validation else "last epoch",
+        "selected_epoch": selection.record["epoch"],
+        "val_neg_elbo": selection.record.get("val_neg_elbo"),
+        # without a validation split, best_epoch is the lowest test -ELBO (for curves only)
+        "best_epoch": best["epoch"], "best_test_neg_elbo": best["test_neg_elbo"],
+        "seconds_per_epoch": sum(r["seconds"] for r in trained) / len(trained),
+        "train_seconds_per_epoch": sum(r["train_seconds"] for r in trained) / len(trained),
+        "train_cpu_seconds_per_epoch": sum(r["train_cpu_seconds"] for r in trained) / len(trained),
+        "threads": torch.get_num_threads(), "steps": progress.step,
+        "train_neg_elbo": trained[-1]["train_neg_elbo"],
+        "untrained_test_neg_elbo": history[0]["test_neg_elbo"],
+        "eval_samples": options.eval_samples, "tau_final": selection.tau,
+        "dataset": options.dataset.value, "binarize": options.binarize.value,
+        "latent_shape": list(laws.latent.shape), "seed": options.seed,
+        "run_dir": str(run.path), "warnings": warnings,
+    }
