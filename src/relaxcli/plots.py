@@ -33,12 +33,14 @@ import matplotlib.pyplot as plt
 from matplotlib import ticker
 
 # ------------------------------------------------------------------------- styles
-# 24 colours that stay apart on screen and in print (no pale ones): tab10, then darker and more
-# saturated hues. Registry order decides which method gets which (see method_style).
+# 32 colours that stay apart on screen and in print (no pale ones): tab10, then darker and more
+# saturated hues. Registry order decides which method gets which (see method_style); the
+# registry holds 25 methods, so 7 are left for non-method groups before colours repeat.
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf", "#000075", "#b8860b", "#469990", "#800000", "#f032e6", "#000000",
     "#ff4500", "#3cb44b", "#4363d8", "#911eb4", "#9a6324", "#808000", "#42a5f5", "#a9a9a9",
+    "#e6194b", "#008080", "#6a3d9a", "#b15928", "#1b9e77", "#7570b3", "#e7298a", "#66a61e",
 )
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
 LINESTYLES = ("-", "--", ":", "-.", (0, (6, 1.5, 1, 1.5, 1, 1.5)), (0, (10, 2.5)),

@@ -318,7 +318,7 @@ def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict
             pad = torch.full(lr_mean.shape[:-1] + (1,), float("nan"), dtype=torch.float64)
             put("log_ratio", torch.cat([lr_mean, pad], -1))
     incl = (_accessor(method.discrete_law(raw, **options), "inclusion_probs")
-            if method.family == "subset" and method.discrete is not None
+            if method.family == "subset" and method.discrete is not None and method.exact_sampler
             and inclusion_mode(raw, options)[0] == "exact" else None)
     if incl is not None:
         put("p_included", incl)
@@ -682,7 +682,7 @@ def prepare(o: SampleOptions, reporter: Reporter) -> Draw:
     num_samples, lowered = _fit_memory(o.num_samples, math.prod(dist.batch_shape + dist.event_shape))
     incl = inclusion_mode(raw, settings) if m.family == "subset" and "k" in settings else None
     warnings = []
-    if m.family == "subset" and not o.hard and settings.get("relaxation", "sequential") == "sequential":
+    if not o.hard and {**m.settings, **settings}.get("relaxation") == "sequential":  # top-k's
         line = sequential_relaxation_warning(float(tau), int(settings["k"]))
         if line:  # soft samples of a relaxation that over-counts here: say so, keep the run
             warnings.append(line)

@@ -751,7 +751,7 @@ def relaxation_warnings(method: registry.Method, settings: dict, tau0: float,
                         reporter) -> list[str]:
     """topk's sequential relaxation where it over-counts: one line now, also in the summary."""
     warnings = []
-    if method.family == "subset" and settings.get("relaxation", "sequential") == "sequential":
+    if settings.get("relaxation") == "sequential":  # top-k's sequential relaxation setting
         line = sequential_relaxation_warning(tau0, settings["k"])
         if line:
             warnings.append(line)
