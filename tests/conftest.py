@@ -6,6 +6,11 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One torch thread per test process (and per `relax` the tests start): the suite runs on
+# pytest-xdist workers, one per core, and on a busy 2-core machine two threads per process were
+# 10-20x slower than one (OpenMP threads spin while the other core is taken).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(autouse=True)
