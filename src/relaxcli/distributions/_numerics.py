@@ -50,6 +50,17 @@ def normal_noise(shape: torch.Size, like: Tensor, generator: torch.Generator | N
     return torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)
 
 
+def clamped_logit(value: Tensor) -> Tensor:
+    """logit(value) with value clamped to [tiny, 1 - eps], as torch's SigmoidTransform inverse.
+
+    A float sample of a density on the open interval (0, 1) can round to exactly 0 or 1; the
+    clamp makes ``log_prob`` finite there (it is the density at the nearest interior float).
+    """
+    fi = torch.finfo(value.dtype)
+    v = value.clamp(min=fi.tiny, max=1.0 - fi.eps)
+    return torch.log(v) - torch.log1p(-v)
+
+
 class SampleWithGenerator:
     """``sample(sample_shape, generator=None)`` = ``rsample`` without gradient, passing the
     generator on (torch's own ``Distribution.sample`` takes no generator)."""

@@ -30,6 +30,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 from relaxcli.distributions._hard import HardSwitch
 from relaxcli.distributions._numerics import (
     SampleWithGenerator,
+    clamped_logit,
     log1m_sigmoid,
     log_ndtr,
     log_sigmoid,
@@ -84,15 +85,6 @@ def _binary_params(probs, logits, extra=()):
     return broadcast_all(*extra, param), probs is not None
 
 
-def _clamped_logit(value: Tensor) -> Tensor:
-    """logit(value) with value clamped to [tiny, 1 - eps], as torch's SigmoidTransform inverse.
-
-    A float sample of a density on the open interval (0, 1) can round to exactly 0 or 1; the
-    clamp makes ``log_prob`` finite there (it is the density at the nearest interior float).
-    """
-    fi = torch.finfo(value.dtype)
-    v = value.clamp(min=fi.tiny, max=1.0 - fi.eps)
-    return torch.log(v) - torch.log1p(-v)
 
 
 def _concrete_logit_log_density(x: Tensor, logits: Tensor, temperature: Tensor) -> Tensor:
@@ -234,7 +226,7 @@ class RelaxedBernoulli(HardSwitch, _BinaryMixin, Distribution):
             self._validate_sample(value)
         if self.hard:
             return self._bernoulli_log_mass(value)
-        x = _clamped_logit(torch.as_tensor(value, dtype=self.logits.dtype, device=self.logits.device))
+        x = clamped_logit(torch.as_tensor(value, dtype=self.logits.dtype, device=self.logits.device))
         # density of x = logit z, minus log |dz/dx| = log z + log(1 - z)
         return (_concrete_logit_log_density(x, self.logits, self.temperature)
                 - log_sigmoid(x) - log1m_sigmoid(x))

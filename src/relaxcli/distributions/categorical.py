@@ -256,10 +256,6 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
             return renormalise(y)
         return straight_through(one_hot_argmax(scores), y)
 
-    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape, generator=generator)
-
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
             self._validate_sample(value)
@@ -491,10 +487,6 @@ class DecoupledStraightThroughGumbelSoftmax(_CategoricalParams):
         s = logits + self.temperature_forward.unsqueeze(-1) * gumbel_noise(shape, logits, generator)
         y_b = torch.softmax(s / self.temperature_backward.unsqueeze(-1), dim=-1)
         return straight_through(one_hot_argmax(s), y_b)
-
-    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape, generator=generator)
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
@@ -780,10 +772,6 @@ class GeneralizedGumbelSoftmax(HardSwitch, _CategoricalParams):
         else:
             w = renormalise(w)  # weights summing to 1 keep the value inside [min, max] of values
         return (w * self.values).sum(-1)
-
-    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape, generator=generator)
 
     def log_prob(self, value: Tensor) -> Tensor:
         if not self.hard:

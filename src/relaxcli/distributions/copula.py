@@ -21,6 +21,7 @@ from torch.distributions.distribution import Distribution
 from torch.distributions.utils import lazy_property
 
 from relaxcli.distributions._numerics import (
+    clamped_logit,
     log1m_sigmoid,
     log_sigmoid,
     logit_ndtr,
@@ -34,12 +35,6 @@ __all__ = ["CorrelatedRelaxedBernoulli", "LogitCorrelatedRelaxedBernoulli", "biv
 
 
 # ----------------------------------------------------------------------------- numerics
-def _clamped_logit(value: Tensor) -> Tensor:
-    """logit(value), value clamped to [tiny, 1 - eps] so float samples that rounded to 0 or 1
-    get the (finite) density of the nearest interior float, as torch's SigmoidTransform does."""
-    fi = torch.finfo(value.dtype)
-    v = value.clamp(min=fi.tiny, max=1.0 - fi.eps)
-    return torch.log(v) - torch.log1p(-v)
 
 
 _GL_CACHE: dict[int, tuple[Tensor, Tensor]] = {}
@@ -373,7 +368,7 @@ class CorrelatedRelaxedBernoulli(_CopulaGates):
         if self._validate_args:
             self._validate_sample(value)
         value = torch.as_tensor(value, dtype=self.logits.dtype, device=self.logits.device)
-        x = _clamped_logit(value)
+        x = clamped_logit(value)
         # density of x, minus log |dm/dx| = log m + log(1 - m)
         return self._logit_log_density(x) - (log_sigmoid(x) + log1m_sigmoid(x)).sum(-1)
 

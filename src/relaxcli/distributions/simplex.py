@@ -31,6 +31,7 @@ from torch.distributions import (
 from torch.distributions.kl import register_kl
 
 from relaxcli.distributions._numerics import (
+    SampleWithGenerator,
     as_tensor_pair,
     normal_log_density,
     renormalise,
@@ -59,7 +60,7 @@ def _check_last_dim(x: Tensor, name: str, minimum: int, what: str) -> None:
         )
 
 
-class InvertibleGaussian(Distribution):
+class InvertibleGaussian(SampleWithGenerator, Distribution):
     r"""Invertible Gaussian reparameterisation (IGR) on the K-simplex.
 
     ``y = loc + scale * eps`` with ``eps ~ N(0, I)`` in R^(K-1), then the softmax++ of ``y / tau``:
@@ -161,10 +162,6 @@ class InvertibleGaussian(Distribution):
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
         return self._softmax_pp(self.loc + self.scale * eps)
 
-    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape, generator=generator)
-
     def gaussian_coordinates(self, value: Tensor) -> Tensor:
         """The inverse map ``y_i = tau (log z_i - log z_K + log delta)`` (shape ``(..., K-1)``)."""
         log_z = _log_simplex(value)
@@ -189,7 +186,7 @@ class InvertibleGaussian(Distribution):
                                   validate_args=False)
 
 
-class LogisticNormalSoftmax(Distribution):
+class LogisticNormalSoftmax(SampleWithGenerator, Distribution):
     r"""Logistic-normal law in the softmax basis: ``z = softmax(y)``, ``y ~ N(loc, diag(scale^2))`` in R^K.
 
     Softmax is not injective on R^K, but the log-ratios ``r_i = y_i - y_K = log(z_i / z_K)``
@@ -254,10 +251,6 @@ class LogisticNormalSoftmax(Distribution):
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
         return renormalise(torch.softmax(self.loc + self.scale * eps, dim=-1))
-
-    def sample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape, generator=generator)
 
     def log_ratio_distribution(self) -> LowRankMultivariateNormal:
         """Law of ``r_i = log z_i - log z_K``: N(loc_{<K} - loc_K, diag(scale_{<K}^2) + scale_K^2 11^T)."""
