@@ -80,3 +80,15 @@ def test_bad_input_exits_2_with_one_line(tmp_path, run_cli, args, needle):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
     assert not out.exists()  # refused before the run started
+
+
+def test_a_method_is_measured_only_against_its_own_discrete_law():
+    """The Gumbel top-k set law (topk) is a law of 2-subsets but not the exactly-k law whose exact
+    gradient ksubset-quadratic enumerates: grad-bench must not report its 'bias' against it."""
+    from relaxcli.commands.gradbench import applicable_methods
+    from relaxcli.methods import METHODS
+    from relaxcli.problems import make_problem
+
+    names = [m.name for m in applicable_methods(make_problem("ksubset-quadratic"))]
+    assert "topk" not in names and {"simple", "imle"} <= set(names)
+    assert "topk" in [m.name for m in METHODS.values() if m.supports("subset")]

@@ -135,9 +135,14 @@ REPORT = declare_report(Report(
 # ----------------------------------------------------------------------------- method selection
 def _compatible(method: registry.Method, problem: Problem) -> bool:
     """Can ``method`` run on ``problem``: right family, logits parameters, samples in the space
-    of the discrete law (the problem's cost is a function of such points)."""
-    return (method.supports(problem.family) and method.from_logits and method.discrete is not None
-            and method.sample_in_law_space)
+    of the discrete law (the problem's cost is a function of such points), and the same
+    discrete law as the problem's, whose exact gradient is the reference (the Gumbel top-k set
+    law is not the exactly-k law of ksubset-quadratic, though both are laws of 2-subsets)."""
+    if not (method.supports(problem.family) and method.from_logits and method.discrete is not None
+            and method.sample_in_law_space):
+        return False
+    theta = problem.theta.unsqueeze(0)
+    return type(method.discrete_law(theta, problem.family)) is type(problem.law(theta))
 
 
 def applicable_methods(problem: Problem) -> list[registry.Method]:
