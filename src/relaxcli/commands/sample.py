@@ -688,7 +688,9 @@ def prepare(o: SampleOptions, reporter: Reporter) -> Draw:
             warnings.append(line)
     for note in [lowered, incl and incl[0] != "exact" and f"top-k inclusion probabilities: {incl[1]}",
                  *warnings, m.relaxed is None and f"{m.name} is a score-function estimator: "
-                 "these are samples of its discrete law"]:
+                 "these are samples of its discrete law",
+                 not m.exact_sampler and f"{m.name}'s samples only approximate its discrete law: "
+                 "no closed-form check applies to them"]:
         if note:
             reporter.note(note)
     return Draw(m, dist, raw, params, settings, tau, len(dist.event_shape) > 0 and m.family != "bernoulli",
