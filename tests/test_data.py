@@ -39,7 +39,7 @@ def _fake_mnist(root, n_train=5, n_test=3, gz=False):
 
 
 def _make_read_only(root):
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         for f in filenames:
             os.chmod(os.path.join(dirpath, f), stat.S_IRUSR | stat.S_IRGRP)
         os.chmod(dirpath, stat.S_IRUSR | stat.S_IXUSR)

@@ -21,7 +21,8 @@ R = [[1.0, 0.5, 0.3], [0.5, 1.0, 0.7], [0.3, 0.7, 1.0]]
 
 
 def example(dtype=torch.float32, tau=0.1):
-    return CorrelatedRelaxedBernoulli(tau, correlation=torch.tensor(R, dtype=dtype), probs=torch.tensor(PI, dtype=dtype))
+    return CorrelatedRelaxedBernoulli(tau, correlation=torch.tensor(R, dtype=dtype),
+                                      probs=torch.tensor(PI, dtype=dtype))
 
 
 def four_se(p, n):
@@ -127,7 +128,8 @@ def test_finite_samples_log_probs_and_grads_float32(tau):
 def test_bad_correlation_rejected(bad, match):
     for validate in (None, False):
         with pytest.raises(ValueError, match=match):
-            CorrelatedRelaxedBernoulli(0.5, correlation=torch.tensor(bad), logits=torch.zeros(len(bad) if match != "2x2" else 2),
+            CorrelatedRelaxedBernoulli(0.5, correlation=torch.tensor(bad),
+                                       logits=torch.zeros(len(bad) if match != "2x2" else 2),
                                        validate_args=validate)
 
 
@@ -253,8 +255,10 @@ def test_exact_densities_of_saturated_samples_come_from_logit_space():
     x = qx.rsample((2000,))
     m = torch.sigmoid(x)
     assert ((m == 0) | (m == 1)).float().mean() > 0.3  # the case this guards
-    for law, law64 in ((q, CorrelatedRelaxedBernoulli(0.05, correlation=r.double(), logits=torch.tensor([3.0, -2.0]).double())),
-                       (prior, CorrelatedRelaxedBernoulli(0.05, correlation=torch.eye(2).double(), logits=torch.zeros(2).double()))):
+    for law, law64 in ((q, CorrelatedRelaxedBernoulli(0.05, correlation=r.double(),
+                                                      logits=torch.tensor([3.0, -2.0]).double())),
+                       (prior, CorrelatedRelaxedBernoulli(0.05, correlation=torch.eye(2).double(),
+                                                          logits=torch.zeros(2).double()))):
         lp = law.logit_space().log_prob(x)
         assert torch.isfinite(lp).all()
         torch.testing.assert_close(lp.double(), law64.logit_space().log_prob(x.double()), rtol=1e-4, atol=1e-3)
@@ -287,7 +291,8 @@ def test_logit_space_with_identity_correlation_is_independent_logit_concrete():
     logits = torch.tensor([[1.0, -0.5, 2.0], [0.0, 0.3, -3.0]], dtype=torch.float64)
     d = LogitCorrelatedRelaxedBernoulli(0.3, correlation=torch.eye(3, dtype=torch.float64), logits=logits)
     x = d.rsample((100,))
-    ref = torch.distributions.relaxed_bernoulli.LogitRelaxedBernoulli(torch.tensor(0.3, dtype=torch.float64), logits=logits)
+    ref = torch.distributions.relaxed_bernoulli.LogitRelaxedBernoulli(torch.tensor(0.3, dtype=torch.float64),
+                                                                      logits=logits)
     torch.testing.assert_close(d.log_prob(x), ref.log_prob(x).sum(-1))
     assert isinstance(d.relaxed(), CorrelatedRelaxedBernoulli)
     torch.testing.assert_close(d.relaxed().log_prob(torch.sigmoid(x)),

@@ -303,9 +303,10 @@ def test_simplex_kls_are_exact_in_float32_with_scales_far_apart():
 
 def test_igr_kl_across_temperatures_matches_monte_carlo():
     torch.manual_seed(5)
-    p = InvertibleGaussian(torch.tensor([0.3, -0.5], dtype=torch.float64), torch.tensor([0.7, 1.2], dtype=torch.float64), 0.4)
-    q = InvertibleGaussian(torch.tensor([-0.2, 0.1], dtype=torch.float64), torch.tensor([1.0, 0.8], dtype=torch.float64),
-                           0.9, delta=2.0)
+    p = InvertibleGaussian(torch.tensor([0.3, -0.5], dtype=torch.float64),
+                           torch.tensor([0.7, 1.2], dtype=torch.float64), 0.4)
+    q = InvertibleGaussian(torch.tensor([-0.2, 0.1], dtype=torch.float64),
+                           torch.tensor([1.0, 0.8], dtype=torch.float64), 0.9, delta=2.0)
     x = p.sample((20000,))
     ratio = p.log_prob(x) - q.log_prob(x)
     assert abs(ratio.mean() - kl_divergence(p, q)) < 4 * ratio.std() / math.sqrt(20000)
@@ -322,8 +323,10 @@ def test_logistic_normal_kl_is_the_log_ratio_gaussian_kl():
 def test_cross_kl_igr_and_logistic_normal():
     # IGR is a logistic-normal with diagonal log-ratio covariance: KL(IGR || LN) by Monte Carlo
     torch.manual_seed(4)
-    p = InvertibleGaussian(torch.tensor([0.3, -0.5], dtype=torch.float64), torch.tensor([0.7, 1.2], dtype=torch.float64), 0.8)
-    q = LogisticNormalSoftmax(torch.tensor([0.1, -0.4, 0.0], dtype=torch.float64), torch.tensor([0.6, 0.9, 0.7], dtype=torch.float64))
+    p = InvertibleGaussian(torch.tensor([0.3, -0.5], dtype=torch.float64),
+                           torch.tensor([0.7, 1.2], dtype=torch.float64), 0.8)
+    q = LogisticNormalSoftmax(torch.tensor([0.1, -0.4, 0.0], dtype=torch.float64),
+                              torch.tensor([0.6, 0.9, 0.7], dtype=torch.float64))
     for a, b in ((p, q), (q, p)):
         x = a.sample((20000,))
         ratio = a.log_prob(x) - b.log_prob(x)

@@ -6,14 +6,16 @@ import sys
 import pytest
 import torch
 
-pyro = pytest.importorskip("pyro")
-import pyro.distributions as pdist
-from pyro.distributions.torch_distribution import TorchDistributionMixin
-from pyro.infer import SVI, Trace_ELBO
-from pyro.optim import Adam
-
 import relaxcli.distributions as D
-import relaxcli.pyro as RP
+
+# pyro and relaxcli.pyro (which needs pyro) are imported only after the skip when pyro is missing
+pyro = pytest.importorskip("pyro")
+import pyro.distributions as pdist  # noqa: E402 - after importorskip("pyro")
+from pyro.distributions.torch_distribution import TorchDistributionMixin  # noqa: E402 - after importorskip
+from pyro.infer import SVI, Trace_ELBO  # noqa: E402 - after importorskip("pyro")
+from pyro.optim import Adam  # noqa: E402 - after importorskip("pyro")
+
+import relaxcli.pyro as RP  # noqa: E402 - needs pyro: after importorskip("pyro")
 
 R = torch.tensor([[1.0, 0.5, 0.3], [0.5, 1.0, 0.7], [0.3, 0.7, 1.0]])
 
@@ -96,17 +98,20 @@ def test_core_imports_without_pyro():
 
 
 SHAPES = {  # constructor (keyword arguments) and the argument shapes handed to infer_shapes
-    "GumbelSoftmax": (lambda C: C(torch.ones(3, 1), logits=torch.zeros(2, 5)), {"temperature": (3, 1), "logits": (2, 5)}),
+    "GumbelSoftmax": (lambda C: C(torch.ones(3, 1), logits=torch.zeros(2, 5)),
+                      {"temperature": (3, 1), "logits": (2, 5)}),
     "LogGumbelSoftmax": (lambda C: C(0.5, probs=torch.full((4, 5), 0.2)), {"temperature": (), "probs": (4, 5)}),
     "DecoupledStraightThroughGumbelSoftmax": (lambda C: C(torch.ones(3, 1), 1.0, logits=torch.zeros(2, 5)),
-                                              {"temperature_forward": (3, 1), "temperature_backward": (), "logits": (2, 5)}),
+                                              {"temperature_forward": (3, 1), "temperature_backward": (),
+                                               "logits": (2, 5)}),
     "GumbelSoftmaxTopK": (lambda C: C(2, 0.5, logits=torch.zeros(4, 6)), {"temperature": (), "logits": (4, 6)}),
     "GeneralizedGumbelSoftmax": (lambda C: C(torch.arange(5.0), torch.ones(3, 1), logits=torch.zeros(2, 5)),
                                  {"values": (5,), "temperature": (3, 1), "logits": (2, 5)}),
     "InvertibleGaussian": (lambda C: C(torch.zeros(4, 2), torch.ones(2), torch.ones(3, 1)),
                            {"loc": (4, 2), "scale": (2,), "temperature": (3, 1)}),
     "LogisticNormalSoftmax": (lambda C: C(torch.zeros(4, 3), torch.ones(3)), {"loc": (4, 3), "scale": (3,)}),
-    "CorrelatedRelaxedBernoulli": (lambda C: C(0.5, logits=torch.zeros(4, 3), correlation=torch.eye(3).expand(2, 1, 3, 3)),
+    "CorrelatedRelaxedBernoulli": (lambda C: C(0.5, logits=torch.zeros(4, 3),
+                                               correlation=torch.eye(3).expand(2, 1, 3, 3)),
                                    {"temperature": (), "logits": (4, 3), "correlation": (2, 1, 3, 3)}),
     "LogitCorrelatedRelaxedBernoulli": (lambda C: C(torch.ones(4, 1), logits=torch.zeros(3), correlation=torch.eye(3)),
                                         {"temperature": (4, 1), "logits": (3,), "correlation": (3, 3)}),

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-submitit = pytest.importorskip("submitit")
-
 from relaxcli.commands import submit as sub
 from relaxcli.runs import read_metrics, read_status
+
+submitit = pytest.importorskip("submitit")
 
 TINY_VAE = ("relax train-vae --dataset synthetic --method gumbel-softmax --latent-dim 4 "
             "--categories 3 --hidden 16 --eval-samples 2 --device cpu --threads 1 --quiet")

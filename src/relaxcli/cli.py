@@ -1,7 +1,8 @@
 """The ``relax`` command line: parses options, validates, calls a runner, maps errors to exit codes.
 
 Exit codes (stable, for shell sweeps): 0 success (``relax status``: every task completed; 3
-while tasks are still queued or running and none failed; 1 when some failed or were interrupted); 1 the run failed; 2 bad input (one line on
+while tasks are still queued or running and none failed; 1 when some failed or were
+interrupted); 1 the run failed; 2 bad input (one line on
 stderr saying what was wrong and what is allowed; also a bare ``relax``, which prints the help);
 130 interrupted with Ctrl-C and 143 stopped by SIGTERM (the run directory keeps everything
 written so far and is marked ``interrupted``; ``train-vae`` and ``reinforce`` runs can be

@@ -570,13 +570,15 @@ register(Method(
 ))
 register(Method(
     name="arm", kind=Kind.SCORE_FUNCTION, families=BERNOULLI, unbiased=True, exact_log_prob=True,
-    paper=Paper("Yin, Zhou", 2019, "1807.11143", "ARM: Augment-REINFORCE-Merge Gradient for Stochastic Binary Networks"),
+    paper=Paper("Yin, Zhou", 2019, "1807.11143",
+                "ARM: Augment-REINFORCE-Merge Gradient for Stochastic Binary Networks"),
     summary="(f(1[u > sigma(-a)]) - f(1[u < sigma(a)])) (u - 1/2): antithetic pairs",
     discrete=bernoulli_law, estimator=E.ARMEstimator,
 ))
 register(Method(
     name="disarm", kind=Kind.SCORE_FUNCTION, families=BERNOULLI, unbiased=True, exact_log_prob=True,
-    paper=Paper("Dong, Mnih, Tucker", 2020, "2006.10680", "DisARM: An Antithetic Gradient Estimator for Binary Latent Variables"),
+    paper=Paper("Dong, Mnih, Tucker", 2020, "2006.10680",
+                "DisARM: An Antithetic Gradient Estimator for Binary Latent Variables"),
     summary="ARM with the uniform integrated out per dimension: lower variance, same pairs",
     discrete=bernoulli_law, estimator=E.DisARMEstimator,
 ))

@@ -369,7 +369,7 @@ def compare_curves(lines: dict, xlabel: str, ylabel: str, title: str,
         mark_zero_floor(flat[0], floor)  # shared y axis: one call sets every panel
 
     how = legend_title or ("best first" if better or order else "in the order the lines end")
-    for ax, panel in zip(flat, panels):
+    for ax, _panel in zip(flat, panels):
         handles, labels = ax.get_legend_handles_labels()
         if not handles:
             continue

@@ -2,8 +2,8 @@
 on them (``relax grad-bench`` and the tests use this public API).
 
 A :class:`Problem` has logits ``theta`` of a discrete law (Bernoulli(sigmoid(theta)),
-Categorical(softmax(theta)) or the exactly-k subset law), a per-sample cost ``f`` and the list of every discrete outcome, so
-that ``E[f(b)]`` and its gradient are exact sums:
+Categorical(softmax(theta)) or the exactly-k subset law), a per-sample cost ``f`` and the list
+of every discrete outcome, so that ``E[f(b)]`` and its gradient are exact sums:
 
   bernoulli-quadratic    E[(b - t)^2], b ~ Bern(sigmoid(theta)), theta = 0 (RELAX's toy, t = 0.45);
   bernoulli-multi        E[sum_i (b_i - p_i)^2], p = (0.6, 0.51, 0.48), theta = 0, 2^3 outcomes;

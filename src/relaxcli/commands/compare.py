@@ -295,10 +295,7 @@ def fmt_mean_std(mean: float, std: float | None) -> str:
 
 def fmt_cell(metric: Metric, s: dict) -> str:
     """``mean ± std``, plus ``solved k/N`` or ``k/N`` when some runs had no number."""
-    if s["n"] == 0:
-        core = "-"
-    else:
-        core = fmt_mean_std(s["mean"], s["std"])
+    core = "-" if s["n"] == 0 else fmt_mean_std(s["mean"], s["std"])
     total = s["n"] + s["null"] + s["missing"]
     if metric.solve and total > 1:
         m = s.get("median")

@@ -350,7 +350,8 @@ def _table(reporter, prob, exact, results, tuned, tune_steps) -> None:
     caption = "bias/SE: largest |bias_i| / standard error over coordinates (> 4: clearly biased)."
     if tuned:
         caption += (f" Tuned for {tune_steps} steps at fixed theta, then frozen: "
-                    f"{', '.join(sorted(set(tuned)))} (a tau shown for a method without one is the temperature it learned).")
+                    f"{', '.join(sorted(set(tuned)))} (a tau shown for a method without one is the "
+                    "temperature it learned).")
     table = Table(title=f"grad-bench {prob.name}: exact gradient "
                         f"{', '.join(f'{x:.5g}' for x in exact.tolist())}", caption=caption)
     for col in ("method", "tau", "unbiased", "mean", "bias", "bias/SE", "variance", "MSE", "SNR", "us/estimate"):

@@ -52,6 +52,7 @@ a file: ``--probs`` / ``--logits`` accept a ``.npy``, ``.pt`` (a tensor) or ``.c
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from dataclasses import dataclass
@@ -203,10 +204,7 @@ def resolve_parameters(method: registry.Method, probs: str | None, logits: str |
             method.params.size(DEFAULT_LOC_CATEGORIES) // 2)]
         n_loc = len(loc_rows[0])
         kcat = method.params.categories(2 * n_loc)
-        if scale is not None:
-            scale_rows = parse_rows(scale, "--scale")
-        else:
-            scale_rows = [[1.0]]
+        scale_rows = parse_rows(scale, "--scale") if scale is not None else [[1.0]]
         s = torch.tensor(scale_rows, dtype=torch.float64)
         if bool((s <= method.params.offset).any()):
             raise BadInput(f"--scale must be positive (greater than {method.params.offset:g}), got "
@@ -276,10 +274,8 @@ def closed_forms(method: registry.Method, dist, raw: torch.Tensor, options: dict
 
     def put(key, value):
         if value is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # a statistic of another shape is not compared
                 out[key] = torch.broadcast_to(value.detach().double().cpu(), shape)
-            except RuntimeError:
-                pass
 
     is_hard = bool(getattr(dist, "hard", False)) or method.kind == "straight-through"
     # A soft relaxation's own `mean` may describe its discrete law (generalized Gumbel-softmax

@@ -155,7 +155,8 @@ def ndtri_sigmoid(w: Tensor) -> Tensor:
     entry (a clamp of sigmoid(w) at [1e-6, 1 - 1e-6] zeroed the gradient for |w| > 13.8).
     """
     sign = torch.ones_like(w).copysign_(w)  # +-1 without a gradient; +1 at w = 0
-    ell = torch.nn.functional.logsigmoid(-(w * sign))  # -|w|, with the one-sided gradient at 0  # log sigma(-|w|) <= log 1/2
+    # -|w|, with the one-sided gradient at 0; log sigma(-|w|) <= log 1/2
+    ell = torch.nn.functional.logsigmoid(-(w * sign))
     cut = -60.0  # e^-60 ~ 1e-26: a normal float32, ndtri is accurate there
     tail = ell < cut
     z_mid = torch.special.ndtri(torch.exp(torch.where(tail, torch.full_like(ell, cut), ell)))
@@ -197,8 +198,8 @@ def as_float_tensors(*values) -> tuple[Tensor, ...]:
 
     The dtype is the promotion of the floating tensor arguments (float64 wins over float32);
     with no floating tensor among them it is torch's default dtype. The device is the first
-    non-CPU tensor argument's, else the first tensor's. Example: ``as_float_tensors(0.5, torch.zeros(3, dtype=torch.float64))``
-    gives a float64 scalar and the float64 vector.
+    non-CPU tensor argument's, else the first tensor's. Example:
+    ``as_float_tensors(0.5, torch.zeros(3, dtype=torch.float64))`` gives a float64 scalar and the float64 vector.
     """
     tensors = [v for v in values if isinstance(v, Tensor)]
     dtype = None

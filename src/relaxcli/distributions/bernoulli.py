@@ -364,7 +364,8 @@ class GaussianRelaxedBernoulli(SampleWithGenerator, Distribution):
         True
     """
 
-    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"loc": constraints.real, "scale": constraints.positive}
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
+        "loc": constraints.real, "scale": constraints.positive}
     support = constraints.unit_interval
     has_rsample = True
 
@@ -484,7 +485,8 @@ class HardConcrete(SampleWithGenerator, Distribution):
         torch.Size([2])
     """
 
-    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"logits": constraints.real, "temperature": constraints.positive}
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
+        "logits": constraints.real, "temperature": constraints.positive}
     support = constraints.unit_interval
     has_rsample = True
 
@@ -596,7 +598,8 @@ class StochasticTimesSmooth(_BinaryMixin, Distribution):
         0.25
     """
 
-    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"probs": constraints.unit_interval, "logits": constraints.real}
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
+        "probs": constraints.unit_interval, "logits": constraints.real}
     has_rsample = True
 
     def __init__(self, *, probs=None, logits=None, validate_args=None):
@@ -672,7 +675,8 @@ class StraightThroughBernoulli(_BinaryMixin, Distribution):
         [0.25, 0.25]
     """
 
-    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"probs": constraints.unit_interval, "logits": constraints.real}
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
+        "probs": constraints.unit_interval, "logits": constraints.real}
     support = constraints.boolean
     has_rsample = True
 

@@ -767,7 +767,7 @@ class GeneralizedGumbelSoftmax(HardSwitch, _CategoricalParams):
         logits = self._shift_free_logits  # softmax and argmax ignore a shift per row
         scores = logits + gumbel_noise(shape, logits, generator)
         w = torch.softmax(scores / self.temperature.unsqueeze(-1), dim=-1)
-        if self.hard:
+        if self.hard:  # noqa: SIM108 - the soft branch carries its own comment
             w = straight_through(one_hot_argmax(scores), w)
         else:
             w = renormalise(w)  # weights summing to 1 keep the value inside [min, max] of values

@@ -978,7 +978,8 @@ class PerturbedTopK(Distribution):
                  terms: int = 10, validate_args=None):
         logits, temperature = as_float_tensors(logits, temperature)
         if logits.dim() < 1:
-            raise ValueError(f"Expected parameter logits to have at least one dimension, but found shape {tuple(logits.shape)}")
+            raise ValueError("Expected parameter logits to have at least one dimension, but found shape "
+                             f"{tuple(logits.shape)}")
         num = logits.shape[-1]
         if isinstance(k, bool) or not isinstance(k, int) and not (isinstance(k, float) and k.is_integer()):
             raise ValueError(f"Expected parameter k to be an integer with 1 <= k < n = {num}, but found {k!r}")
