@@ -184,3 +184,19 @@ def test_per_run_csv_one_row_per_run_regroups_to_the_table(toy_sweep, tmp_path, 
     code, _, err = run_cli(["compare", toy_sweep, "--out", tmp_path / "c2", "--quiet"])
     assert code == 0, err
     assert not (tmp_path / "c2" / "per_run.csv").exists()
+
+
+def test_group_by_offers_experiment_keys_not_provenance(tmp_path, run_cli):
+    """--group-by's list of available keys names what defines runs, not the machine/provenance
+    keys every config.json now carries (hostname, git, versions, Slurm ids...)."""
+    for seed in (0, 1):
+        code, _, err = run_cli(["sample", "relaxed-bernoulli", "-n", "100", "--seed", str(seed),
+                                "--out", tmp_path / f"s{seed}", "--quiet"])
+        assert code == 0, err
+    code, _, err = run_cli(["compare", tmp_path / "s0", tmp_path / "s1", "--group-by", "nope",
+                            "--out", tmp_path / "c", "--quiet"])
+    assert code == 2 and "available:" in err
+    offered = {k.strip() for k in err.split("available:")[1].split(",")}
+    assert "method" in offered
+    for meta in ("hostname", "git", "cwd", "numpy_version", "slurm", "end_time"):
+        assert meta not in offered, meta

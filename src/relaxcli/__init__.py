@@ -5,4 +5,4 @@ The math lives in :mod:`relaxcli.distributions` (one module per family) and
 command line, the experiments and the tests read.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

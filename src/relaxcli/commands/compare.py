@@ -38,7 +38,8 @@ from relaxcli.report import Curve, Metric, Report, fmt_value
 
 # config.json keys that describe the machine, not the experiment (not offered for --group-by).
 _META_KEYS = {"options", "argv", "platform", "python_version", "relaxcli_version", "torch_version",
-              "start_time"}
+              "start_time", "end_time", "hostname", "cwd", "git", "numpy_version",
+              "gymnasium_version", "cuda_device", "slurm", "resumes", "tensorboard"}
 # Settings that may differ between runs of one group: they change the draw or the machine, not the
 # experiment (seed, device, threads, where the data or the output live). A report adds its own
 # (e.g. the keys of its rows). Every other option that differs between runs splits them into
