@@ -2,7 +2,7 @@
 
 Parametrised over ``relaxcli.methods.METHODS``, so every future method is picked up without
 editing this file. Parameters follow the registry's ``raw`` convention: ``raw[..., :P]`` with
-``P = param_size(K)`` numbers per latent variable (for the Bernoulli family the last dimension
+``P = method.params.size(K)`` numbers per latent variable (for the Bernoulli family the last dimension
 holds the units, one number each).
 """
 
@@ -16,7 +16,7 @@ K = 5  # categories (or Bernoulli units)
 
 
 def raw_like(method, batch, fill=None, dtype=torch.float32, device=None):
-    """Raw parameters of shape batch + (param_size(K),) (Bernoulli family: batch + (K units,))."""
+    """Raw parameters of shape batch + (params.size(K),) (Bernoulli family: batch + (K units,))."""
     width = K if method.family == "bernoulli" else method.params.size(K)
     shape = tuple(batch) + (width,)
     if fill is None:
