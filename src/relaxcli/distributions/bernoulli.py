@@ -661,36 +661,13 @@ class StochasticTimesSmooth(_BinaryMixin, Distribution):
 
 
 # ----------------------------------------------------------------------------- Straight-through
-class StraightThroughBernoulli(_BinaryMixin, Distribution):
-    r"""Straight-through Bernoulli (Bengio, Leonard, Courville 2013; Yin et al. 2019).
+class _ExactBernoulliForward(_BinaryMixin):
+    """Straight-through classes whose forward value is an exact Bernoulli(p) draw: the
+    Bernoulli law's log-mass, moments, entropy and support (the KL is registered in kl.py)."""
 
-    Forward b ~ Bernoulli(p), exactly 0 or 1; the value is b + (p - sg(p)), so
-    d value / d theta = d p / d theta. ``log_prob`` is the Bernoulli log-mass.
-
-    Example:
-        >>> import torch
-        >>> a = torch.zeros(2, requires_grad=True)
-        >>> b = StraightThroughBernoulli(logits=a).rsample()
-        >>> b.sum().backward(); a.grad.tolist()
-        [0.25, 0.25]
-    """
-
-    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
-        "probs": constraints.unit_interval, "logits": constraints.real}
     support = constraints.boolean
     has_rsample = True
-
-    def __init__(self, *, probs=None, logits=None, validate_args=None):
-        self._init_bernoulli_parameter(probs, logits, validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        return self._expand_bernoulli_parameter(StraightThroughBernoulli, batch_shape, _instance)
-
-    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
-        shape = self._extended_shape(sample_shape)
-        p = self.probs
-        b = (uniform_open(shape, p, generator) < p.detach()).to(p.dtype)
-        return straight_through(b, p)
+    has_enumerate_support = True
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
@@ -708,14 +685,43 @@ class StraightThroughBernoulli(_BinaryMixin, Distribution):
     def entropy(self) -> Tensor:
         return self._bernoulli_entropy()
 
-    has_enumerate_support = True
-
     def enumerate_support(self, expand: bool = True) -> Tensor:
         return self._enumerate_binary(expand)
 
 
+class StraightThroughBernoulli(_ExactBernoulliForward, Distribution):
+    r"""Straight-through Bernoulli (Bengio, Leonard, Courville 2013; Yin et al. 2019).
+
+    Forward b ~ Bernoulli(p), exactly 0 or 1; the value is b + (p - sg(p)), so
+    d value / d theta = d p / d theta. ``log_prob`` is the Bernoulli log-mass.
+
+    Example:
+        >>> import torch
+        >>> a = torch.zeros(2, requires_grad=True)
+        >>> b = StraightThroughBernoulli(logits=a).rsample()
+        >>> b.sum().backward(); a.grad.tolist()
+        [0.25, 0.25]
+    """
+
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
+        "probs": constraints.unit_interval, "logits": constraints.real}
+
+    def __init__(self, *, probs=None, logits=None, validate_args=None):
+        self._init_bernoulli_parameter(probs, logits, validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return self._expand_bernoulli_parameter(StraightThroughBernoulli, batch_shape, _instance)
+
+    def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        p = self.probs
+        b = (uniform_open(shape, p, generator) < p.detach()).to(p.dtype)
+        return straight_through(b, p)
+
+
+
 # ----------------------------------------------------------------------------- ReinMax (K = 2)
-class ReinMaxBernoulli(_BinaryMixin, Distribution):
+class ReinMaxBernoulli(_ExactBernoulliForward, Distribution):
     r"""ReinMax for a Bernoulli unit (Liu, Liu, Gao, Han 2023, arXiv 2304.08612), as the
     categorical :class:`~relaxcli.distributions.ReinMax` with K = 2 and logits (0, a).
 
@@ -738,8 +744,6 @@ class ReinMaxBernoulli(_BinaryMixin, Distribution):
 
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
         "temperature": constraints.positive, "probs": constraints.unit_interval, "logits": constraints.real}
-    support = constraints.boolean
-    has_rsample = True
 
     def __init__(self, temperature, *, probs=None, logits=None, validate_args=None):
         (self.temperature, param), is_probs = _binary_params(probs, logits, extra=(temperature,))
@@ -768,23 +772,3 @@ class ReinMaxBernoulli(_BinaryMixin, Distribution):
             slope = 2.0 * q * (1.0 - q) - 0.5 * p * (1.0 - p)
         return b + slope * (logits - logits.detach())   # the added term is exactly 0 in value
 
-    def log_prob(self, value: Tensor) -> Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return self._bernoulli_log_mass(value)
-
-    @property
-    def mean(self) -> Tensor:
-        return self.probs
-
-    @property
-    def variance(self) -> Tensor:
-        return self.probs * (1 - self.probs)
-
-    def entropy(self) -> Tensor:
-        return self._bernoulli_entropy()
-
-    has_enumerate_support = True
-
-    def enumerate_support(self, expand: bool = True) -> Tensor:
-        return self._enumerate_binary(expand)

@@ -176,6 +176,26 @@ class _CategoricalParams(SampleWithGenerator, Distribution):
         if "logits" in self.__dict__:
             new.logits = self.logits.expand(shape)
 
+    def _init_tempered(self, temperature, probs, logits, validate_args) -> None:
+        """``__init__`` of a law with a temperature and categorical probs or logits (batch shapes
+        broadcast)."""
+        param = _categorical_params(probs, logits)
+        temperature, param = as_float_tensors(temperature, param)
+        self.temperature = temperature
+        self._set_params(param if probs is not None else None, param if probs is None else None)
+        batch_shape = torch.broadcast_shapes(param.shape[:-1], temperature.shape)
+        _CategoricalParams.__init__(self, batch_shape, param.shape[-1:], validate_args=validate_args)
+
+    def _expand_tempered(self, cls, batch_shape, _instance):
+        """``expand`` of such a law (the temperature is kept; it broadcasts)."""
+        new = self._get_checked_instance(cls, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.temperature = self.temperature
+        self._expand_params(new, batch_shape)
+        _CategoricalParams.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
 
 # ----------------------------------------------------------------------------- Gumbel-Softmax
 class GumbelSoftmax(HardSwitch, _CategoricalParams):
@@ -221,13 +241,8 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
     has_rsample = True
 
     def __init__(self, temperature, probs=None, logits=None, *, hard: bool = False, validate_args=None):
-        param = _categorical_params(probs, logits)
-        temperature, param = as_float_tensors(temperature, param)
-        self.temperature = temperature
         self.hard = bool(hard)
-        self._set_params(param if probs is not None else None, param if probs is None else None)
-        batch_shape = torch.broadcast_shapes(param.shape[:-1], temperature.shape)
-        super().__init__(batch_shape, param.shape[-1:], validate_args=validate_args)
+        self._init_tempered(temperature, probs, logits, validate_args)
 
     @constraints.dependent_property(is_discrete=False, event_dim=1)
     def support(self):
@@ -235,13 +250,8 @@ class GumbelSoftmax(HardSwitch, _CategoricalParams):
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(GumbelSoftmax, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.temperature = self.temperature
         new.hard = self.hard
-        self._expand_params(new, batch_shape)
-        super(GumbelSoftmax, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return self._expand_tempered(GumbelSoftmax, batch_shape, new)
 
     def _scores(self, sample_shape, generator=None) -> Tensor:
         """logits + G with one Gumbel draw per element of sample_shape + batch_shape + (K,)."""
@@ -333,21 +343,10 @@ class LogGumbelSoftmax(_CategoricalParams):
     has_rsample = True
 
     def __init__(self, temperature, probs=None, logits=None, *, validate_args=None):
-        param = _categorical_params(probs, logits)
-        temperature, param = as_float_tensors(temperature, param)
-        self.temperature = temperature
-        self._set_params(param if probs is not None else None, param if probs is None else None)
-        batch_shape = torch.broadcast_shapes(param.shape[:-1], temperature.shape)
-        super().__init__(batch_shape, param.shape[-1:], validate_args=validate_args)
+        self._init_tempered(temperature, probs, logits, validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(LogGumbelSoftmax, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.temperature = self.temperature
-        self._expand_params(new, batch_shape)
-        super(LogGumbelSoftmax, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return self._expand_tempered(LogGumbelSoftmax, batch_shape, _instance)
 
     def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         shape = self._extended_shape(sample_shape)
@@ -509,21 +508,7 @@ class _OneHotCategoricalLaw(_CategoricalParams):
     has_enumerate_support = True
 
     def __init__(self, temperature, probs=None, logits=None, *, validate_args=None):
-        param = _categorical_params(probs, logits)
-        temperature, param = as_float_tensors(temperature, param)
-        self.temperature = temperature
-        self._set_params(param if probs is not None else None, param if probs is None else None)
-        batch_shape = torch.broadcast_shapes(param.shape[:-1], temperature.shape)
-        super().__init__(batch_shape, param.shape[-1:], validate_args=validate_args)
-
-    def _expand_into(self, cls, batch_shape, _instance):
-        new = self._get_checked_instance(cls, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.temperature = self.temperature
-        self._expand_params(new, batch_shape)
-        super(_OneHotCategoricalLaw, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        self._init_tempered(temperature, probs, logits, validate_args)
 
     def _one_hot_draw(self, sample_shape, generator=None) -> Tensor:
         """one_hot(argmax(logits + G)): an exact Categorical(softmax(logits)) draw (Gumbel-max)."""
@@ -592,7 +577,7 @@ class ReinMaxCategorical(_OneHotCategoricalLaw):
     """
 
     def expand(self, batch_shape, _instance=None):
-        return self._expand_into(ReinMaxCategorical, batch_shape, _instance)
+        return self._expand_tempered(ReinMaxCategorical, batch_shape, _instance)
 
     def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         logits = self._shift_free_logits
@@ -637,7 +622,7 @@ class GumbelRao(_OneHotCategoricalLaw):
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(GumbelRao, _instance)
         new.samples = self.samples
-        return self._expand_into(GumbelRao, batch_shape, new)
+        return self._expand_tempered(GumbelRao, batch_shape, new)
 
     def rsample(self, sample_shape: torch.Size = _EMPTY, generator: torch.Generator | None = None) -> Tensor:
         d = self._one_hot_draw(sample_shape, generator)
