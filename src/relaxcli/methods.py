@@ -29,7 +29,6 @@ import difflib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from functools import partial
 from types import MappingProxyType
 from typing import Any
@@ -42,9 +41,10 @@ from relaxcli import distributions as D
 from relaxcli import estimators as E
 from relaxcli.distributions._numerics import ndtri_sigmoid
 from relaxcli.errors import BadInput
+from relaxcli.options import Choice
 
 
-class Family(str, Enum):
+class Family(Choice):
     """The kind of discrete variable a method serves."""
 
     BERNOULLI = "bernoulli"
@@ -52,19 +52,13 @@ class Family(str, Enum):
     SUBSET = "subset"
     SIMPLEX = "simplex"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Kind(str, Enum):
+class Kind(Choice):
     """How a method gets a gradient."""
 
     RELAXED = "relaxed"
     STRAIGHT_THROUGH = "straight-through"
     SCORE_FUNCTION = "score-function"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 FAMILIES = tuple(f.value for f in Family)

@@ -23,8 +23,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import MISSING, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
+
+
+class Choice(str, Enum):
+    """A fixed vocabulary (``str`` Enum): Typer lists its values in ``--help`` and refuses others;
+    a member compares equal to, formats and prints as its value (what config.json records)."""
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from enum import Enum
 from itertools import combinations, product
 
 import torch
@@ -38,9 +37,10 @@ from torch import Tensor
 from torch.distributions import Bernoulli, OneHotCategorical
 
 from relaxcli.distributions import KSubset
+from relaxcli.options import Choice
 
 
-class ProblemName(str, Enum):
+class ProblemName(Choice):
     """The problems :func:`make_problem` builds."""
 
     BERNOULLI_QUADRATIC = "bernoulli-quadratic"
@@ -48,9 +48,6 @@ class ProblemName(str, Enum):
     BERNOULLI_MULTI = "bernoulli-multi"
     KSUBSET_QUADRATIC = "ksubset-quadratic"
     SIMPLEX_QUADRATIC = "simplex-quadratic"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 PROBLEMS = tuple(p.value for p in ProblemName)

@@ -87,7 +87,7 @@ from relaxcli.data import BINARIZATIONS, DATASETS, Binarizer, load_dataset
 from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
 from relaxcli.estimators import make_estimator
-from relaxcli.options import RunOptions, option
+from relaxcli.options import Choice, RunOptions, option
 from relaxcli.report import Curve, Metric, Report, declare_report
 from relaxcli.runs import (
     Refused,
@@ -141,14 +141,6 @@ REPORT = declare_report(Report(
 
 
 # ----------------------------------------------------------------------------- options
-class Choice(str, Enum):
-    """A fixed vocabulary of train-vae: Typer lists its values in ``--help`` and refuses others;
-    a member prints as its value (what config.json records)."""
-
-    def __str__(self) -> str:
-        return self.value
-
-
 # The data module owns the names of its datasets and binarisations: the vocabularies follow them.
 Dataset = Choice("Dataset", [(name.upper().replace("-", "_"), name) for name in DATASETS],
                  module=__name__)
