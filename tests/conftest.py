@@ -38,3 +38,23 @@ def run_cli(capsys):
         return e.value.code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture
+def spy_plots(monkeypatch):
+    """``spy_plots(name) -> dict``: record the keyword arguments a command hands to
+    ``relaxcli.plots.<name>`` (the figure is still drawn)."""
+    from relaxcli import plots
+
+    def spy_on(name: str) -> dict:
+        seen: dict = {}
+        original = getattr(plots, name)
+
+        def spy(**kwargs):
+            seen.update(kwargs)
+            return original(**kwargs)
+
+        monkeypatch.setattr(plots, name, spy)
+        return seen
+
+    return spy_on

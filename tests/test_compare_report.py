@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from relaxcli import plots, report, runs
+from relaxcli import report, runs
 from relaxcli.commands import COMMAND_MODULES, report_for
 
 COMPARE_PY = Path(__file__).parents[1] / "src" / "relaxcli" / "commands" / "compare.py"
@@ -31,17 +31,6 @@ def make_run(path: Path, command: str, method: str | None, summary: dict, *,
     return path
 
 
-def spy_on(monkeypatch, name: str) -> dict:
-    """Record the keyword arguments compare hands to plots.<name> (the figure is still drawn)."""
-    seen: dict = {}
-    original = getattr(plots, name)
-
-    def spy(**kwargs):
-        seen.update(kwargs)
-        return original(**kwargs)
-
-    monkeypatch.setattr(plots, name, spy)
-    return seen
 
 
 TOY_LOSS = {"alpha": [3.0, 4.0, 5.0], "beta": [1.0, 2.0, 6.0]}
@@ -77,8 +66,8 @@ def toy_sweep(tmp_path, monkeypatch) -> Path:
 
 
 def test_a_toy_commands_declared_report_is_tabled_without_touching_compare(
-        toy_sweep, tmp_path, run_cli, monkeypatch):
-    seen = spy_on(monkeypatch, "compare_curves")
+        toy_sweep, tmp_path, run_cli, spy_plots):
+    seen = spy_plots("compare_curves")
     out = tmp_path / "cmp"
     code, stdout, err = run_cli(["compare", toy_sweep, "--out", out, "--json"])
     assert code == 0, err
@@ -132,7 +121,7 @@ def test_every_command_declares_its_report_beside_itself(command):
 
 
 def test_reinforce_curve_is_smoothed_by_reinforces_own_moving_average(tmp_path, run_cli,
-                                                                     monkeypatch):
+                                                                     monkeypatch, spy_plots):
     from relaxcli.commands import reinforce
 
     calls = []
@@ -143,7 +132,7 @@ def test_reinforce_curve_is_smoothed_by_reinforces_own_moving_average(tmp_path, 
 
     real = reinforce.moving_average
     monkeypatch.setattr(reinforce, "moving_average", counted)
-    seen = spy_on(monkeypatch, "compare_curves")
+    seen = spy_plots("compare_curves")
     returns = [[-500.0 + 3 * i + 7 * seed for i in range(150)] for seed in (0, 1)]
     for seed, rets in enumerate(returns):
         make_run(tmp_path / "rl" / f"s{seed}", "reinforce", "reinforce-value",

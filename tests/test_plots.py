@@ -396,17 +396,6 @@ def make_run(path, command, summary, metrics=(), options=None, seed=0):
     run.set_status("completed")
 
 
-def capture(monkeypatch, name):
-    """Record the arguments relax compare hands to plots.<name> (the figure is still drawn)."""
-    seen = {}
-    original = getattr(plots, name)
-
-    def spy(**kwargs):
-        seen.update(kwargs)
-        return original(**kwargs)
-
-    monkeypatch.setattr(plots, name, spy)
-    return seen
 
 
 def run_compare(*args):
@@ -417,7 +406,7 @@ def run_compare(*args):
     assert e.value.code == 0
 
 
-def test_compare_vae_figure_facets_by_kind_best_first(tmp_path, monkeypatch):
+def test_compare_vae_figure_facets_by_kind_best_first(tmp_path, spy_plots):
     names = [m for m in METHODS if METHODS[m].kind != "straight-through"][:10]
     for i, m in enumerate(names):
         for seed in (0, 1):
@@ -427,7 +416,7 @@ def test_compare_vae_figure_facets_by_kind_best_first(tmp_path, monkeypatch):
                      {"epoch": 2, "test_neg_elbo": final}]
             make_run(tmp_path / "s" / m / f"seed-{seed}", "train-vae",
                      {"method": m, "test_neg_elbo": final}, curve, seed=seed)
-    seen = capture(monkeypatch, "compare_curves")
+    seen = spy_plots("compare_curves")
     run_compare(tmp_path / "s", "--out", tmp_path / "c")
     assert (tmp_path / "c" / "curves.png").stat().st_size > 10_000
     assert seen["untrained_x"] == 0.0 and seen["better"] == "lower"
@@ -437,7 +426,7 @@ def test_compare_vae_figure_facets_by_kind_best_first(tmp_path, monkeypatch):
     assert seen["legend_notes"][first] == "150.50 ± 0.71"  # the table's number
 
 
-def test_compare_gradbench_figure_per_problem(tmp_path, monkeypatch):
+def test_compare_gradbench_figure_per_problem(tmp_path, spy_plots):
     for problem in ("p1", "p2"):
         for seed in (0, 1):
             results = [{"method": "relaxed-bernoulli", "tau": t, "unbiased": False,
@@ -450,7 +439,7 @@ def test_compare_gradbench_figure_per_problem(tmp_path, monkeypatch):
             make_run(tmp_path / "g" / problem / f"seed-{seed}", "grad-bench",
                      {"problem": problem, "results": results},
                      options={"problem": problem, "tau": [0.5, 1.0]}, seed=seed)
-    seen = capture(monkeypatch, "gradbench_problems")
+    seen = spy_plots("gradbench_problems")
     run_compare(tmp_path / "g", "--out", tmp_path / "c")
     assert (tmp_path / "c" / "curves.png").stat().st_size > 10_000
     assert list(seen["problems"]) == ["p1", "p2"]
