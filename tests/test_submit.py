@@ -160,6 +160,18 @@ def test_existing_run_dir_is_refused_before_submitting(tmp_path, run_cli, monkey
     assert code == 2 and "exists and is not empty" in err
 
 
+def test_a_sweep_is_not_written_into_a_folder_holding_other_files(tmp_path, run_cli, monkeypatch):
+    """--out of the sweep may exist only as the parent of its runs: a folder with the user's own
+    files is refused untouched, not mixed with commands.txt, sweep.json, logs/ and tasks/."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    code, _, err = run_cli(["submit", _commands(tmp_path, ["relax sample arm --out mine/a"]),
+                            "--out", "mine"])
+    assert code == 2 and "holds notes.txt" in err, err
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
 def test_without_submitit_names_the_extra(tmp_path, run_cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
     code, _, err = run_cli(["submit", _commands(tmp_path, ["relax sample arm"])])

@@ -242,7 +242,22 @@ def plan_tasks(lines: list[tuple[str, str]], out: Path | None) -> tuple[Path, li
         else:
             resume = [*_without(args, flags=("--overwrite",)), "--overwrite"]
         tasks.append(Task(i, line, args, run_out, resume))
+    _refuse_foreign_entries(sweep, out, [t.out for t in tasks])
     return sweep, tasks
+
+
+def _refuse_foreign_entries(sweep: Path, out, run_dirs: list[Path]) -> None:
+    """The sweep directory may exist only as the parent of its own runs' folders: commands.txt,
+    sweep.json, logs/, tasks/ and compare/ are written into it, so a folder that holds anything
+    else (a user's files, another sweep's runs) is refused rather than mixed into (exit 2)."""
+    if not sweep.is_dir():
+        return
+    own = {d.relative_to(sweep).parts[0] for d in run_dirs if sweep in d.parents}
+    foreign = sorted(e.name for e in sweep.iterdir() if e.name not in own)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise BadInput(f"--out {str(out)!r} exists and holds {shown}, which are not this sweep's "
+                       "runs; give a new folder for the sweep")
 
 
 # ------------------------------------------------------------------------------ what runs on a node
