@@ -10,9 +10,11 @@
 #   OUT       where run directories go (also the first argument; default
 #             runs/sweeps/reinforce-seeds-<UTC time>); see common.sh for JOBS, DRY_RUN, RELAX
 #   SEEDS     env var, default "0 1 2 3 4" (SMOKE: "0")
-#   CONFIGS   env var, space-separated estimator:baseline pairs,
-#             default "reinforce:learned reinforce:moving-average reinforce:none relax:learned"
-#             (SMOKE: "reinforce:learned relax:learned")
+#   CONFIGS   env var, space-separated estimator:baseline pairs, or an estimator alone for
+#             those that learn a critic and take no baseline (muprop, reinmax, gumbel-rao, ...;
+#             their runs go to <estimator>-critic), default
+#             "reinforce:learned reinforce:moving-average reinforce:none relax:learned"
+#             (SMOKE: "reinforce:learned relax:learned muprop reinmax")
 #   EPISODES  env var, episode budget per run (default 1000; SMOKE: 20)
 #   ENV_ID    env var, gymnasium environment (default Acrobot-v1)
 # Runs that already completed (status "completed" in their directory) are not run again, so an
@@ -27,7 +29,7 @@ fi
 sweep_init reinforce-seeds
 
 if [[ "$SMOKE" == 1 ]]; then
-  : "${SEEDS:=0}" "${CONFIGS:=reinforce:learned relax:learned}" "${EPISODES:=20}"
+  : "${SEEDS:=0}" "${CONFIGS:=reinforce:learned relax:learned muprop reinmax}" "${EPISODES:=20}"
   set -- --eval-episodes 5 "$@"
 else
   : "${SEEDS:=0 1 2 3 4}" "${CONFIGS:=reinforce:learned reinforce:moving-average reinforce:none relax:learned}"
@@ -36,15 +38,19 @@ fi
 : "${ENV_ID:=Acrobot-v1}"
 
 for cfg in $CONFIGS; do
-  est="${cfg%%:*}"; base="${cfg##*:}"
+  if [[ "$cfg" == *:* ]]; then
+    est="${cfg%%:*}"; name="$est-${cfg##*:}"; baseline=(--baseline "${cfg##*:}")
+  else
+    est="$cfg"; name="$est-critic"; baseline=()
+  fi
   for seed in $SEEDS; do
-    dir="$OUT/$est-$base/seed$seed"
+    dir="$OUT/$name/seed$seed"
     if [[ "$(head -n 1 "$dir/status" 2>/dev/null)" == completed ]]; then
       echo "skip $dir (completed)" >&2
       continue
     fi
     # --overwrite: a run left half-done by an interrupted sweep starts again from scratch.
-    emit reinforce --env "$ENV_ID" --estimator "$est" --baseline "$base" --seed "$seed" \
+    emit reinforce --env "$ENV_ID" --estimator "$est" "${baseline[@]}" --seed "$seed" \
       --episodes "$EPISODES" --stop-when-solved --device cpu --quiet --json \
       --out "$dir" --overwrite "$@"
   done

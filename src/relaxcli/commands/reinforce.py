@@ -74,6 +74,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from relaxcli import plots
 from relaxcli.console import Reporter
@@ -81,14 +82,18 @@ from relaxcli.errors import BadInput
 from relaxcli.estimators import (
     Baseline,
     ContextControlVariate,
+    Estimator,
     LearnedBaseline,
     MovingAverage,
     PolicyEstimator,
     categorical_policy_gradient,
     categorical_relaxed_pair,
+    critic_policy_gradient,
     leave_one_out,
+    muprop_policy_gradient,
     variance_gradient,
 )
+from relaxcli.methods import METHODS, Family, Kind, Method
 from relaxcli.options import RunOptions, option
 from relaxcli.report import Curve, Metric, Report, declare_report
 from relaxcli.runs import (
@@ -111,6 +116,10 @@ RUN_PLUMBING = ("out", "overwrite", "resume", "tensorboard")
 SOLVE_WINDOW = 100          # episodes in the moving average that defines "solved"
 MOVING_AVERAGE_DECAY = 0.9  # decay of the moving-average baseline
 VALUE_EPOCHS = 5            # full-batch regression steps of V_psi per update
+# ... and of the critic Q_w: a pathwise estimator follows dQ/da, the critic's action-dependence,
+# which 5 steps per batch barely learn (CartPole, 200 episodes, seed 1: ReinMax's 100-episode
+# average 51 at 5 steps, 193 at 20, 443 at 50; Gumbel-Rao 115, 59, 461)
+CRITIC_EPOCHS = 50
 EVAL_ENVS = 16              # parallel envs for evaluation
 VIDEO_MAX_FRAMES = 500
 POLICY_OUT_GAIN = 1.0       # init scale of the policy's output layer (see mlp)
@@ -147,14 +156,21 @@ class ReinforceOptions(RunOptions):
     env: str = option("Acrobot-v1", "--env", help=(
         "gymnasium environment id with a discrete action space and vector observations (e.g. "
         "Acrobot-v1, CartPole-v1, MountainCar-v0)."))
-    estimator: PolicyEstimator = option(PolicyEstimator.REINFORCE, "--estimator", help=(
-        "Policy-gradient estimator: reinforce (score function with reward-to-go) or relax "
-        "(Grathwohl et al. 2018: learned control variate on the Gumbel-relaxed action, "
-        "conditional Gumbel sample)."))
-    baseline: Baseline = option(Baseline.LEARNED, "--baseline", help=(
-        "none; moving-average (of past batches' returns-to-go); learned (a state-value network, "
-        "advantages normalised per batch); leave-one-out (the batch's other episodes, "
-        "--num-envs >= 2). Before 0.2: mean = moving-average, value = learned."))
+    estimator: str = option(PolicyEstimator.REINFORCE.value, "--estimator", help=(
+        "Policy-gradient estimator. At the actions taken, with the true return: reinforce "
+        "(score function with reward-to-go), relax (Grathwohl et al. 2018: learned control "
+        "variate on the Gumbel-relaxed action) or muprop (Gu et al. 2016: score function with "
+        "the Taylor expansion of a learned critic Q(s, a) as control variate; unbiased). Or any "
+        "categorical pathwise method of `relax list` (gumbel-softmax, st-gumbel-softmax, reinmax, "
+        "gumbel-rao, ...): its estimator differentiates a learned critic Q(s, a) (biased by the "
+        "critic's error, as in MADDPG)."))
+    baseline: Baseline | None = option(None, "--baseline", show_default=False, help=(
+        "For reinforce and relax: none; moving-average (of past batches' returns-to-go); learned "
+        "(a state-value network, advantages normalised per batch; the default); leave-one-out "
+        "(the batch's other episodes, --num-envs >= 2). Before 0.2: mean = moving-average, value "
+        "= learned. The critic estimators take none (the critic is their control variate)."))
+    tau: float | None = option(None, "--tau", show_default=False, help=(
+        "Temperature of a critic estimator's relaxation (default: the method's, `relax list`)."))
     gamma: float = option(0.99, "--gamma", help="Discount factor in [0, 1].")
     num_envs: int = option(4, "--num-envs", help=(
         "Environments run together in one vectorised batch; one update per batch of that many "
@@ -198,11 +214,22 @@ class ReinforceOptions(RunOptions):
             value = getattr(self, name)
             if math.isnan(value) or math.isinf(value):
                 raise BadInput(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        estimator = policy_estimator(self.estimator)
         try:  # the CLI's choices refuse these first; this is for Python callers
-            estimator, baseline = PolicyEstimator(self.estimator), Baseline(self.baseline)
+            baseline = None if self.baseline is None else Baseline(self.baseline)
         except ValueError as e:
-            raise BadInput(f"{e} (--estimator: {', '.join(PolicyEstimator)}; "
-                           f"--baseline: {', '.join(Baseline)})") from None
+            raise BadInput(f"{e} (--baseline: {', '.join(Baseline)})") from None
+        critic = uses_critic(estimator)
+        if baseline is None:
+            baseline = Baseline.NONE if critic else Baseline.LEARNED
+        elif critic and baseline is not Baseline.NONE:
+            raise BadInput(f"--estimator {self.estimator} learns a critic Q(s, a) as its control "
+                           f"variate: it takes no --baseline (got {baseline.value})")
+        if self.tau is not None:
+            if not isinstance(estimator, Method) or not estimator.has_temperature:
+                raise BadInput(f"--tau: --estimator {self.estimator} has no temperature")
+            if not (math.isfinite(self.tau) and self.tau > 0):
+                raise BadInput(f"--tau must be a positive number, not {self.tau}")
         if not 0.0 <= self.gamma <= 1.0:
             raise BadInput(f"--gamma must be in [0, 1] (a discount factor), not {self.gamma}")
         for name, low in (("num_envs", 1), ("hidden", 1), ("eval_episodes", 0)):
@@ -226,18 +253,64 @@ class ReinforceOptions(RunOptions):
         except ValueError as e:
             raise BadInput(str(e)) from None
         episodes = DEFAULT_EPISODES if self.episodes is None and self.steps is None else self.episodes
-        return dataclasses.replace(self, estimator=estimator, baseline=baseline, episodes=episodes)
+        name = estimator.value if isinstance(estimator, PolicyEstimator) else estimator.name
+        return dataclasses.replace(self, estimator=name, baseline=baseline, episodes=episodes)
 
     @property
     def method(self) -> str:
-        """The run's method name, ``<estimator>-<baseline>`` (run directory and compare groups)."""
-        return f"{self.estimator.value}-{self.baseline.value}"
+        """The run's method name (run directory and compare groups): ``<estimator>-<baseline>``,
+        or ``<estimator>-critic`` for the estimators that learn a critic."""
+        if uses_critic(policy_estimator(self.estimator)):
+            return f"{self.estimator}-critic"
+        return f"{self.estimator}-{Baseline(self.baseline).value}"
 
     def config(self) -> dict:
         """Plain JSON values for config.json and checkpoint.pt (what defines the run: not where
         it is written, nor how it is watched)."""
         return {k: v.value if isinstance(v, (Baseline, PolicyEstimator)) else v
                 for k, v in dataclasses.asdict(self).items() if k not in RUN_PLUMBING}
+
+
+def critic_methods() -> list[Method]:
+    """Registry methods ``relax reinforce`` trains through a learned critic: not score-function
+    estimators (those need the return at other points than the action taken), of the
+    categorical family, with a discrete law of logits (the behaviour policy) whose samples live
+    in its one-hot space (where the critic is defined)."""
+    return [m for m in METHODS.values()
+            if Family.CATEGORICAL in m.families and m.kind is not Kind.SCORE_FUNCTION
+            and m.discrete is not None and m.from_logits and m.sample_in_law_space]
+
+
+def policy_estimator(name: str) -> PolicyEstimator | Method:
+    """``--estimator NAME``: one of the estimators at given actions, or a critic method; a
+    BadInput saying why any other registry method does not fit a softmax policy."""
+    with contextlib.suppress(ValueError):
+        return PolicyEstimator(name)
+    fitting = critic_methods()
+    if name in (m.name for m in fitting):
+        return METHODS[name]
+    choices = ", ".join([*(e.value for e in PolicyEstimator), *(m.name for m in fitting)])
+    method = METHODS.get(name)
+    if method is None:
+        close = difflib.get_close_matches(name, choices.split(", "), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise BadInput(f"--estimator: unknown {name!r}.{hint} Choose from: {choices}")
+    if Family.CATEGORICAL not in method.families:
+        why = (f"it serves {', '.join(f.value for f in method.families)} latents, not the "
+               "categorical law of a softmax policy")
+    elif method.kind is Kind.SCORE_FUNCTION:
+        why = ("its estimator needs the cost at points other than the action taken, and an "
+               "environment returns one return per action taken")
+        if method.min_samples >= 2:
+            why = "it is --estimator reinforce --baseline leave-one-out"
+    else:
+        why = "its samples are not one-hot actions drawn from a discrete law of the logits"
+    raise BadInput(f"--estimator {name}: {why}. Choose from: {choices}")
+
+
+def uses_critic(estimator: PolicyEstimator | Method) -> bool:
+    """It learns a critic Q(s, a): MuProp (its control variate) and the critic methods."""
+    return isinstance(estimator, Method) or estimator is PolicyEstimator.MUPROP
 
 
 # ================================================================================== networks
@@ -277,6 +350,26 @@ class ValueNet(LearnedBaseline):
         self.initialised.fill_(True)
 
 
+class Critic(ValueNet):
+    """Q_w(s, z) = H * MLP([s, z]) for one-hot actions z (and, for the relaxed estimators, points
+    of the simplex), differentiable in z; fitted like the value net, by least squares of
+    Q_w(s_t, onehot(a_t)) on the returns-to-go R_t (:data:`CRITIC_EPOCHS` full-batch Adam steps
+    per update). ``s`` broadcasts over the leading sample dimension of ``z``."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: int, horizon: float):
+        super().__init__(obs_dim + n_actions, hidden, horizon)
+        self.n_actions = n_actions
+
+    def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.cat([s.expand(*z.shape[:-1], s.shape[-1]), z], -1))
+
+    def state_value(self, s: torch.Tensor, log_pi: torch.Tensor) -> torch.Tensor:
+        """V(s) = sum_a pi(a|s) Q(s, e_a), for bootstrapping episodes cut by the time limit."""
+        eye = torch.eye(self.n_actions, device=s.device, dtype=s.dtype)
+        q = self(s.unsqueeze(-2), eye.expand(*s.shape[:-1], -1, -1))   # [N, K]
+        return (log_pi.exp() * q).sum(-1)
+
+
 def return_horizon(gamma: float, max_episode_steps: int | None) -> float:
     """H = min(1/(1 - gamma), episode limit): the largest discounted return per unit reward."""
     h = math.inf if gamma >= 1 else 1.0 / (1.0 - gamma)
@@ -294,13 +387,24 @@ class Agent:
     value: ValueNet | None = None                          # learned baseline
     moving_average: MovingAverage | None = None            # moving-average baseline
     control_variate: ContextControlVariate | None = None   # RELAX
+    critic: Critic | None = None                           # MuProp and the critic methods
+    pathwise: Estimator | None = None                      # a critic method's estimator
+    method: Method | None = None                           # ... and its registry record
+    tau: float | None = None                               # ... and its temperature
     optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
 
     def networks(self) -> dict[str, nn.Module]:
         """Checkpoint names (those of relaxcli 0.1, plus the moving average's buffers)."""
         named = {"policy": self.policy, "value": self.value, "cv": self.control_variate,
-                 "moving_average": self.moving_average}
+                 "moving_average": self.moving_average, "critic": self.critic}
         return {k: net for k, net in named.items() if net is not None}
+
+    def log_policy(self, logits: torch.Tensor) -> torch.Tensor:
+        """log pi(.|s) ``[..., K]``: softmax(logits), or a critic method's discrete law of the
+        logits (the law its forward samples follow, e.g. a decoupled forward temperature)."""
+        if self.method is None:
+            return torch.log_softmax(logits, -1)
+        return self.method.discrete_law(logits, Family.CATEGORICAL).logits
 
 
 def build_agent(o: ReinforceOptions, env: EnvInfo, device: torch.device) -> Agent:
@@ -309,8 +413,15 @@ def build_agent(o: ReinforceOptions, env: EnvInfo, device: torch.device) -> Agen
         agent.value = ValueNet(env.obs_dim, o.hidden, return_horizon(o.gamma, env.max_episode_steps))
     if o.baseline is Baseline.MOVING_AVERAGE:
         agent.moving_average = MovingAverage(MOVING_AVERAGE_DECAY)
-    if o.estimator is PolicyEstimator.RELAX:
+    estimator = policy_estimator(o.estimator)
+    if estimator is PolicyEstimator.RELAX:
         agent.control_variate = ContextControlVariate(env.n_actions, env.obs_dim, o.hidden)
+    if uses_critic(estimator):
+        agent.critic = Critic(env.obs_dim, env.n_actions, o.hidden,
+                              return_horizon(o.gamma, env.max_episode_steps))
+    if isinstance(estimator, Method):
+        agent.method, agent.tau = estimator, estimator.default_tau if o.tau is None else o.tau
+        agent.pathwise = estimator.estimator(estimator, n_samples=1, family=Family.CATEGORICAL.value)
     for name, net in agent.networks().items():
         net.to(device)
         if any(True for _ in net.parameters()):
@@ -398,12 +509,13 @@ class Batch:
 
 
 def collect_batch(envs, policy: nn.Module, env_seeds: list[int], device: torch.device,
-                  mode: str) -> Batch:
+                  mode: str, log_policy=None) -> Batch:
     """Run every env for exactly one episode from ``reset(seed=env_seeds)``.
 
     ``mode``: "sample" (a ~ pi), "relax" (a = argmax(log pi + G), keeps G for the update),
-    "greedy" (a = argmax pi).
+    "greedy" (a = argmax pi). ``log_policy`` maps logits to log pi (default log-softmax).
     """
+    log_policy = log_policy or (lambda logits: torch.log_softmax(logits, -1))
     n = envs.num_envs
     obs, _ = envs.reset(seed=env_seeds)
     alive = np.ones(n, dtype=bool)
@@ -420,11 +532,11 @@ def collect_batch(envs, policy: nn.Module, env_seeds: list[int], device: torch.d
                 a = b.argmax(-1)
                 gum_l.append(z - torch.log_softmax(logits, -1))
             elif mode == "greedy":
-                a = logits.argmax(-1)
+                a = log_policy(logits).argmax(-1)
             else:
-                # a ~ Categorical(softmax(logits)); multinomial directly: building a torch
+                # a ~ Categorical(pi); multinomial directly: building a torch
                 # Distribution per step costs more than the policy itself
-                a = torch.multinomial(torch.softmax(logits, -1), 1).squeeze(-1)
+                a = torch.multinomial(log_policy(logits).exp(), 1).squeeze(-1)
         obs, r, term, trunc, step_info = envs.step(a.cpu().numpy())
         cut = alive & np.asarray(trunc) & ~np.asarray(term)
         if cut.any():  # SAME_STEP autoreset: the state the episode was cut in is final_obs
@@ -506,8 +618,48 @@ def step(optimizer: torch.optim.Optimizer, params: list, grads: list) -> None:
     optimizer.step()
 
 
+def bootstrap_value(agent: Agent):
+    """V(s) of a state an episode was cut in: the value net's, the critic's, or none."""
+    if agent.critic is not None:
+        return lambda s: agent.critic.state_value(s, agent.log_policy(agent.policy(s)))
+    return agent.value
+
+
+def fit(net: ValueNet, optimizer: torch.optim.Optimizer, targets: torch.Tensor, *inputs,
+        epochs: int = VALUE_EPOCHS) -> float:
+    """Least squares of a learned baseline (V(s) or Q(s, a)) on the rewards-to-go: ``epochs``
+    full-batch Adam steps on 1/2 mean (net(inputs) - R)^2 (:meth:`LearnedBaseline.loss`); the last loss."""
+    for _ in range(epochs):
+        loss = 0.5 * ((net(*inputs) - targets.detach()) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach())
+
+
+def policy_gradient(agent: Agent, logits: torch.Tensor, batch: Batch, valid: torch.Tensor,
+                    returns: torch.Tensor, adv: torch.Tensor, metrics: dict) -> torch.Tensor:
+    """Per-step d/dlogits of the objective from the library: REINFORCE/RELAX at the actions taken
+    with the advantages, MuProp with the critic's Taylor control variate, or the critic method's
+    estimator through Q. A critic method's critic is fitted to this batch first (the freshest Q);
+    MuProp's only after the policy step, so that its control variate does not depend on the
+    actions it weighs (which keeps it unbiased)."""
+    s, a = batch.obs[valid], batch.actions[valid]
+    if agent.critic is None:
+        noise = batch.gumbel[valid] if agent.control_variate is not None else None
+        return categorical_policy_gradient(logits, a, adv, agent.control_variate, s, noise)
+    onehot = F.one_hot(a, logits.shape[-1]).to(s.dtype)
+    if not bool(agent.critic.initialised):
+        agent.critic.init_from_returns(returns[valid])
+    if agent.pathwise is None:
+        return muprop_policy_gradient(logits, a, returns[valid], lambda z: agent.critic(s, z))
+    metrics["critic_loss"] = fit(agent.critic, agent.optimizers["critic"], returns[valid], s, onehot,
+                                epochs=CRITIC_EPOCHS)
+    return critic_policy_gradient(agent.pathwise, logits, lambda z: agent.critic(s, z), agent.tau)
+
+
 def update(agent: Agent, batch: Batch, o: ReinforceOptions) -> dict:
-    """One gradient step of the policy (and of the value net / control variate): its metrics."""
+    """One gradient step of the policy (and of the value net / control variate / critic): its metrics."""
     valid = batch.mask > 0
     s, a = batch.obs[valid], batch.actions[valid]
     n_steps, n_envs = s.shape[0], batch.mask.shape[1]
@@ -515,21 +667,20 @@ def update(agent: Agent, batch: Batch, o: ReinforceOptions) -> dict:
     if agent.value is not None and not bool(agent.value.initialised):
         # first batch: V starts at the mean return; the cut-state bootstrap is then redone with it
         agent.value.init_from_returns(returns_to_go(batch, agent.value, o.gamma)[valid])
-    returns = returns_to_go(batch, agent.value, o.gamma)
+    returns = returns_to_go(batch, bootstrap_value(agent), o.gamma)
     adv, metrics = advantages(agent, returns, s, valid)
 
     # per-step estimates of d/dlogits E[A] from the library, then one backward pass per episode
     # for the loss -(1/T) sum_t: the update is their sum, their spread the variance metric
     logits = agent.policy(s)
     cv = agent.control_variate
-    noise = batch.gumbel[valid] if cv is not None else None
-    g_logits = categorical_policy_gradient(logits, a, adv, cv, s, noise)
+    g_logits = policy_gradient(agent, logits, batch, valid, returns, adv, metrics)
     params = list(agent.policy.parameters())
     per_episode = [torch.autograd.grad(logits, params, -g_logits * (episode_of == i)[:, None] / n_steps,
                                        retain_graph=True, create_graph=cv is not None)
                    for i in range(n_envs)]
     g_policy = [sum(gs) for gs in zip(*per_episode)]
-    log_p = torch.log_softmax(logits, -1)
+    log_p = agent.log_policy(logits)
     entropy = -(log_p.exp() * log_p).sum(-1).mean()
     g_total = [g.detach() for g in g_policy]
     if o.entropy_coef > 0:
@@ -546,19 +697,18 @@ def update(agent: Agent, batch: Batch, o: ReinforceOptions) -> dict:
         metrics.update(cv_loss=float(cv_loss.detach()), cv_tau=float(cv.log_tau.detach().exp()))
     step(agent.optimizers["policy"], params, g_total)
     if agent.value is not None:  # least squares of the learned baseline on the rewards-to-go
-        for _ in range(VALUE_EPOCHS):
-            value_loss = agent.value.loss(returns[valid], s)
-            agent.optimizers["value"].zero_grad(set_to_none=True)
-            value_loss.backward()
-            agent.optimizers["value"].step()
-        metrics["value_loss"] = float(value_loss.detach())
+        metrics["value_loss"] = fit(agent.value, agent.optimizers["value"], returns[valid], s)
+    if agent.critic is not None and agent.pathwise is None:  # MuProp's critic, after its use
+        onehot = F.one_hot(a, logits.shape[-1]).to(s.dtype)
+        metrics["critic_loss"] = fit(agent.critic, agent.optimizers["critic"], returns[valid], s, onehot,
+                                     epochs=CRITIC_EPOCHS)
     return metrics
 
 
 def check_finite(metrics: dict, agent: Agent, u: int, episode: int, o: ReinforceOptions,
                  run_path: Path) -> None:
     """Stop before the checkpoint when anything became NaN or inf: the last good one stays."""
-    bad = [k.replace("_", " ") for k in ("policy_loss", "grad_norm", "value_loss", "cv_loss")
+    bad = [k.replace("_", " ") for k in ("policy_loss", "grad_norm", "value_loss", "cv_loss", "critic_loss")
            if metrics.get(k) is not None and not math.isfinite(metrics[k])]
     bad += [f"the {k} network's weights" for k, net in agent.networks().items()
             if not all(bool(torch.isfinite(q).all()) for q in net.parameters())]
@@ -649,7 +799,7 @@ def moving_average(x: list[float], window: int = SOLVE_WINDOW) -> list[float]:
 
 
 def evaluate(env_id: str, policy: nn.Module, episodes: int, seed: int, greedy: bool,
-             device: torch.device) -> float | None:
+             device: torch.device, log_policy=None) -> float | None:
     """Mean return over ``episodes`` episodes of the greedy or the sampling policy."""
     if episodes == 0:
         return None
@@ -661,8 +811,8 @@ def evaluate(env_id: str, policy: nn.Module, episodes: int, seed: int, greedy: b
         while len(returns) < episodes:
             env_seeds, torch_seed = batch_seeds(seed, 1 if greedy else 2, k, n)
             torch.manual_seed(torch_seed)
-            returns += collect_batch(envs, policy, env_seeds, device,
-                                     "greedy" if greedy else "sample").returns.tolist()
+            returns += collect_batch(envs, policy, env_seeds, device, "greedy" if greedy else "sample",
+                                     log_policy).returns.tolist()
             k += 1
     finally:
         envs.close()
@@ -698,11 +848,12 @@ def returns_csv(episodes: list[dict], window: int = SOLVE_WINDOW) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(run, o: ReinforceOptions, env: EnvInfo, progress: Progress, policy: nn.Module,
+def write_outputs(run, o: ReinforceOptions, env: EnvInfo, progress: Progress, agent: Agent,
                   device: torch.device) -> dict:
     """Evaluate, write returns.csv, policy.pt, curve.png (episode.gif); the summary."""
-    eval_greedy = evaluate(o.env, policy, o.eval_episodes, o.seed, True, device)
-    eval_stochastic = evaluate(o.env, policy, o.eval_episodes, o.seed, False, device)
+    policy, log_policy = agent.policy.eval(), agent.log_policy
+    eval_greedy = evaluate(o.env, policy, o.eval_episodes, o.seed, True, device, log_policy)
+    eval_stochastic = evaluate(o.env, policy, o.eval_episodes, o.seed, False, device, log_policy)
     returns = [e["return"] for e in progress.episodes]
     ma = moving_average(returns)
     atomic_write_text(run.file("returns.csv"), returns_csv(progress.episodes))
@@ -711,7 +862,7 @@ def write_outputs(run, o: ReinforceOptions, env: EnvInfo, progress: Progress, po
         "obs_dim": env.obs_dim, "n_actions": env.n_actions, "hidden": o.hidden,
         "architecture": "Linear(obs, hidden) - Tanh - Linear(hidden, actions)"})
     fig = plots.reinforce_curve(returns, ma, env.reward_threshold, window=SOLVE_WINDOW, title=(
-        f"{o.env}: {o.estimator.value}, baseline {o.baseline.value}, seed {o.seed}"))
+        f"{o.env}: {o.method}, seed {o.seed}"))
     run.save_figure(fig, "curve.png", dpi=110)
     plots.close(fig)
     if o.video:
@@ -719,7 +870,8 @@ def write_outputs(run, o: ReinforceOptions, env: EnvInfo, progress: Progress, po
         atomic_write_bytes(run.file("episode.gif"), plots.episode_gif(frames, fps=30))
     solved = progress.solved_at
     return {
-        "env": o.env, "estimator": o.estimator.value, "baseline": o.baseline.value,
+        "env": o.env, "estimator": o.estimator, "baseline": o.baseline.value,
+        "critic": agent.critic is not None, "tau": agent.tau,
         "episodes": len(progress.episodes), "env_steps": progress.env_steps,
         "episodes_to_solve": None if solved is None else solved["episode"],
         "steps_to_solve": None if solved is None else solved["env_steps"],
@@ -735,7 +887,7 @@ def write_outputs(run, o: ReinforceOptions, env: EnvInfo, progress: Progress, po
 def print_summary(reporter, o: ReinforceOptions, summary: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"relax reinforce: {o.env} ({o.estimator.value}, baseline {o.baseline.value})")
+    table = Table(title=f"relax reinforce: {o.env} ({o.method})")
     table.add_column("metric")
     table.add_column("value")
     for k in ("episodes", "env_steps", "episodes_to_solve", "steps_to_solve", "eval_return_greedy",
@@ -790,7 +942,7 @@ def reinforce(options: ReinforceOptions | None = None, reporter=None) -> dict:
                     u = progress.updates + 1
                     env_seeds, torch_seed = batch_seeds(o.seed, 0, u, o.num_envs)
                     torch.manual_seed(torch_seed)
-                    batch = collect_batch(envs, agent.policy, env_seeds, device, sampling)
+                    batch = collect_batch(envs, agent.policy, env_seeds, device, sampling, agent.log_policy)
                     metrics = update(agent, batch, o)
                     check_finite(metrics, agent, u, len(progress.episodes) + 1, o, run.path)
                     for line in progress.add_episodes(batch, u, env.reward_threshold):
@@ -804,7 +956,7 @@ def reinforce(options: ReinforceOptions | None = None, reporter=None) -> dict:
         finally:
             envs.close()
 
-        summary = write_outputs(run, o, env, progress, agent.policy.eval(), device)
+        summary = write_outputs(run, o, env, progress, agent, device)
         summary["wall_seconds"] = round(time.perf_counter() - started, 3)  # with evaluation
         summary = run.finish(summary)
     print_summary(reporter, o, summary)

@@ -28,7 +28,12 @@ from relaxcli.estimators.conditional import (
 )
 from relaxcli.estimators.imle import IMLEEstimator
 from relaxcli.estimators.pathwise import PathwiseEstimator
-from relaxcli.estimators.policy import PolicyEstimator, categorical_policy_gradient
+from relaxcli.estimators.policy import (
+    PolicyEstimator,
+    categorical_policy_gradient,
+    critic_policy_gradient,
+    muprop_policy_gradient,
+)
 from relaxcli.estimators.rebar import (
     ContextControlVariate,
     ControlVariateNet,
@@ -81,9 +86,11 @@ __all__ = [
     "bernoulli_relaxed_pair",
     "categorical_conditional",
     "categorical_policy_gradient",
+    "critic_policy_gradient",
     "categorical_relaxed_pair",
     "leave_one_out",
     "make_estimator",
+    "muprop_policy_gradient",
     "reinforce_gradient",
     "relax_gradient",
     "variance_gradient",
