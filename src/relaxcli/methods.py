@@ -686,8 +686,8 @@ def parse_settings(method: Method, items: list[str] | None, *, dedicated: Mappin
     Example:
         >>> parse_settings(get_method("gumbel-rao"), ["M=100"])
         {'M': 100}
-        >>> parse_settings(get_method("imle"), ["lambda=10", "noise=gumbel"])
-        {'lambda': 10.0, 'noise': 'gumbel'}
+        >>> parse_settings(get_method("imle"), ["lambda=10", "noise=gumbel"])  # the record's order
+        {'noise': 'gumbel', 'lambda': 10.0}
     """
     parsed: dict[str, Any] = {}
     for item in items or []:
@@ -713,7 +713,7 @@ def parse_settings(method: Method, items: list[str] | None, *, dedicated: Mappin
         except (ValueError, TypeError) as e:
             what = " ".join(f"{k}={format_setting(v)}" for k, v in tried.items())
             raise BadInput(f"--setting {what}: {method.name} refuses it ({_short_error(e)})") from None
-    return parsed
+    return {key: parsed[key] for key in method.settings if key in parsed}  # the record's order
 
 
 def split_setting(item: str) -> tuple[str, str]:
