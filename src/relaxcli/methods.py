@@ -730,7 +730,8 @@ def unknown_setting(method: Method, key: str) -> str:
     """The line for a KEY ``method`` does not take: the settings it does take, or none."""
     if not method.settings:
         return f"--setting {key}: {method.name} takes no settings"
-    close = difflib.get_close_matches(key, list(method.settings), n=1)
+    close = ([k for k in method.settings if k.lower() == key.lower()]
+             or difflib.get_close_matches(key, list(method.settings), n=1))
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return f"--setting {key}: {method.name} has no setting {key!r}.{hint} It takes: {settings_text(method)}"
 
