@@ -119,7 +119,7 @@ def _typer_parameter(f, hint) -> inspect.Parameter:
         info = typer.Argument(help=cli.help, show_default=cli.show_default, metavar=cli.metavar)
     else:
         info = typer.Option(*cli.flags, help=cli.help, show_default=cli.show_default,
-                            min=cli.min, max=cli.max, hidden=cli.hidden)
+                            min=cli.min, max=cli.max, hidden=cli.hidden, metavar=cli.metavar)
     default = f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[hint, info])

@@ -167,7 +167,8 @@ class Method:
             with ``torch.distributions.kl_divergence`` (a test checks it).
         default_tau: default temperature (None: the method has none).
         settings: the distribution's keyword settings and their defaults (``k``, ``scale``,
-            ``hard`` ...); ``relax sample`` exposes them as options.
+            ``hard`` ...); ``--setting KEY=VALUE`` sets those with a bool, int, float or str
+            default from the command line (:func:`parse_settings`).
         estimator: ``estimator(method, n_samples=..., family=..., **kw)``, the gradient
             estimator module (pathwise through ``relaxed`` by default).
 
@@ -706,7 +707,7 @@ def parse_settings(method: Method, items: list[str] | None, *, dedicated: Mappin
             raise BadInput(f"--setting {key} is given twice for {method.name}, as "
                            f"{format_setting(parsed[key])} and {format_setting(v)}")
         parsed[key] = v
-    for key in [*parsed, None]:  # each value alone (to name the culprit), then all together
+    for key in [*parsed, None] if parsed else []:  # each alone (to name the culprit), then all
         tried = parsed if key is None else {key: parsed[key]}
         try:
             probe_settings(method, tried, categories, family)

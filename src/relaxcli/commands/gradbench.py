@@ -270,7 +270,7 @@ class GradBenchOptions(RunOptions):
     tensorboard: bool = option(False, "--tensorboard", help=(
         "With --train: also write TensorBoard event files of the training curves beside "
         "metrics.jsonl (pip install tensorboard); `tensorboard --logdir runs` shows them."))
-    setting: list[str] | None = option(None, "--setting", show_default=False, help=(
+    settings: list[str] | None = option(None, "--setting", show_default=False, metavar="KEY=VALUE", help=(
         "A method setting KEY=VALUE, repeatable, typed like its default (integer, number, word, "
         "true/false): it applies to every chosen method that takes KEY (at least one must); "
         "METHOD:KEY=VALUE sets one method's only (and wins over KEY=VALUE). E.g. --methods "
@@ -290,7 +290,7 @@ def run_grad_bench(options: GradBenchOptions, reporter) -> dict:
     seed_everything(o.seed)
     prob = make_problem(str(o.problem), o.target, o.categories, o.seed, dev)
     chosen = _select_methods(o.methods, prob)
-    settings = _parse_settings(o.setting, chosen, prob)
+    settings = _parse_settings(o.settings, chosen, prob)
     config = {"problem": str(o.problem), "methods": [m.name for m in chosen], "tau": taus,
               "draws": o.draws, "target": o.target, "categories": o.categories, "train": o.train,
               "steps": o.steps, "tune_steps": o.tune_steps, "tune_lr": o.tune_lr, "lr": o.lr,

@@ -602,7 +602,7 @@ class SampleOptions(RunOptions):
     tau_forward: float | None = option(None, "--tau-forward", show_default=False, help=(
         "decoupled-st-gumbel-softmax's forward temperature (> 0; default 1): the forward one-hot "
         "is drawn from Categorical(softmax(logits / tau_forward)); --tau is the backward one."))
-    setting: list[str] | None = option(None, "--setting", show_default=False, help=(
+    settings: list[str] | None = option(None, "--setting", show_default=False, metavar="KEY=VALUE", help=(
         "A setting of the method, KEY=VALUE, repeatable (e.g. --setting terms=5 --setting "
         "lambda=10), typed like its default (integer, number, word, true/false); checked on the "
         "distribution before anything is written. --k, --hard, --tau-forward and "
@@ -700,7 +700,7 @@ def prepare(o: SampleOptions, reporter: Reporter) -> Draw:
     m = registry.get_method(o.method)
     if o.num_samples is not None and o.num_samples < 2:
         raise BadInput(f"--num-samples must be at least 2 (to estimate a std), got {o.num_samples}")
-    given = registry.parse_settings(m, o.setting, dedicated=DEDICATED)
+    given = registry.parse_settings(m, o.settings, dedicated=DEDICATED)
     o, extra = with_dedicated(m, o, given)
     params = resolve_parameters(m, o.probs, o.logits, o.loc, o.scale, o.correlation, o.k, o.tau, o.hard)
     params["options"].update(extra)

@@ -176,7 +176,7 @@ class TrainVaeOptions(RunOptions):
     categories: int | None = option(None, "--categories", help=(
         "Classes per categorical / subset / simplex group (default 10)."))
     k: int | None = option(None, "--k", help="Subset size per group for topk (default 2).")
-    settings: list[str] | None = option(None, "--setting", show_default=False, help=(
+    settings: list[str] | None = option(None, "--setting", show_default=False, metavar="KEY=VALUE", help=(
         "A setting of the method, KEY=VALUE, repeatable (e.g. --method imle --setting lambda=10), "
         "typed like its default (integer, number, word, true/false); it reaches the training "
         "distribution, the discrete law (KL, evaluation) and the estimator. --setting k=N is "
