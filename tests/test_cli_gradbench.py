@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 KEYS = {"problem", "parameters", "exact_gradient", "results"}
-ROW_KEYS = {"method", "tau", "unbiased", "mean", "bias", "variance", "mse", "snr", "seconds_per_estimate", "draws"}
+ROW_KEYS = {"method", "tau", "unbiased", "mean", "bias", "variance", "mse", "snr", "seconds_per_estimate", "draws",
+            "settings"}  # settings: the --setting values of the row's method ({} without)
 FAST = ["--draws", "300", "--tune-steps", "5", "--device", "cpu", "--quiet"]
 
 

@@ -119,7 +119,7 @@ def _typer_parameter(f, hint) -> inspect.Parameter:
         info = typer.Argument(help=cli.help, show_default=cli.show_default, metavar=cli.metavar)
     else:
         info = typer.Option(*cli.flags, help=cli.help, show_default=cli.show_default,
-                            min=cli.min, max=cli.max, hidden=cli.hidden)
+                            min=cli.min, max=cli.max, hidden=cli.hidden, metavar=cli.metavar)
     default = f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[hint, info])
@@ -197,7 +197,7 @@ def list_methods(
     markdown: Annotated[bool, typer.Option(
         "--markdown", help="Print the method table as Markdown (the README's table) and exit.")] = False,
 ) -> None:
-    """List every registered method: family, kind, unbiasedness, exact log_prob, paper, default tau."""
+    """List every registered method: family, kind, unbiasedness, exact log_prob, paper, default tau, settings."""
     if markdown:
         sys.stdout.write(registry.markdown_table())
         return
@@ -207,6 +207,10 @@ def list_methods(
             "kind": m.kind.value, "unbiased": m.unbiased,
             "exact_log_prob": m.exact_log_prob, "paper": m.paper.cite(),
             "default_tau": m.default_tau, "summary": m.summary, "paper_short": m.paper.short(),
+            # keyword settings and defaults (--setting KEY=VALUE); tensor ones as null
+            "settings": {k: registry.settable(m).get(k) for k in m.settings},
+            "settings_text": ", ".join(f"{k}={registry.format_setting(v)}"
+                                       for k, v in registry.settable(m).items()),
         }
         for m in registry.METHODS.values()
     ]
@@ -249,6 +253,8 @@ def list_methods(
         table.add_row(f"[bold]{r['name']}[/bold]\n  [dim]{r['paper_short']}[/dim]", r["kind"],
                       *flags, tau)
     console.print(table)
+    console.print("settings, given as --setting KEY=VALUE to sample, grad-bench and train-vae "
+                  f"(defaults): {registry.settings_overview()}", markup=False, highlight=False)
 
 
 options_command("sample", SampleOptions, "relaxcli.commands.sample:run_sample")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -166,7 +167,8 @@ class Method:
             with ``torch.distributions.kl_divergence`` (a test checks it).
         default_tau: default temperature (None: the method has none).
         settings: the distribution's keyword settings and their defaults (``k``, ``scale``,
-            ``hard`` ...); ``relax sample`` exposes them as options.
+            ``hard`` ...); ``--setting KEY=VALUE`` sets those with a bool, int, float or str
+            default from the command line (:func:`parse_settings`).
         estimator: ``estimator(method, n_samples=..., family=..., **kw)``, the gradient
             estimator module (pathwise through ``relaxed`` by default).
 
@@ -576,6 +578,207 @@ register(Method(
     summary="ARM with the uniform integrated out per dimension: lower variance, same pairs",
     discrete=bernoulli_law, estimator=E.DisARMEstimator,
 ))
+
+
+# ----------------------------------------------------------------------------- settings on the command line
+BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+PROBE_CATEGORIES = 4  # the tiny logits a setting is tried on (more when a subset size k needs it)
+
+
+def settable(method: Method) -> dict[str, Any]:
+    """The settings of ``method`` a user can type as ``KEY=VALUE`` (those with a bool, int,
+    float or str default), with their defaults; None- or tensor-valued ones (a correlation
+    matrix, a numeric support) need an option of their own."""
+    return {key: v for key, v in method.settings.items() if isinstance(v, (bool, int, float, str))}
+
+
+def format_setting(value: Any) -> str:
+    """A setting's value as ``KEY=VALUE`` text that :func:`parse_settings` reads back exactly
+    (bools as true/false, floats by ``repr``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def settings_text(method: Method) -> str:
+    """``"M=10"``, ``"k=2, hard=false, ..."``: the settings and defaults ``relax list`` shows
+    (``correlation=<matrix>``-style for the ones ``--setting`` cannot set)."""
+    free = settable(method)
+    return ", ".join(f"{key}={format_setting(v)}" if key in free else f"{key}=<tensor>"
+                     for key, v in method.settings.items())
+
+
+def settings_overview() -> str:
+    """Every registered method's typed settings and defaults, for ``--setting``'s help:
+    ``"gumbel-rao: M=10; imle: k=2, noise=sog, lambda=1.0, terms=10; ..."``."""
+    return "; ".join(f"{m.name}: {', '.join(f'{k}={format_setting(v)}' for k, v in settable(m).items())}"
+                     for m in METHODS.values() if settable(m))
+
+
+def _convert(method: Method, key: str, text: str, default: Any) -> Any:
+    """``text`` as the type of ``default`` (bool words, int, finite float, str)."""
+    where = f"--setting {key}={text}"
+    if isinstance(default, bool):
+        word = text.strip().lower()
+        if word not in BOOL_WORDS:
+            raise BadInput(f"{where}: {key} of {method.name} is true or false (also 1/0, yes/no)")
+        return BOOL_WORDS[word]
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                x = float(text)
+            except ValueError:
+                x = math.nan
+            if math.isfinite(x) and x.is_integer():
+                return int(x)
+            raise BadInput(f"{where}: {key} of {method.name} is an integer (default "
+                           f"{default})") from None
+    if isinstance(default, float):
+        try:
+            x = float(text)
+        except ValueError:
+            raise BadInput(f"{where}: {key} of {method.name} is a number (default "
+                           f"{default:g})") from None
+        if not math.isfinite(x):
+            raise BadInput(f"{where}: {key} of {method.name} must be a finite number")
+        return x
+    return text.strip()
+
+
+def _short_error(e: Exception) -> str:
+    """One line of a distribution's ValueError (torch's constraint messages print tensors)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    found = re.match(r"Expected parameter (\w+).*? to satisfy the constraint (.+?), but found", text)
+    if found:
+        text = f"expected {found.group(1)} to satisfy {found.group(2)}"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def probe_settings(method: Method, settings: Mapping[str, Any], categories: int | None = None,
+                   family: str | None = None) -> None:
+    """Build ``method``'s distribution (and its discrete law) once on tiny neutral parameters with
+    ``settings`` and draw one sample: a value the distribution refuses raises its ValueError
+    (or TypeError) here, before any run starts. ``categories``: K of the parameters (default 4,
+    or k + 1 for a subset size k)."""
+    if categories is None:
+        k = settings.get("k", method.settings.get("k"))
+        categories = max(PROBE_CATEGORIES, k + 1 if isinstance(k, int) and not isinstance(k, bool) else 0)
+    raw = method.params.neutral((1, method.params.size(categories)))
+    with torch.no_grad():
+        if method.relaxed is not None:
+            method.build(raw, None, **settings).sample((1,))
+        if method.discrete is not None:
+            method.discrete_law(raw, family, **settings).sample((1,))
+
+
+def parse_settings(method: Method, items: list[str] | None, *, dedicated: Mapping[str, str] | None = None,
+                   categories: int | None = None, family: str | None = None) -> dict[str, Any]:
+    """``["M=100", "hard=true"]`` -> ``{"M": 100, "hard": True}``: ``--setting KEY=VALUE`` items
+    of ``method``, each KEY one of its settings and VALUE converted to the type of its default
+    (int, float, str; bools from true/false, 1/0, yes/no), then tried on the distribution
+    (:func:`probe_settings`, at ``categories`` when given). Anything wrong is a
+    :class:`BadInput` (exit 2) of one line: an unknown key (naming the settings the method
+    takes), a value of the wrong type or one the distribution refuses, a key given twice with
+    two values, or a setting that is a matrix or None by default (``dedicated`` maps such a
+    setting to the command's own option for it, e.g. ``{"correlation": "--correlation"}``).
+
+    Example:
+        >>> parse_settings(get_method("gumbel-rao"), ["M=100"])
+        {'M': 100}
+        >>> parse_settings(get_method("imle"), ["lambda=10", "noise=gumbel"])  # the record's order
+        {'noise': 'gumbel', 'lambda': 10.0}
+    """
+    parsed: dict[str, Any] = {}
+    for item in items or []:
+        key, value = split_setting(item)
+        if key not in method.settings:
+            raise BadInput(unknown_setting(method, key))
+        default = method.settings[key]
+        if key not in settable(method):
+            flag = (dedicated or {}).get(key)
+            how = f"use {flag}" if flag else "it cannot be set from the command line"
+            raise BadInput(f"--setting {key}: {method.name}'s {key} is a tensor (default "
+                           f"{default if default is None else 'a tensor'}), not a number, flag or "
+                           f"word; {how}")
+        v = _convert(method, key, value, default)
+        if key in parsed and parsed[key] != v:
+            raise BadInput(f"--setting {key} is given twice for {method.name}, as "
+                           f"{format_setting(parsed[key])} and {format_setting(v)}")
+        parsed[key] = v
+    for key in [*parsed, None] if parsed else []:  # each alone (to name the culprit), then all
+        tried = parsed if key is None else {key: parsed[key]}
+        try:
+            probe_settings(method, tried, categories, family)
+        except (ValueError, TypeError) as e:
+            what = " ".join(f"{k}={format_setting(v)}" for k, v in tried.items())
+            raise BadInput(f"--setting {what}: {method.name} refuses it ({_short_error(e)})") from None
+    return {key: parsed[key] for key in method.settings if key in parsed}  # the record's order
+
+
+def split_setting(item: str) -> tuple[str, str]:
+    """``"KEY=VALUE"`` -> (KEY, VALUE); anything else is bad input."""
+    key, eq, value = str(item).partition("=")
+    key, value = key.strip(), value.strip()
+    if not eq or not key or not value:
+        raise BadInput(f"--setting {item!r}: give KEY=VALUE, e.g. --setting M=100 (see `relax list` "
+                       "for each method's settings)")
+    return key, value
+
+
+def unknown_setting(method: Method, key: str) -> str:
+    """The line for a KEY ``method`` does not take: the settings it does take, or none."""
+    if not method.settings:
+        return f"--setting {key}: {method.name} takes no settings"
+    close = ([k for k in method.settings if k.lower() == key.lower()]
+             or difflib.get_close_matches(key, list(method.settings), n=1))
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"--setting {key}: {method.name} has no setting {key!r}.{hint} It takes: {settings_text(method)}"
+
+
+def parse_method_settings(methods: list[Method], items: list[str] | None, *,
+                          dedicated: Mapping[str, str] | None = None,
+                          categories: int | None = None,
+                          family: str | None = None) -> dict[str, dict[str, Any]]:
+    """``--setting`` items for several methods at once (``relax grad-bench --methods a,b``):
+    ``KEY=VALUE`` applies to every method in ``methods`` that takes KEY (at least one must),
+    ``METHOD:KEY=VALUE`` to that method only (it must be in ``methods``) and wins over a plain
+    KEY=VALUE. Returns {method name: its parsed settings} for the methods that got any.
+
+    Example:
+        >>> m = [get_method("gumbel-rao"), get_method("gumbel-softmax")]
+        >>> parse_method_settings(m, ["M=100", "gumbel-softmax:hard=true"])
+        {'gumbel-rao': {'M': 100}, 'gumbel-softmax': {'hard': True}}
+    """
+    common: list[tuple[str, str]] = []
+    targeted: dict[str, list[str]] = {}
+    names = [m.name for m in methods]
+    for item in items or []:
+        key, value = split_setting(item)
+        target, colon, key = key.rpartition(":") if ":" in key else ("", "", key)
+        if colon:
+            if target not in names:
+                get_method(target)  # an unknown name: the closest match
+                raise BadInput(f"--setting {item}: {target} is not among the methods run here "
+                               f"({', '.join(names)})")
+            targeted.setdefault(target, []).append(f"{key}={value}")
+            continue
+        takers = [m for m in methods if key in m.settings]
+        if not takers:
+            offered = "; ".join(f"{m.name}: {settings_text(m)}" for m in methods if m.settings)
+            raise BadInput(f"--setting {key}: no method run here takes {key!r} "
+                           f"({offered or 'none of them takes any setting'})")
+        common.append((key, value))
+    out: dict[str, dict[str, Any]] = {}
+    for m in methods:
+        own = [f"{k}={v}" for k, v in common if k in m.settings
+               and not any(t.partition("=")[0].strip() == k for t in targeted.get(m.name, []))]
+        items_m = own + targeted.get(m.name, [])
+        if items_m:
+            out[m.name] = parse_settings(m, items_m, dedicated=dedicated, categories=categories,
+                                         family=family)
+    return out
 
 
 def markdown_table() -> str:

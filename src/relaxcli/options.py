@@ -51,10 +51,12 @@ class Cli:
 
 
 def option(default: Any, *flags: str, help: str, show_default: bool = True,
-           min: float | None = None, max: float | None = None, hidden: bool = False) -> Any:
-    """A dataclass field that is the option ``flags`` (e.g. ``"--tau"``) with ``default``."""
+           min: float | None = None, max: float | None = None, hidden: bool = False,
+           metavar: str | None = None) -> Any:
+    """A dataclass field that is the option ``flags`` (e.g. ``"--tau"``) with ``default``
+    (``metavar``: how ``--help`` names its value, e.g. ``KEY=VALUE``)."""
     return field(default=default, metadata={"cli": Cli(tuple(flags), help, False, show_default,
-                                                        min, max, hidden)})
+                                                        min, max, hidden, metavar)})
 
 
 def argument(*, help: str, default: Any = MISSING, metavar: str | None = None) -> Any:

@@ -181,10 +181,38 @@ def _select_methods(names: str | None, problem: Problem) -> list[registry.Method
 
 
 # ----------------------------------------------------------------------------- measuring
-def _estimator(method, problem: Problem):
+def _estimator(method, problem: Problem, settings: dict):
     kw = {"latent_size": problem.theta.numel()} if method.needs_latent_size else {}
     return make_estimator(method, n_samples=method.min_samples, family=problem.family,
-                          **kw).to(problem.theta.device)
+                          **kw, **settings.get(method.name, {})).to(problem.theta.device)
+
+
+def _parse_settings(items: list[str] | None, chosen, problem: Problem) -> dict[str, dict]:
+    """--setting for the chosen methods ({method: {key: value}}), each tried on the problem's
+    logits; a method whose settings move its discrete law off the problem's outcomes (a subset
+    size other than the problem's k) is bad input, since the exact gradient would not be its."""
+    settings = registry.parse_method_settings(chosen, items, categories=problem.theta.shape[-1],
+                                              family=problem.family)
+    theta = problem.theta.unsqueeze(0)
+    for m in chosen:
+        if m.name not in settings:
+            continue
+        law = m.discrete_law(theta, problem.family, **settings[m.name])
+        try:
+            log_p = law.log_prob(problem.outcomes).reshape(len(problem.outcomes), -1).sum(-1)
+            mass = float(log_p.exp().sum())
+        except (ValueError, RuntimeError):
+            mass = math.nan
+        if not math.isclose(mass, 1.0, rel_tol=1e-4):
+            given = " ".join(f"{k}={registry.format_setting(v)}" for k, v in settings[m.name].items())
+            fixed = f" ({problem.name} has k={problem.info['k']})" if "k" in problem.info else ""
+            raise BadInput(f"--setting {given}: {m.name}'s discrete law is then not {problem.name}'s, "
+                           f"whose exact gradient grad-bench compares with{fixed}")
+    return settings
+
+
+def _settings_label(settings: dict, name: str) -> str:
+    return " ".join(f"{k}={registry.format_setting(v)}" for k, v in settings.get(name, {}).items())
 
 
 
@@ -242,6 +270,12 @@ class GradBenchOptions(RunOptions):
     tensorboard: bool = option(False, "--tensorboard", help=(
         "With --train: also write TensorBoard event files of the training curves beside "
         "metrics.jsonl (pip install tensorboard); `tensorboard --logdir runs` shows them."))
+    settings: list[str] | None = option(None, "--setting", show_default=False, metavar="KEY=VALUE", help=(
+        "A method setting KEY=VALUE, repeatable, typed like its default (integer, number, word, "
+        "true/false): it applies to every chosen method that takes KEY (at least one must); "
+        "METHOD:KEY=VALUE sets one method's only (and wins over KEY=VALUE). E.g. --methods "
+        "gumbel-rao --setting M=100. Recorded in config.json's settings. Settings (defaults): "
+        + registry.settings_overview() + "."))
 
 
 def run_grad_bench(options: GradBenchOptions, reporter) -> dict:
@@ -256,19 +290,21 @@ def run_grad_bench(options: GradBenchOptions, reporter) -> dict:
     seed_everything(o.seed)
     prob = make_problem(str(o.problem), o.target, o.categories, o.seed, dev)
     chosen = _select_methods(o.methods, prob)
+    settings = _parse_settings(o.settings, chosen, prob)
     config = {"problem": str(o.problem), "methods": [m.name for m in chosen], "tau": taus,
               "draws": o.draws, "target": o.target, "categories": o.categories, "train": o.train,
               "steps": o.steps, "tune_steps": o.tune_steps, "tune_lr": o.tune_lr, "lr": o.lr,
               "problem_info": prob.info, "n_samples": {m.name: m.min_samples for m in chosen},
-              "threads": threads}
+              "threads": threads, "settings": settings}
     run = create_run("grad-bench", str(o.problem), config, out=o.out, overwrite=o.overwrite,
                      seed=o.seed, device=str(dev), tensorboard=o.tensorboard)
     with run_context(run):
         if o.train:
-            summary = _train(run, reporter, prob, chosen, taus, o.steps, o.tune_steps, o.lr, o.seed)
+            summary = _train(run, reporter, prob, chosen, settings, taus, o.steps, o.tune_steps,
+                             o.lr, o.seed)
         else:
-            summary = _measure(run, reporter, prob, chosen, taus, o.draws, o.tune_steps, o.tune_lr,
-                               o.seed)
+            summary = _measure(run, reporter, prob, chosen, settings, taus, o.draws, o.tune_steps,
+                               o.tune_lr, o.seed)
         summary = run.finish(summary)
     reporter.print(f"wrote {run.path}")
     return summary
@@ -291,14 +327,15 @@ def _validate(o: GradBenchOptions) -> list[float]:
     return _parse_taus(o.tau)
 
 
-def _measure(run, reporter, prob: Problem, chosen, taus, draws, tune_steps, tune_lr, seed) -> dict:
+def _measure(run, reporter, prob: Problem, chosen, settings, taus, draws, tune_steps, tune_lr,
+             seed) -> dict:
     exact = prob.exact_gradient().double().flatten()
     rows = _rows(chosen, taus)
     results, tuned = [], []
     with reporter.progress("grad-bench", total=len(rows)) as bar:
         for i, (m, t) in enumerate(rows):
             torch.manual_seed(seed * 1009 + i)
-            est = _estimator(m, prob)
+            est = _estimator(m, prob, settings)
             if any(True for _ in est.parameters()) or any(True for _ in est.buffers()):
                 tune(est, prob, tune_steps, tune_lr)
                 if any(True for _ in est.parameters()):
@@ -310,12 +347,13 @@ def _measure(run, reporter, prob: Problem, chosen, taus, draws, tune_steps, tune
             g, sec = draw_estimates(est, prob, draws, t_used)
             stats = statistics(g, exact)
             row = {"method": m.name, "tau": t_report, "unbiased": m.unbiased, **stats,
-                   "seconds_per_estimate": sec, "draws": draws}
+                   "seconds_per_estimate": sec, "draws": draws,
+                   "settings": settings.get(m.name, {})}
             results.append(row)
             run.log_metrics({k: v for k, v in row.items() if not k.startswith("_")})
             bar.advance(1, info=f"{m.name} tau={_tau_label(t_report)}")
 
-    _table(reporter, prob, exact, results, tuned, tune_steps)
+    _table(reporter, prob, exact, results, tuned, tune_steps, settings)
     _write_csv(run, results)
     sweeps, refs = _sweep_series(results, chosen)
     fig = plots.gradbench_tau_sweep(sweeps, refs, title=f"grad-bench {prob.name}")
@@ -344,7 +382,7 @@ def _sweep_series(results, chosen):
     return sweeps, refs
 
 
-def _table(reporter, prob, exact, results, tuned, tune_steps) -> None:
+def _table(reporter, prob, exact, results, tuned, tune_steps, settings) -> None:
     from rich.table import Table
 
     caption = "bias/SE: largest |bias_i| / standard error over coordinates (> 4: clearly biased)."
@@ -359,7 +397,8 @@ def _table(reporter, prob, exact, results, tuned, tune_steps) -> None:
     for r in results:
         ratio = max((abs(b) / se if se > 0 else (0.0 if b == 0 else math.inf))
                     for b, se in zip(r["bias"], r["_bias_se"]))
-        table.add_row(r["method"], _tau_label(r["tau"]), "yes" if r["unbiased"] else "no",
+        label = " ".join(filter(None, (r["method"], _settings_label(settings, r["method"]))))
+        table.add_row(label, _tau_label(r["tau"]), "yes" if r["unbiased"] else "no",
                       ", ".join(f"{x:.4g}" for x in r["mean"]), ", ".join(f"{x:.2e}" for x in r["bias"]),
                       f"{ratio:.1f}", f"{r['variance']:.3e}", f"{r['mse']:.3e}",
                       "-" if r["snr"] is None else f"{r['snr']:.3g}", f"{1e6 * r['seconds_per_estimate']:.2f}")
@@ -382,7 +421,8 @@ def _write_csv(run, results) -> None:
 
 
 # ----------------------------------------------------------------------------- --train
-def _train(run, reporter, prob: Problem, chosen, taus, steps, tune_steps, lr, seed) -> dict:
+def _train(run, reporter, prob: Problem, chosen, settings, taus, steps, tune_steps, lr,
+           seed) -> dict:
     rows = _rows(chosen, taus)
     every = max(1, steps // 50)
     curves: dict[str, dict] = {}
@@ -392,7 +432,7 @@ def _train(run, reporter, prob: Problem, chosen, taus, steps, tune_steps, lr, se
         for i, (m, t) in enumerate(rows):
             torch.manual_seed(seed * 1009 + i)
             label = m.name if t is None else f"{m.name} tau={t:g}"
-            est = _estimator(m, prob)
+            est = _estimator(m, prob, settings)
             theta = prob.theta.detach().clone().requires_grad_(True)
             opt = torch.optim.Adam([theta] + [p for p in est.parameters() if p.requires_grad], lr=lr)
             curve = {"step": [], "loss": [], "log10_variance": []}
@@ -422,14 +462,16 @@ def _train(run, reporter, prob: Problem, chosen, taus, steps, tune_steps, lr, se
             results.append({"method": m.name, "tau": t, "unbiased": m.unbiased,
                             "final_loss": curve["loss"][-1], "optimal_loss": prob.optimum(),
                             "final_parameters": theta.detach().flatten().tolist(),
-                            "final_log10_variance": curve["log10_variance"][-1], "steps": steps})
+                            "final_log10_variance": curve["log10_variance"][-1], "steps": steps,
+                            "settings": settings.get(m.name, {})})
     from rich.table import Table
 
     table = Table(title=f"grad-bench --train {prob.name}: {steps} Adam steps (lr {lr:g}), one estimate per step")
     for col in ("method", "tau", "final loss", "optimum", "final theta", "log10 variance"):
         table.add_column(col)
     for r in results:
-        table.add_row(r["method"], _tau_label(r["tau"]), f"{r['final_loss']:.5f}", f"{r['optimal_loss']:.5f}",
+        table.add_row(" ".join(filter(None, (r["method"], _settings_label(settings, r["method"])))),
+                      _tau_label(r["tau"]), f"{r['final_loss']:.5f}", f"{r['optimal_loss']:.5f}",
                       ", ".join(f"{x:.3g}" for x in r["final_parameters"]),
                       "-" if r["final_log10_variance"] is None else f"{r['final_log10_variance']:.2f}")
     reporter.table(table)

@@ -53,6 +53,7 @@ a file: ``--probs`` / ``--logits`` accept a ``.npy``, ``.pt`` (a tensor) or ``.c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -601,6 +602,40 @@ class SampleOptions(RunOptions):
     tau_forward: float | None = option(None, "--tau-forward", show_default=False, help=(
         "decoupled-st-gumbel-softmax's forward temperature (> 0; default 1): the forward one-hot "
         "is drawn from Categorical(softmax(logits / tau_forward)); --tau is the backward one."))
+    settings: list[str] | None = option(None, "--setting", show_default=False, metavar="KEY=VALUE", help=(
+        "A setting of the method, KEY=VALUE, repeatable (e.g. --setting terms=5 --setting "
+        "lambda=10), typed like its default (integer, number, word, true/false); checked on the "
+        "distribution before anything is written. --k, --hard, --tau-forward and "
+        "gaussian-bernoulli's --scale set the same keys: given both ways, the two values must "
+        "agree. Settings (defaults): " + registry.settings_overview() + "."))
+
+
+# --setting keys that have an option of their own here (a tensor one can only be set there)
+DEDICATED = {"k": "--k", "hard": "--hard", "tau_forward": "--tau-forward", "scale": "--scale",
+             "correlation": "--correlation"}
+
+
+def with_dedicated(method: registry.Method, o: SampleOptions, given: dict) -> tuple[SampleOptions, dict]:
+    """The options with each --setting whose key has an option of its own (--k, --hard,
+    --tau-forward, a setting --scale) moved onto that option, and the other settings. The rule:
+    one key, one value; both ways with two values is bad input (exit 2)."""
+    rest = dict(given)
+    changes: dict[str, Any] = {}
+    for key in ("k", "hard", "tau_forward", "scale"):
+        if key not in rest:
+            continue
+        value = rest.pop(key)
+        typed = getattr(o, key)
+        if key == "hard":
+            typed = True if o.hard else None
+        elif key == "scale" and typed is not None:
+            typed = parse_number(typed, "--scale")
+        if typed is not None and typed != value:
+            flag = DEDICATED[key] + ("" if key == "hard" else f" {registry.format_setting(typed)}")
+            raise BadInput(f"{flag} and --setting {key}={registry.format_setting(value)} "
+                           "disagree; give one of them")
+        changes[key] = registry.format_setting(value) if key == "scale" else value
+    return dataclasses.replace(o, **changes), rest
 
 
 @dataclass
@@ -633,6 +668,7 @@ def run_sample(options: SampleOptions, reporter: Reporter | None = None) -> dict
         "scale": draw.params.get("scale"), "builder_options": draw.params["options"],
         "seed": o.seed, "device_requested": o.device, "device": str(draw.raw.device),
         "warnings": draw.notes["warnings"], "threads": torch.get_num_threads(),
+        "settings": draw.notes["settings"],  # what --setting (and --k, --hard...) gave
     }
     inputs = [v for v in (o.correlation, o.probs, o.logits) if v is not None and Path(v).exists()]
     run = create_run("sample", m.name, config, out=o.out, overwrite=o.overwrite, seed=o.seed,
@@ -647,7 +683,9 @@ def run_sample(options: SampleOptions, reporter: Reporter | None = None) -> dict
         files = ["samples.pt", "stats.json", *make_plots(
             run, m, samples, records, exact, draw.settings, draw.vector_event, draw.dist, draw.tau)]
         reporter.table(stats_table(records, f"relax sample {m.name}: {draw.num_samples} samples"
-                                   + (f", tau={draw.tau:g}" if draw.tau is not None else "")))
+                                   + (f", tau={draw.tau:g}" if draw.tau is not None else "")
+                                   + "".join(f", {key}={registry.format_setting(v)}"
+                                             for key, v in draw.notes["settings"].items())))
         if stats["max_abs_z"] is not None:
             reporter.print(f"largest |z| of {stats['num_checks']} empirical-vs-exact checks: "
                            f"{stats['max_abs_z']:.2f} (|z| < 4 is what a correct sampler gives)",
@@ -662,7 +700,10 @@ def prepare(o: SampleOptions, reporter: Reporter) -> Draw:
     m = registry.get_method(o.method)
     if o.num_samples is not None and o.num_samples < 2:
         raise BadInput(f"--num-samples must be at least 2 (to estimate a std), got {o.num_samples}")
+    given = registry.parse_settings(m, o.settings, dedicated=DEDICATED)
+    o, extra = with_dedicated(m, o, given)
     params = resolve_parameters(m, o.probs, o.logits, o.loc, o.scale, o.correlation, o.k, o.tau, o.hard)
+    params["options"].update(extra)
     if o.tau_forward is not None:
         _require(m, "tau_forward", "--tau-forward")
         params["options"]["tau_forward"] = check_positive(o.tau_forward, "--tau-forward",
@@ -690,7 +731,8 @@ def prepare(o: SampleOptions, reporter: Reporter) -> Draw:
         if note:
             reporter.note(note)
     return Draw(m, dist, raw, params, settings, tau, len(dist.event_shape) > 0 and m.family != "bernoulli",
-                num_samples, {"inclusion": incl, "lowered": lowered, "warnings": warnings})
+                num_samples, {"inclusion": incl, "lowered": lowered, "warnings": warnings,
+                              "settings": given})
 
 
 def draw_samples(draw: Draw, reporter: Reporter) -> torch.Tensor:
@@ -719,6 +761,9 @@ def evaluate(draw: Draw, samples: torch.Tensor, o: SampleOptions) -> tuple[dict,
         "batch_shape": list(draw.dist.batch_shape), "event_shape": list(draw.dist.event_shape),
         "all_finite": bool(torch.isfinite(samples).all()), "coordinates": records, "pairwise": pairs,
         "max_abs_z": max_z, "num_checks": n_checks, "warnings": draw.notes["warnings"],
+        # the settings the distribution was built with (defaults, then what was given)
+        "settings": {**registry.settable(m), **{key: v for key, v in draw.settings.items()
+                                                if key in registry.settable(m)}},
     }
     if draw.notes["inclusion"] is not None:
         stats["inclusion_probs"], stats["inclusion_probs_note"] = draw.notes["inclusion"]

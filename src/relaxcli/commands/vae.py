@@ -176,6 +176,13 @@ class TrainVaeOptions(RunOptions):
     categories: int | None = option(None, "--categories", help=(
         "Classes per categorical / subset / simplex group (default 10)."))
     k: int | None = option(None, "--k", help="Subset size per group for topk (default 2).")
+    settings: list[str] | None = option(None, "--setting", show_default=False, metavar="KEY=VALUE", help=(
+        "A setting of the method, KEY=VALUE, repeatable (e.g. --method imle --setting lambda=10), "
+        "typed like its default (integer, number, word, true/false); it reaches the training "
+        "distribution, the discrete law (KL, evaluation) and the estimator. --setting k=N is "
+        "--k N (given both ways they must agree). config.json records them as KEY=VALUE in the "
+        "method's order, and a --resume keeps them. Settings (defaults): "
+        + registry.settings_overview() + "."))
     hidden: str = option("512,256", "--hidden", help=(
         "Encoder hidden widths, comma-separated; the decoder mirrors them."))
     lr: float = option(1e-3, "--lr", help="Adam learning rate.")
@@ -514,12 +521,15 @@ def run_train_vae(options: TrainVaeOptions, reporter: Reporter | None = None) ->
         hidden = _parse_hidden(options.hidden)
         options = dataclasses.replace(options, n_samples=samples_per_image(options, method))
         temperature = temperature_schedule(options, method)
-        settings = method_settings(method, latent, options.k)
+        options, given = given_settings(options, method, family, latent)
+        settings = {**method_settings(method, latent, options.k), **given}
         device = resolve_device_or_refuse(options.device)
         data = load_data(options)
         options = dataclasses.replace(options, threads=set_threads(options.threads))
         estimator_options = checked_estimator_options(method, family, latent, settings, options)
         warnings = relaxation_warnings(method, settings, temperature.tau0, reporter)
+        if options.settings:  # what --setting changed, among the method's settings in effect
+            reporter.print(f"{method.name} with {settings_line(method, settings)}")
         if run is None:
             run = create_run(COMMAND, method.name, recorded(options), out=options.out,
                              overwrite=options.overwrite, seed=options.seed, device=str(device),
@@ -691,6 +701,29 @@ def temperature_schedule(options: TrainVaeOptions, method: registry.Method) -> T
     tau_min = options.tau_min if options.tau_min is not None else min(0.5, tau0)
     _check(tau_min > 0, f"--tau-min must be > 0, got {tau_min}")
     return Temperature(tau0, tau_min, options.anneal_rate, options.anneal_every)
+
+
+def given_settings(options: TrainVaeOptions, method: registry.Method, family: str,
+                   latent: Latent) -> tuple[TrainVaeOptions, dict]:
+    """--setting parsed for the method and tried on it (anything wrong exits 2), with a
+    --setting k=N moved onto --k (given both ways, the two values must agree); the options then
+    hold the settings as KEY=VALUE in the record's order, which config.json records and a
+    --resume parses back to the same values. Returns (options, the settings other than k)."""
+    given = registry.parse_settings(method, options.settings, dedicated={"k": "--k"},
+                                    categories=max(2, latent.categories), family=family)
+    k = options.k
+    if "k" in given:
+        k = given.pop("k")
+        if options.k is not None and options.k != k:
+            raise BadInput(f"--k {options.k} and --setting k={k} disagree; give one of them")
+    canonical = [f"{key}={registry.format_setting(v)}" for key, v in given.items()] or None
+    return dataclasses.replace(options, k=k, settings=canonical), given
+
+
+def settings_line(method: registry.Method, settings: dict) -> str:
+    """``"k=2, noise=sog, lambda=10.0, terms=10"``: the typed settings a run uses."""
+    return ", ".join(f"{key}={registry.format_setting(v)}" for key, v in settings.items()
+                     if key in registry.settable(method))
 
 
 def method_settings(method: registry.Method, latent: Latent, k: int | None) -> dict:
@@ -1108,4 +1141,7 @@ def summary_of(run, laws: Laws, progress: Progress, selection: Selection,
         "dataset": options.dataset.value, "binarize": options.binarize.value,
         "latent_shape": list(laws.latent.shape), "seed": options.seed,
         "run_dir": str(run.path), "warnings": warnings,
+        # the method's typed settings in effect (defaults, --k and --setting)
+        "settings": {key: v for key, v in laws.settings.items()
+                     if key in registry.settable(laws.method)},
     }
