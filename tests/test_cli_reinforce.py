@@ -154,6 +154,9 @@ def test_acrobot_relax_short_run(tmp_path, run_cli):
     (["--estimator", "reinmax", "--baseline", "learned"], "takes no --baseline (got learned)"),
     (["--estimator", "muprop", "--baseline", "moving-average"], "takes no --baseline"),
     (["--tau", "0.5"], "--tau: --estimator reinforce has no temperature"),
+    (["--setting", "M=3"], "--setting: --estimator reinforce takes no settings"),
+    (["--estimator", "gumbel-rao", "--setting", "M=0"], "gumbel-rao refuses it"),
+    (["--estimator", "gumbel-rao", "--setting", "N=3"], "--setting"),
     (["--estimator", "gumbel-rao", "--tau", "-1"], "--tau must be a positive number"),
     (["--baseline", "critic"], "'critic' is not one of 'none', 'moving-average', 'learned', 'leave-one-out'"),
     (["--num-envs", "0"], "--num-envs must be >= 1"),
@@ -444,3 +447,39 @@ def test_critic_estimators_learn_cartpole(tmp_path, run_cli, estimator):
     assert code == 0, err
     returns = returns_of(out)
     assert sum(returns[-50:]) / 50 > 4 * 22, returns[-50:]
+
+
+def test_settings_reach_a_critic_method_and_survive_resume(tmp_path, run_cli, monkeypatch):
+    """--setting reaches the critic method's estimator (Gumbel-Rao's M) and its discrete law, the
+    behaviour policy (a decoupled forward temperature of 2 halves the logits); config.json
+    records it and a resume keeps it; an estimator without settings refuses one."""
+    o = R.ReinforceOptions(env="CartPole-v1", estimator="decoupled-st-gumbel-softmax",
+                           settings=["tau_forward=2"]).checked()
+    agent = R.build_agent(o, R.env_info("CartPole-v1"), torch.device("cpu"))
+    logits = torch.tensor([[1.0, -1.0]])
+    assert torch.allclose(agent.log_policy(logits), torch.log_softmax(logits / 2, -1))
+    o = R.ReinforceOptions(env="CartPole-v1", estimator="gumbel-rao", settings=["M=7"]).checked()
+    assert R.build_agent(o, R.env_info("CartPole-v1"), torch.device("cpu")).pathwise.options == {"M": 7}
+
+    args = ["reinforce", "--env", "CartPole-v1", "--episodes", "8", "--num-envs", "2", "--estimator",
+            "gumbel-rao", "--setting", "M=3", "--eval-episodes", "2", "--json"]
+    code, stdout, err = run_cli(args + ["--out", str(tmp_path / "full")])
+    assert code == 0, err
+    assert json.loads(stdout)["settings"] == {"M": 3}
+    config = json.loads((tmp_path / "full" / "config.json").read_text())
+    assert config["options"]["settings"] == ["M=3"]
+    real_collect, calls = R.collect_batch, {"n": 0}
+
+    def interrupting_collect(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_collect(*a, **k)
+
+    monkeypatch.setattr(R, "collect_batch", interrupting_collect)
+    assert run_cli(args + ["--out", str(tmp_path / "cut")])[0] == 130
+    monkeypatch.setattr(R, "collect_batch", real_collect)
+    code, stdout, err = run_cli(["reinforce", "--resume", str(tmp_path / "cut"), "--json"])
+    assert code == 0, err
+    assert json.loads(stdout)["settings"] == {"M": 3}
+    assert returns_of(tmp_path / "cut") == returns_of(tmp_path / "full")

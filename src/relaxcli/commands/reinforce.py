@@ -93,7 +93,7 @@ from relaxcli.estimators import (
     muprop_policy_gradient,
     variance_gradient,
 )
-from relaxcli.methods import METHODS, Family, Kind, Method
+from relaxcli.methods import METHODS, Family, Kind, Method, format_setting, parse_settings
 from relaxcli.options import RunOptions, option
 from relaxcli.report import Curve, Metric, Report, declare_report
 from relaxcli.runs import (
@@ -171,6 +171,10 @@ class ReinforceOptions(RunOptions):
         "= learned. The critic estimators take none (the critic is their control variate)."))
     tau: float | None = option(None, "--tau", show_default=False, help=(
         "Temperature of a critic estimator's relaxation (default: the method's, `relax list`)."))
+    settings: list[str] | None = option(None, "--setting", show_default=False, metavar="KEY=VALUE", help=(
+        "A setting of a critic estimator's method, KEY=VALUE, repeatable (e.g. --estimator "
+        "gumbel-rao --setting M=100), typed like its default; it reaches the method's estimator "
+        "and its discrete law (the behaviour policy). Recorded in config.json as KEY=VALUE."))
     gamma: float = option(0.99, "--gamma", help="Discount factor in [0, 1].")
     num_envs: int = option(4, "--num-envs", help=(
         "Environments run together in one vectorised batch; one update per batch of that many "
@@ -225,6 +229,12 @@ class ReinforceOptions(RunOptions):
         elif critic and baseline is not Baseline.NONE:
             raise BadInput(f"--estimator {self.estimator} learns a critic Q(s, a) as its control "
                            f"variate: it takes no --baseline (got {baseline.value})")
+        settings = None
+        if self.settings:
+            if not isinstance(estimator, Method):
+                raise BadInput(f"--setting: --estimator {self.estimator} takes no settings")
+            given = parse_settings(estimator, self.settings, family=Family.CATEGORICAL.value)
+            settings = [f"{key}={format_setting(v)}" for key, v in given.items()] or None
         if self.tau is not None:
             if not isinstance(estimator, Method) or not estimator.has_temperature:
                 raise BadInput(f"--tau: --estimator {self.estimator} has no temperature")
@@ -254,7 +264,13 @@ class ReinforceOptions(RunOptions):
             raise BadInput(str(e)) from None
         episodes = DEFAULT_EPISODES if self.episodes is None and self.steps is None else self.episodes
         name = estimator.value if isinstance(estimator, PolicyEstimator) else estimator.name
-        return dataclasses.replace(self, estimator=name, baseline=baseline, episodes=episodes)
+        return dataclasses.replace(self, estimator=name, baseline=baseline, episodes=episodes,
+                                   settings=settings)
+
+    def method_settings(self) -> dict:
+        """The critic method's settings given with --setting, typed (KEY=VALUE parsed back)."""
+        estimator = policy_estimator(self.estimator)
+        return parse_settings(estimator, self.settings) if isinstance(estimator, Method) else {}
 
     @property
     def method(self) -> str:
@@ -389,8 +405,9 @@ class Agent:
     control_variate: ContextControlVariate | None = None   # RELAX
     critic: Critic | None = None                           # MuProp and the critic methods
     pathwise: Estimator | None = None                      # a critic method's estimator
-    method: Method | None = None                           # ... and its registry record
-    tau: float | None = None                               # ... and its temperature
+    method: Method | None = None                           # ... its registry record
+    tau: float | None = None                               # ... its temperature
+    settings: dict = field(default_factory=dict)           # ... and its --setting values
     optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
 
     def networks(self) -> dict[str, nn.Module]:
@@ -404,7 +421,7 @@ class Agent:
         logits (the law its forward samples follow, e.g. a decoupled forward temperature)."""
         if self.method is None:
             return torch.log_softmax(logits, -1)
-        return self.method.discrete_law(logits, Family.CATEGORICAL).logits
+        return self.method.discrete_law(logits, Family.CATEGORICAL, **self.settings).logits
 
 
 def build_agent(o: ReinforceOptions, env: EnvInfo, device: torch.device) -> Agent:
@@ -421,7 +438,9 @@ def build_agent(o: ReinforceOptions, env: EnvInfo, device: torch.device) -> Agen
                               return_horizon(o.gamma, env.max_episode_steps))
     if isinstance(estimator, Method):
         agent.method, agent.tau = estimator, estimator.default_tau if o.tau is None else o.tau
-        agent.pathwise = estimator.estimator(estimator, n_samples=1, family=Family.CATEGORICAL.value)
+        agent.settings = o.method_settings()
+        agent.pathwise = estimator.estimator(estimator, n_samples=1, family=Family.CATEGORICAL.value,
+                                             **agent.settings)
     for name, net in agent.networks().items():
         net.to(device)
         if any(True for _ in net.parameters()):
@@ -872,6 +891,7 @@ def write_outputs(run, o: ReinforceOptions, env: EnvInfo, progress: Progress, ag
     return {
         "env": o.env, "estimator": o.estimator, "baseline": o.baseline.value,
         "critic": agent.critic is not None, "tau": agent.tau,
+        "settings": dict(agent.settings),
         "episodes": len(progress.episodes), "env_steps": progress.env_steps,
         "episodes_to_solve": None if solved is None else solved["episode"],
         "steps_to_solve": None if solved is None else solved["env_steps"],
