@@ -19,7 +19,8 @@ from relaxcli.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "experiments"
-SWEEPS = sorted(p.name for p in EXP.glob("*.sh") if p.name != "common.sh")
+# common.sh is the sweeps' library; gpu_session.sh drives other sweeps on a lent GPU machine
+SWEEPS = sorted(p.name for p in EXP.glob("*.sh") if p.name not in ("common.sh", "gpu_session.sh"))
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="the sweeps are bash scripts")
 
@@ -165,3 +166,18 @@ def test_grad_bench_smoke_end_to_end(tmp_path):
     md = (cmp_dir / "comparison.md").read_text()
     assert md.startswith("| method | tau | n | ‖bias‖ | tr variance |")
     assert (cmp_dir / "curves.png").stat().st_size > 0
+
+
+def test_gpu_session_refuses_a_non_empty_out_and_reports_the_environment(tmp_path):
+    """gpu_session.sh (run on a lent GPU machine, so tested here on what a CPU can check): it
+    refuses an OUT that holds anything, and its first step writes env.txt and session.log."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    r = run_script(EXP / "gpu_session.sh", {"OUT": str(out), "DEVICE": "cpu", "STEPS": "env"}, tmp_path)
+    assert r.returncode == 2 and "not empty" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    fresh = tmp_path / "fresh"
+    r = run_script(EXP / "gpu_session.sh", {"OUT": str(fresh), "DEVICE": "cpu", "STEPS": "env"}, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "torch" in (fresh / "env.txt").read_text() and "done" in (fresh / "session.log").read_text()
