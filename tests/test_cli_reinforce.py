@@ -80,6 +80,23 @@ def test_same_seed_same_returns_and_other_seed_differs(tmp_path, run_cli):
     assert returns_of(tmp_path / "a") != returns_of(tmp_path / "c")
 
 
+def run_interrupted(run_cli, monkeypatch, args: list, batch: int):
+    """Run ``args`` with a Ctrl-C while the run collects batch number ``batch``."""
+    real_collect, calls = R.collect_batch, {"n": 0}
+
+    def interrupting_collect(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == batch:
+            raise KeyboardInterrupt
+        return real_collect(*a, **k)
+
+    monkeypatch.setattr(R, "collect_batch", interrupting_collect)
+    try:
+        return run_cli(args)
+    finally:
+        monkeypatch.setattr(R, "collect_batch", real_collect)
+
+
 @pytest.mark.parametrize("estimator,baseline", [("reinforce", "learned"), ("relax", "moving-average"),
                                                 ("muprop", None), ("reinmax", None)])
 def test_resume_equals_uninterrupted_run(tmp_path, run_cli, monkeypatch, estimator, baseline):
@@ -91,21 +108,10 @@ def test_resume_equals_uninterrupted_run(tmp_path, run_cli, monkeypatch, estimat
     full = json.loads(stdout)
 
     # interrupt the second run while it collects its 5th batch (4 updates done)
-    real_collect = R.collect_batch
-    calls = {"n": 0}
-
-    def interrupting_collect(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real_collect(*a, **k)
-
-    monkeypatch.setattr(R, "collect_batch", interrupting_collect)
-    code, _, err = run_cli(args + ["--out", str(tmp_path / "cut")])
+    code, _, err = run_interrupted(run_cli, monkeypatch, args + ["--out", str(tmp_path / "cut")], 5)
     assert code == 130 and "resume with" in err
     assert (tmp_path / "cut" / "status").read_text().startswith("interrupted")
     assert not (tmp_path / "cut" / "summary.json").exists()
-    monkeypatch.setattr(R, "collect_batch", real_collect)
 
     code, stdout, err = run_cli(["reinforce", "--resume", str(tmp_path / "cut"), "--json"])
     assert code == 0, err
@@ -468,17 +474,7 @@ def test_settings_reach_a_critic_method_and_survive_resume(tmp_path, run_cli, mo
     assert json.loads(stdout)["settings"] == {"M": 3}
     config = json.loads((tmp_path / "full" / "config.json").read_text())
     assert config["options"]["settings"] == ["M=3"]
-    real_collect, calls = R.collect_batch, {"n": 0}
-
-    def interrupting_collect(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_collect(*a, **k)
-
-    monkeypatch.setattr(R, "collect_batch", interrupting_collect)
-    assert run_cli(args + ["--out", str(tmp_path / "cut")])[0] == 130
-    monkeypatch.setattr(R, "collect_batch", real_collect)
+    assert run_interrupted(run_cli, monkeypatch, args + ["--out", str(tmp_path / "cut")], 3)[0] == 130
     code, stdout, err = run_cli(["reinforce", "--resume", str(tmp_path / "cut"), "--json"])
     assert code == 0, err
     assert json.loads(stdout)["settings"] == {"M": 3}
