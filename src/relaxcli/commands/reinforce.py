@@ -416,6 +416,10 @@ class Agent:
                  "moving_average": self.moving_average, "critic": self.critic}
         return {k: net for k, net in named.items() if net is not None}
 
+    def behaviour(self):
+        """What collect_batch draws actions with: None for softmax(logits), else log_policy."""
+        return None if self.method is None else self.log_policy
+
     def log_policy(self, logits: torch.Tensor) -> torch.Tensor:
         """log pi(.|s) ``[..., K]``: softmax(logits), or a critic method's discrete law of the
         logits (the law its forward samples follow, e.g. a decoupled forward temperature)."""
@@ -532,9 +536,12 @@ def collect_batch(envs, policy: nn.Module, env_seeds: list[int], device: torch.d
     """Run every env for exactly one episode from ``reset(seed=env_seeds)``.
 
     ``mode``: "sample" (a ~ pi), "relax" (a = argmax(log pi + G), keeps G for the update),
-    "greedy" (a = argmax pi). ``log_policy`` maps logits to log pi (default log-softmax).
+    "greedy" (a = argmax pi). ``log_policy`` maps logits to log pi (default: pi = softmax(logits),
+    computed as softmax itself so that the draws stay those of earlier versions, bit for bit).
     """
-    log_policy = log_policy or (lambda logits: torch.log_softmax(logits, -1))
+    def probs_of(logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, -1) if log_policy is None else log_policy(logits).exp()
+
     n = envs.num_envs
     obs, _ = envs.reset(seed=env_seeds)
     alive = np.ones(n, dtype=bool)
@@ -551,11 +558,11 @@ def collect_batch(envs, policy: nn.Module, env_seeds: list[int], device: torch.d
                 a = b.argmax(-1)
                 gum_l.append(z - torch.log_softmax(logits, -1))
             elif mode == "greedy":
-                a = log_policy(logits).argmax(-1)
+                a = (logits if log_policy is None else log_policy(logits)).argmax(-1)
             else:
                 # a ~ Categorical(pi); multinomial directly: building a torch
                 # Distribution per step costs more than the policy itself
-                a = torch.multinomial(log_policy(logits).exp(), 1).squeeze(-1)
+                a = torch.multinomial(probs_of(logits), 1).squeeze(-1)
         obs, r, term, trunc, step_info = envs.step(a.cpu().numpy())
         cut = alive & np.asarray(trunc) & ~np.asarray(term)
         if cut.any():  # SAME_STEP autoreset: the state the episode was cut in is final_obs
@@ -870,7 +877,7 @@ def returns_csv(episodes: list[dict], window: int = SOLVE_WINDOW) -> str:
 def write_outputs(run, o: ReinforceOptions, env: EnvInfo, progress: Progress, agent: Agent,
                   device: torch.device) -> dict:
     """Evaluate, write returns.csv, policy.pt, curve.png (episode.gif); the summary."""
-    policy, log_policy = agent.policy.eval(), agent.log_policy
+    policy, log_policy = agent.policy.eval(), agent.behaviour()
     eval_greedy = evaluate(o.env, policy, o.eval_episodes, o.seed, True, device, log_policy)
     eval_stochastic = evaluate(o.env, policy, o.eval_episodes, o.seed, False, device, log_policy)
     returns = [e["return"] for e in progress.episodes]
@@ -962,7 +969,7 @@ def reinforce(options: ReinforceOptions | None = None, reporter=None) -> dict:
                     u = progress.updates + 1
                     env_seeds, torch_seed = batch_seeds(o.seed, 0, u, o.num_envs)
                     torch.manual_seed(torch_seed)
-                    batch = collect_batch(envs, agent.policy, env_seeds, device, sampling, agent.log_policy)
+                    batch = collect_batch(envs, agent.policy, env_seeds, device, sampling, agent.behaviour())
                     metrics = update(agent, batch, o)
                     check_finite(metrics, agent, u, len(progress.episodes) + 1, o, run.path)
                     for line in progress.add_episodes(batch, u, env.reward_threshold):
