@@ -7,6 +7,7 @@ recorded in config.json and demonstrably reach what they set (the estimator's va
 samples, a resumed training run).
 """
 
+import csv
 import json
 
 import pytest
@@ -132,6 +133,8 @@ def test_gumbel_rao_M_reaches_the_estimator_in_grad_bench(run_cli, tmp_path):
     assert config_one["settings"] == {"gumbel-rao": {"M": 1}}
     assert config_many["settings"] == {"gumbel-rao": {"M": 100}}
     assert one["settings"] == {"M": 1} and many["settings"] == {"M": 100}
+    with open(tmp_path / "m100" / "results.csv", newline="") as f:   # and in results.csv
+        assert [row["settings"] for row in csv.DictReader(f)] == ["M=100"]
     # Rao-Blackwellising over 100 conditional Gumbels instead of 1 cuts the variance (about 0.25
     # -> 0.18 here); an ignored setting would give both runs M = 10 and the same numbers
     assert many["variance"] < 0.85 * one["variance"], (one["variance"], many["variance"])

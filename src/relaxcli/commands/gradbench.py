@@ -405,7 +405,18 @@ def _table(reporter, prob, exact, results, tuned, tune_steps, settings) -> None:
     reporter.table(table)
 
 
-CSV_FIELDS = ("method", "tau", "unbiased", "mean", "bias", "variance", "mse", "snr", "seconds_per_estimate", "draws")
+CSV_FIELDS = ("method", "settings", "tau", "unbiased", "mean", "bias", "variance", "mse", "snr",
+              "seconds_per_estimate", "draws")
+
+
+def _csv_cell(value) -> str:
+    """A result field as CSV text: vectors joined by ';', a method's --setting values as
+    ``KEY=VALUE`` joined by ';' (empty: the defaults), None as empty."""
+    if isinstance(value, dict):
+        return ";".join(f"{k}={registry.format_setting(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ";".join(f"{x:.8g}" for x in value)
+    return "" if value is None else value
 
 
 def _write_csv(run, results) -> None:
@@ -413,8 +424,7 @@ def _write_csv(run, results) -> None:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
     for r in results:
-        w.writerow([";".join(f"{x:.8g}" for x in r[k]) if isinstance(r[k], list)
-                    else ("" if r[k] is None else r[k]) for k in CSV_FIELDS])
+        w.writerow([_csv_cell(r.get(k)) for k in CSV_FIELDS])
     from relaxcli.runs import atomic_write_text
 
     atomic_write_text(run.file("results.csv"), buf.getvalue())
