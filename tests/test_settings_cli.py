@@ -210,3 +210,17 @@ def test_relax_list_shows_the_settings(run_cli):
     code, out, _ = run_cli(["list"])
     text = " ".join(out.split())  # the line after the table wraps at the console's width
     assert "gumbel-rao: M=10" in text and "imle: k=2, noise=sog, lambda=1.0, terms=10" in text
+
+
+def test_compare_groups_grad_bench_runs_by_their_settings_in_words(run_cli, tmp_path):
+    """Two grad-bench runs that differ only in --setting are two groups of relax compare,
+    labelled with the settings as KEY=VALUE text (not a nested tuple)."""
+    for m in (1, 100):
+        code, _, err = run_cli(["grad-bench", "--problem", "categorical-quadratic", "--methods",
+                                "gumbel-rao", "--tau", "1", "--draws", "200", "-q", "--setting",
+                                f"M={m}", "--out", str(tmp_path / "gb" / f"m{m}")])
+        assert code == 0, err
+    code, _, err = run_cli(["compare", str(tmp_path / "gb"), "--out", str(tmp_path / "cmp"), "-q"])
+    assert code == 0, err
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| gumbel-rao: M=1 |" in table and "| gumbel-rao: M=100 |" in table, table

@@ -179,10 +179,13 @@ def _lookup(run: RunRecord, key: str) -> tuple[bool, Any]:
 
 
 def _hashable(v: Any) -> Any:
+    """A group-by value that can key a dict: lists as tuples, a mapping (grad-bench's per-method
+    settings) as its readable text ``"gumbel-rao: M=100"``, with its keys sorted."""
     if isinstance(v, list):
         return tuple(_hashable(x) for x in v)
     if isinstance(v, dict):
-        return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
+        return "; ".join(f"{k}: {_hashable(x)}" if isinstance(x, dict) else f"{k}={_hashable(x)}"
+                         for k, x in sorted(v.items()))
     return v
 
 
