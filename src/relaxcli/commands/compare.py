@@ -179,8 +179,8 @@ def _lookup(run: RunRecord, key: str) -> tuple[bool, Any]:
 
 
 def _hashable(v: Any) -> Any:
-    """A group-by value that can key a dict: lists as tuples, a mapping (grad-bench's per-method
-    settings) as its readable text ``"gumbel-rao: M=100"``, with its keys sorted."""
+    """A group-by value that can key a dict: lists as tuples, a mapping (e.g. settings per
+    method) as its readable text ``"NAME: KEY=VALUE; ..."``, with its keys sorted."""
     if isinstance(v, list):
         return tuple(_hashable(x) for x in v)
     if isinstance(v, dict):
