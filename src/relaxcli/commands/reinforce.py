@@ -29,7 +29,18 @@ and ``grad-bench``), with reward-to-go ``R_t = sum_{k>=t} gamma^(k-t) r_k`` and 
 ``z_t = log pi(.|s_t) + G_t``, and the control variate c_phi(z, s) is the library's
 :class:`~relaxcli.estimators.ContextControlVariate`; phi minimises the squared norm of the batch
 policy gradient (:func:`~relaxcli.estimators.variance_gradient`). Both go through
-:func:`~relaxcli.estimators.categorical_policy_gradient`. Entropy bonus: ``--entropy-coef``
+:func:`~relaxcli.estimators.categorical_policy_gradient`.
+
+``--estimator muprop`` and the critic methods (every categorical, not score-function registry
+method with one-hot samples of a discrete law of the logits: Gumbel-Softmax, ST Gumbel-Softmax,
+decoupled ST, ReinMax, Gumbel-Rao; :func:`critic_methods`) learn a critic Q_w(s, a) =
+H * MLP([s, one-hot a]) (:class:`Critic`, least squares on R_t, :data:`CRITIC_EPOCHS` Adam steps
+per batch). MuProp (:func:`~relaxcli.estimators.muprop_policy_gradient`) uses its Taylor
+expansion around pi(.|s) as the control variate of the true return (unbiased; the critic is
+fitted after the policy step); a critic method applies its own estimator to -Q
+(:func:`~relaxcli.estimators.critic_policy_gradient`; biased by the estimator and the critic),
+acting with its discrete law (``--setting``, ``--tau``). These runs take no baseline and are
+named ``<estimator>-critic``. Entropy bonus: ``--entropy-coef``
 times the mean policy entropy is added to the objective. The policy's output layer starts at
 gain 1 (:func:`mlp`): a near-uniform first policy almost never swings Acrobot up within 500
 steps, so REINFORCE would see only -500 returns.
