@@ -167,7 +167,7 @@ class ReinforceOptions(RunOptions):
     env: str = option("Acrobot-v1", "--env", help=(
         "gymnasium environment id with a discrete action space and vector observations (e.g. "
         "Acrobot-v1, CartPole-v1, MountainCar-v0)."))
-    estimator: str = option(PolicyEstimator.REINFORCE.value, "--estimator", help=(
+    estimator: str = option(PolicyEstimator.REINFORCE.value, "--estimator", metavar="NAME", help=(
         "Policy-gradient estimator. At the actions taken, with the true return: reinforce "
         "(score function with reward-to-go), relax (Grathwohl et al. 2018: learned control "
         "variate on the Gumbel-relaxed action) or muprop (Gu et al. 2016: score function with "
