@@ -667,7 +667,7 @@ def fit(net: ValueNet, optimizer: torch.optim.Optimizer, targets: torch.Tensor, 
     """Least squares of a learned baseline (V(s) or Q(s, a)) on the rewards-to-go: ``epochs``
     full-batch Adam steps on 1/2 mean (net(inputs) - R)^2 (:meth:`LearnedBaseline.loss`); the last loss."""
     for _ in range(epochs):
-        loss = 0.5 * ((net(*inputs) - targets.detach()) ** 2).mean()
+        loss = net.loss(targets, *inputs)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -165,8 +165,10 @@ class LearnedBaseline(nn.Module):
     def forward(self, x: Tensor | None = None) -> Tensor:
         return self.constant if self.net is None else self.net(x).squeeze(-1)
 
-    def loss(self, f: Tensor, x: Tensor | None = None) -> Tensor:
-        return 0.5 * ((self(x) - f.detach()) ** 2).mean()
+    def loss(self, f: Tensor, *x: Tensor) -> Tensor:
+        """1/2 mean (c(x) - f)^2; ``x`` are the inputs of ``forward`` (none for the constant,
+        the state for V(s), the state and the action for a critic Q(s, a))."""
+        return 0.5 * ((self(*x) - f.detach()) ** 2).mean()
 
 
 class ReinforceEstimator(Estimator):
