@@ -68,8 +68,9 @@ def test_elbo_decreases(tmp_path, method):
     assert trn[-1] < trn[0] - 50
 
 
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    kw = {"epochs": 3, "latent_dim": 6, "categories": 4}
+@pytest.mark.parametrize("prior", ["uniform", "learned"])
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch, prior):
+    kw = {"epochs": 3, "latent_dim": 6, "categories": 4, "prior": prior}
     full = train(tmp_path / "a", "gumbel-softmax", **kw)
 
     real_evaluate, calls = vae.evaluate, []

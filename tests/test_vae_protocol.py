@@ -3,6 +3,7 @@ learning-rate and temperature schedules, encoder input coding."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -157,13 +158,13 @@ def test_resuming_a_run_made_before_input_coding_keeps_2x_minus_1(tmp_path, monk
     real_init = vae.VAE.__init__
 
     def spy(self, *args, **kwargs):
-        built.append((kwargs.get("input_coding"), kwargs.get("init")))
+        built.append((kwargs.get("input_coding"), kwargs.get("init"), kwargs.get("learned_prior")))
         real_init(self, *args, **kwargs)
 
     monkeypatch.setattr(vae.VAE, "__init__", spy)
     s = vae.run_train_vae(vae.TrainVaeOptions(resume=tmp_path / "r", epochs=2), Reporter(quiet=True))
     assert s["epochs"] == 2
-    assert built == [("centered", "torch")]
+    assert built == [("centered", "torch", None)]  # and the fixed prior it had
 
 
 @pytest.mark.parametrize("bad, fragment", [
@@ -185,3 +186,88 @@ def test_joint_latent_reports_no_per_variable_kl(tmp_path):
     s = train(tmp_path / "r", "correlated-bernoulli", epochs=1, categories=None)
     assert s["kl_per_variable"] is None and s["test_active_vars"] is None
     assert s["test_kl"] is not None and s["latent_vars"] == 6
+
+
+# ----------------------------------------------------------------------------- --prior, --hidden none
+def test_learned_prior_is_the_prior_of_the_kl():
+    """evaluate()'s KL is KL(q || p_learned), summed by hand over the classes: a run that kept the
+    uniform prior beside a learned one would give sum q log(q K) instead."""
+    laws, latent = _laws("gumbel-softmax", 3, 4)
+    q_logits = torch.tensor([[2.0, 0.0, -1.0, 0.5], [0.0, 0.0, 0.0, 0.0], [-3.0, 1.0, 1.0, 0.0]])
+    model = _FixedEncoder(latent, q_logits)
+    model.prior_raw = torch.nn.Parameter(torch.tensor([[0.0, 1.0, 2.0, -1.0]] * 3))
+    r = vae.evaluate(model, laws, torch.zeros(5, 784), 1.0, 1, False, "cpu")
+    q, p = q_logits.softmax(-1), model.prior_raw.detach().softmax(-1)
+    by_hand = (q * (q.log() - p.log())).sum(-1)
+    assert r["test_kl_per_variable"] == pytest.approx(by_hand.tolist(), rel=1e-5)
+    uniform = (q * (q * 4).log()).sum(-1)
+    assert not torch.allclose(by_hand, uniform, rtol=0.05)  # the check can tell the two apart
+
+
+def test_learned_prior_converges_to_the_aggregate_posterior():
+    """With the encoder fixed, the training step's KL term pulls the learned prior to the
+    minimiser of E_x KL(q(z|x) || p), the mean posterior: here softmax(q_logits) itself."""
+    laws, latent = _laws("gumbel-softmax", 2, 3)
+    q_logits = torch.tensor([[1.5, -0.5, 0.0], [-1.0, 2.0, 0.5]])
+    model = _FixedEncoder(latent, q_logits)
+    model.prior_raw = torch.nn.Parameter(torch.zeros(2, 3))
+    estimator = vae.make_estimator(laws.method)
+    optimizer = torch.optim.Adam([model.prior_raw], lr=0.05)
+    learner = vae.Learner(model, laws, estimator, 1, True, optimizer,
+                          torch.optim.lr_scheduler.StepLR(optimizer, 1000, 1.0), torch.device("cpu"))
+    x = torch.bernoulli(torch.full((4, 784), 0.3))
+    for _ in range(400):
+        vae.train_step(learner, x, 1.0)
+    assert model.prior_raw.detach().softmax(-1) == pytest.approx(q_logits.softmax(-1), abs=2e-3)
+
+
+def _learner(name: str, **kw):
+    """The learner run_train_vae builds for ``name`` (its checked steps), tiny and on the CPU."""
+    m = registry.get_method(name)
+    categories = None if m.family == "bernoulli" else (5 if m.family == "subset" else 4)
+    options = vae.checked(vae.TrainVaeOptions(method=name, **{**SMALL, "categories": categories, **kw}))
+    method, family = vae.latent_method(options)
+    latent = vae.latent_for(method, family, options.latent_dim, options.categories)
+    options = dataclasses.replace(options, n_samples=vae.samples_per_image(options, method))
+    options, given = vae.given_settings(options, method, family, latent)
+    settings = {**vae.method_settings(method, latent, options.k), **given}
+    estimator_options = vae.checked_estimator_options(method, family, latent, settings, options)
+    laws = vae.Laws(method, latent, settings, vae.eval_model_of(method), family)
+    return vae.make_learner(laws, (8,), estimator_options, options, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("method", vae.suitable_methods())
+def test_every_method_learns_its_prior(method):
+    """--prior learned for every suitable method: the prior starts at the neutral law (step 0 is
+    the uniform-prior model), its parameters get a gradient from the objective, and evaluation
+    (KL, IW bound) runs with it."""
+    torch.manual_seed(0)
+    learner = _learner(method, prior="learned")
+    start = learner.model.prior_raw.detach().clone()
+    neutral = vae.prior_raw(learner.laws.method, learner.laws.latent, 1, "cpu")[0]
+    assert torch.equal(start, neutral)
+    x = torch.bernoulli(torch.full((16, 784), 0.3))
+    for _ in range(3):
+        vae.train_step(learner, x, 0.7)
+    assert not torch.equal(learner.model.prior_raw.detach(), start), "the prior did not move"
+    r = vae.evaluate(learner.model, learner.laws, x, 0.7, 2, True, "cpu")
+    assert math.isfinite(r["test_neg_elbo"]) and math.isfinite(r["test_iw_nll"])
+    assert _learner(method).model.prior_raw is None  # the default stays the fixed prior
+
+
+def test_hidden_none_is_a_linear_encoder_and_decoder(tmp_path):
+    """--hidden none: Jang et al.'s Table 1 VAE, 784 -> latent parameters -> 784, no hidden layer."""
+    s = train(tmp_path / "r", epochs=1, hidden="none")
+    saved = torch.load(tmp_path / "r" / "model.pt", weights_only=False)["model"]
+    weights = {k: tuple(v.shape) for k, v in saved.items() if k.endswith("weight")}
+    assert weights == {"encoder.0.weight": (6 * 4, 784), "decoder.0.weight": (784, 6 * 4)}
+    assert math.isfinite(s["test_iw_nll"])
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["options"]["hidden"] == "none"
+
+
+@pytest.mark.parametrize("hidden", ["", "0", "512,,x", "nothing"])
+def test_bad_hidden_exits_2(tmp_path, hidden):
+    from relaxcli.errors import BadInput
+
+    with pytest.raises(BadInput, match="--hidden"):
+        train(tmp_path / "r", epochs=1, hidden=hidden)

@@ -8,8 +8,13 @@ only from the registry (:mod:`relaxcli.methods`): the encoder outputs ``method.p
 raw numbers per latent variable (the record's parameter packing), and the runner never names a
 distribution class.
 
-Model (Jang, Gu, Poole 2017): encoder MLP 784-512-256-raw, decoder latent-256-512-784, ReLU,
-Bernoulli likelihood p(x|z) = prod_i Bernoulli(x_i; sigmoid(decoder(z)_i)). Latents: Bernoulli
+Model: encoder MLP 784-512-256-raw, decoder latent-256-512-784, ReLU (``--hidden``; Jang et al.'s
+released notebook), or with ``--hidden none`` a linear encoder and decoder (784-raw, latent-784:
+the model of Jang, Gu, Poole 2017's Table 1); Bernoulli likelihood
+p(x|z) = prod_i Bernoulli(x_i; sigmoid(decoder(z)_i)). The prior p(z) is the method's neutral law
+(uniform), or with ``--prior learned`` the same law with one set of parameters for all images,
+trained with the model (the paper's "learned categorical prior"); every KL, IW bound and prior
+sample below uses whichever is chosen. Latents: Bernoulli
 family 200 units; categorical 20 variables x 10 classes; subset (topk) 20 groups of 10 with k
 chosen per group; simplex methods 20 x 10 (IGR: 9 free Gaussian dims each).
 
@@ -19,7 +24,7 @@ with the reconstruction term estimated by the method's estimator
 (``est(raw, cost, tau=tau)``, pathwise or score-function, one interface) and the KL exact:
 
 * Bernoulli / categorical latents (``method.discrete`` is Bernoulli / OneHotCategorical): KL of
-  the discrete posterior to the uniform prior, analytic (torch's registered KL).
+  the discrete posterior to the (uniform or learned) prior, analytic (torch's registered KL).
 * topk: the prior is the uniform law over the C(K,k) subsets (= top-k of uniform logits); the KL
   sum_S q(S) (log q(S) - log p(S)) is enumerated over all C(K,k) subsets with the discrete law's
   exact log-masses of every subset at once (``enumerate_log_prob``, one vectorised dynamic
@@ -108,7 +113,7 @@ CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"  # the model of the best validation -ELBO so far (with --val-size)
 # Options added after runs existed: a resumed older run keeps the behaviour it was started with.
 RESUME_DEFAULTS = {"input_coding": "centered", "init": "torch", "lr_decay": 1.0,
-                   "lr_decay_every": 1000, "anneal_every": 1, "val_size": 0}
+                   "lr_decay_every": 1000, "anneal_every": 1, "val_size": 0, "prior": "uniform"}
 
 # Default latent sizes per family: (number of variables, categories per variable).
 DEFAULT_LATENT = {"bernoulli": (200, 1), "categorical": (20, 10), "subset": (20, 10), "simplex": (20, 10)}
@@ -161,6 +166,14 @@ class Init(Choice):
     XAVIER = "xavier"
 
 
+class Prior(Choice):
+    """The prior p(z) of :class:`VAE`: the method's neutral law (uniform categorical, Bernoulli(1/2),
+    ...), or the same law with parameters learned jointly with the model."""
+
+    UNIFORM = "uniform"
+    LEARNED = "learned"
+
+
 @dataclass(kw_only=True)
 class TrainVaeOptions(RunOptions):
     """Train a VAE on binarised MNIST with the method's latent; report test -ELBO and an IW bound."""
@@ -184,7 +197,13 @@ class TrainVaeOptions(RunOptions):
         "method's order, and a --resume keeps them. Settings (defaults): "
         + registry.settings_overview() + "."))
     hidden: str = option("512,256", "--hidden", help=(
-        "Encoder hidden widths, comma-separated; the decoder mirrors them."))
+        "Encoder hidden widths, comma-separated; the decoder mirrors them. none: no hidden layer, "
+        "a linear encoder and decoder (Jang et al.'s Table 1 model, 784-200-784)."))
+    prior: Prior = option(Prior.UNIFORM, "--prior", help=(
+        "uniform: the method's neutral prior (uniform categorical, Bernoulli(1/2); Jang et al.'s "
+        "released code). learned: the same law with one learned parameter set shared by all "
+        "images, trained with the model (Jang et al.'s paper, arXiv v5: a learned categorical "
+        "prior); the KL, IW bound and samples.png use it."))
     lr: float = option(1e-3, "--lr", help="Adam learning rate.")
     batch_size: int = option(100, "--batch-size", help="Images per training step.")
     tau: float | None = option(None, "--tau", help=(
@@ -243,7 +262,7 @@ class TrainVaeOptions(RunOptions):
 
 # Fixed vocabularies by field: values from tests and from resumed runs' config.json are strings.
 VOCABULARIES = {"dataset": Dataset, "binarize": Binarize, "input_coding": InputCoding,
-                "init": Init, "latent_family": registry.Family}
+                "init": Init, "prior": Prior, "latent_family": registry.Family}
 # where a run is written and how it is watched, not how it is trained
 NOT_RECORDED = ("out", "overwrite", "resume", "tensorboard")
 
@@ -328,7 +347,7 @@ class VAE(nn.Module):
     """
 
     def __init__(self, latent: Latent, hidden: tuple[int, ...], learn_correlation: bool = False,
-                 input_coding: str = "x", init: str = "xavier"):
+                 input_coding: str = "x", init: str = "xavier", learned_prior: Tensor | None = None):
         super().__init__()
         self.latent = latent
         self.input_coding = input_coding
@@ -345,6 +364,9 @@ class VAE(nn.Module):
         # Learned correlation of correlated-bernoulli: R = L L^T with L lower triangular, unit
         # diagonal before row normalisation (R = I at initialisation, always positive definite).
         self.corr_factor = nn.Parameter(torch.zeros(latent.n_vars, latent.n_vars)) if learn_correlation else None
+        # --prior learned: the prior's raw parameters (one set for all images), started at the
+        # neutral law so that step 0 is the uniform-prior model
+        self.prior_raw = None if learned_prior is None else nn.Parameter(learned_prior.clone())
         if init == "xavier":
             for layer in self.modules():
                 if isinstance(layer, nn.Linear):
@@ -440,8 +462,13 @@ class Laws:
             return self.method.discrete_law(raw, self.family, **self.settings)
         return self.method.build(raw, tau, **self.opts(model))
 
-    def prior(self, batch: int, tau: float, device, discrete: bool):
-        raw = prior_raw(self.method, self.latent, batch, device)
+    def prior(self, model: VAE, batch: int, tau: float, discrete: bool):
+        """p(z) for ``batch`` images: the neutral law, or the model's learned one (--prior learned)."""
+        device = next(model.parameters()).device
+        if model.prior_raw is None:
+            raw = prior_raw(self.method, self.latent, batch, device)
+        else:
+            raw = model.prior_raw.expand(batch, *model.prior_raw.shape)
         if discrete:
             return self.method.discrete_law(raw, self.family, **self.settings)
         settings = dict(self.settings)
@@ -467,7 +494,7 @@ def evaluate(model: VAE, laws: Laws, x_all: Tensor, tau: float, n_samples: int, 
         x = x_all[start:start + batch].to(device)
         raw = model.encode(x)
         q = laws.posterior(raw, tau, model, discrete)
-        p = laws.prior(x.shape[0], tau, device, discrete)
+        p = laws.prior(model, x.shape[0], tau, discrete)
         if not discrete and laws.method.takes_correlation:  # the copula: float32 densities are exact
             qx, px = q.logit_space(), p.logit_space()    # in logit space (the Jacobian cancels)
             w = qx.sample((n_samples,))
@@ -660,12 +687,15 @@ def latent_method(options: TrainVaeOptions) -> tuple[registry.Method, str]:
 
 
 def _parse_hidden(hidden: str) -> tuple[int, ...]:
+    """--hidden "512,256" -> (512, 256); "none" -> () (a linear encoder and decoder)."""
+    if hidden.strip().lower() == "none":
+        return ()
     try:
         sizes = tuple(int(h) for h in hidden.replace(" ", "").split(",") if h)
     except ValueError:
         sizes = ()
     if not sizes or any(h <= 0 for h in sizes):
-        raise BadInput(f"--hidden must be comma-separated positive widths like 512,256, got {hidden!r}")
+        raise BadInput(f"--hidden must be comma-separated positive widths like 512,256 (or none), got {hidden!r}")
     return sizes
 
 
@@ -827,8 +857,11 @@ def make_learner(laws: Laws, hidden: tuple[int, ...], estimator_options: dict,
                  options: TrainVaeOptions, device: torch.device) -> Learner:
     """The VAE (``hidden`` encoder widths), the method's estimator and their optimiser."""
     method = laws.method
+    learned_prior = (prior_raw(method, laws.latent, 1, "cpu")[0]
+                     if options.prior is Prior.LEARNED else None)
     model = VAE(laws.latent, hidden, learn_correlation=method.takes_correlation,
-                input_coding=options.input_coding.value, init=options.init.value).to(device)
+                input_coding=options.input_coding.value, init=options.init.value,
+                learned_prior=learned_prior).to(device)
     estimator = make_estimator(method, n_samples=options.n_samples, **estimator_options).to(device)
     optimizer = torch.optim.Adam(list(model.parameters()) + list(estimator.parameters()),
                                  lr=options.lr)
@@ -911,7 +944,7 @@ def train_step(learner: Learner, x: Tensor, tau: float) -> float:
         # No exact KL: the cost carries the unbiased single-sample estimate
         # log q(z|x) - log p(z) with the method's exact densities.
         q = laws.posterior(raw, tau, model, False)
-        p = laws.prior(x.shape[0], tau, device, False)
+        p = laws.prior(model, x.shape[0], tau, False)
 
         def cost(z):
             return -model.log_px(x, z) + per_image(q.log_prob(z) - p.log_prob(z), 2)
@@ -923,7 +956,7 @@ def train_step(learner: Learner, x: Tensor, tau: float) -> float:
 
         discrete = laws.eval_model == "discrete"
         kl = latent_kl(laws.posterior(raw, tau, model, discrete),
-                       laws.prior(x.shape[0], tau, device, discrete)).sum(-1).mean()
+                       laws.prior(model, x.shape[0], tau, discrete)).sum(-1).mean()
     if model.corr_factor is not None:  # the copula, with its learned correlation:
         # pathwise in logit space, where its float32 densities are exact
         qx, px = q.logit_space(), p.logit_space()
@@ -1095,7 +1128,7 @@ def save_figures(run, learner: Learner, test_x: Tensor, tau: float, progress: Pr
         xs = test_x[:10].to(device)
         z = laws.posterior(model.encode(xs), tau, model, discrete).sample()
         recon = torch.sigmoid(model.decode(z))
-        zp = laws.prior(64, tau, device, discrete).sample()
+        zp = laws.prior(model, 64, tau, discrete).sample()
         samples = torch.sigmoid(model.decode(zp))
     trained = progress.trained()
     for name, fig in (
