@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue #12 on a lent GPU machine, as one prepared command: the CUDA checks, the speed of
-# train-vae on the device, Jang et al. 2017's Table 1 protocol (reproduce_jang2017.sh, 16 runs
-# of 91 epochs) and the every-method VAE table at 91 epochs (~50k steps) x 3 seeds
-# (vae_methods.sh), JOBS runs at a time on the one GPU, all under a DEADLINE in seconds. Runs
+# train-vae on the device, Jang et al. 2017's Table 1 protocol (reproduce_jang2017.sh with
+# Table 1's linear model and learned prior, 21 runs of 91 epochs), the every-method VAE table at
+# 91 epochs (~50k steps) x 3 seeds (vae_methods.sh) and the Table 1 protocol again with the
+# authors' notebook MLP (jang-notebook), JOBS runs at a time on the one GPU, all under a DEADLINE in seconds. Runs
 # write a checkpoint every epoch and `relax train-vae --resume` continues them; what comes back
 # in $OUT is the small part of every run (config, metrics, summary, status, log), the
 # `relax compare` tables of the finished ones, and what each step printed.
@@ -20,13 +21,14 @@
 #   JOBS      runs at a time (default 16: the H200 machine's cores, one thread per run)
 #   DEADLINE  seconds for everything (default 540); steps start only with time left
 #   DATA      the MNIST folder (default device-data, else RELAX_DATA_DIR)
-#   STEPS     which of env,tests,speed,jang,methods to run (default all, in this order)
+#   STEPS     which of env,tests,speed,jang,methods,jang-notebook to run (default all, in this
+#             order)
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 : "${OUT:?set OUT to the folder whose contents come back}"
 : "${DEVICE:=cuda}" "${JOBS:=16}" "${DEADLINE:=540}" "${SMOKE:=0}"
-: "${STEPS:=env,tests,speed,jang,methods}"
+: "${STEPS:=env,tests,speed,jang,methods,jang-notebook}"
 if [[ -z "${DATA:-}" ]]; then
   if [[ -d "$root/device-data" ]]; then DATA="$root/device-data"; else DATA="${RELAX_DATA_DIR:-}"; fi
 fi
@@ -82,6 +84,7 @@ if want speed; then  # seconds per epoch on the device, one run alone
   log "speed: exit $? $(python -c "import json,sys; d=json.load(open(sys.argv[1])); print('s/epoch', d.get('seconds_per_epoch'))" "$OUT/speed.json" 2>/dev/null)"
   bring_back "$work/speed" speed
 fi
-want jang && sweep jang reproduce_jang2017.sh
+want jang && sweep jang reproduce_jang2017.sh MODEL=paper
 want methods && sweep methods vae_methods.sh EPOCHS="${EPOCHS:-91}" SEEDS="${SEEDS:-0 1 2}"
+want jang-notebook && sweep jang-notebook reproduce_jang2017.sh MODEL=notebook
 log "done; full run directories in $work (lost when the machine is handed back)"

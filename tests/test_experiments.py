@@ -181,3 +181,37 @@ def test_gpu_session_refuses_a_non_empty_out_and_reports_the_environment(tmp_pat
     r = run_script(EXP / "gpu_session.sh", {"OUT": str(fresh), "DEVICE": "cpu", "STEPS": "env"}, tmp_path)
     assert r.returncode == 0, r.stderr
     assert "torch" in (fresh / "env.txt").read_text() and "done" in (fresh / "session.log").read_text()
+
+
+def test_jang_sweep_picks_latents_from_the_registry_and_continues_an_earlier_sweep(tmp_path):
+    """reproduce_jang2017.sh: each method gets the latent its registry record serves (200 Bernoulli
+    units for muprop, 200 two-class categoricals for gumbel-softmax, none on 20x10 for a
+    Bernoulli-only method), Table 1's model by default, and started again on the same OUT it skips
+    a completed run and resumes one left with a checkpoint."""
+    out = tmp_path / "o"
+    env = {"DRY_RUN": "1", "OUT": str(out), "SCHEDULES": "1e-4:1000", "RELAX": "relax",
+           "METHODS": "gumbel-softmax muprop straight-through-bernoulli"}
+    r = run_script(EXP / "reproduce_jang2017.sh", env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    runs = {shlex.split(ln)[shlex.split(ln).index("--out") + 1]: ln for ln in r.stdout.splitlines()}
+    rel = {str(Path(k).relative_to(out)): v for k, v in runs.items()}
+    assert sorted(rel) == ["gumbel-softmax/200x2/r1e-4-N1000/seed-0", "gumbel-softmax/20x10/r1e-4-N1000/seed-0",
+                           "muprop/200x2/no-temperature/seed-0", "muprop/20x10/no-temperature/seed-0",
+                           "straight-through-bernoulli/200x2/no-temperature/seed-0"]
+    assert "--latent-family bernoulli --latent-dim 200 " in rel["muprop/200x2/no-temperature/seed-0"]
+    assert "--latent-dim 200 --categories 2" in rel["gumbel-softmax/200x2/r1e-4-N1000/seed-0"]
+    assert "--anneal-rate" not in rel["muprop/20x10/no-temperature/seed-0"]
+    assert all("--hidden none --prior learned" in ln for ln in rel.values())
+    assert "skip straight-through-bernoulli on 20x10" in r.stderr
+    done, cut = out / "muprop/20x10/no-temperature/seed-0", out / "gumbel-softmax/20x10/r1e-4-N1000/seed-0"
+    for d, status in ((done, "completed"), (cut, "interrupted")):
+        d.mkdir(parents=True)
+        (d / "status").write_text(status + "\n")
+    (cut / "checkpoint.pt").write_bytes(b"")
+    again = run_script(EXP / "reproduce_jang2017.sh", {**env, "MODEL": "notebook"}, tmp_path)
+    lines = again.stdout.splitlines()
+    assert len(lines) == 4 and not any(str(done) in ln for ln in lines)
+    assert f"relax train-vae --resume {cut} --json --quiet" in lines
+    assert all("--hidden 512,256 --prior uniform" in ln for ln in lines if "--resume" not in ln)
+    bad = run_script(EXP / "reproduce_jang2017.sh", {**env, "MODEL": "deep"}, tmp_path)
+    assert bad.returncode == 2 and "MODEL" in bad.stderr

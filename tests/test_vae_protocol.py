@@ -271,3 +271,39 @@ def test_bad_hidden_exits_2(tmp_path, hidden):
 
     with pytest.raises(BadInput, match="--hidden"):
         train(tmp_path / "r", epochs=1, hidden=hidden)
+
+
+def test_a_run_turns_distribution_checks_off_and_restores_them(tmp_path, monkeypatch):
+    """train-vae skips torch.distributions' argument checks while it trains (they cost ~13% of a
+    step) and gives the caller's setting back afterwards, also when the run fails."""
+    from torch.distributions import Distribution
+
+    seen = []
+    real_step = vae.train_step
+
+    def spy(*args, **kwargs):
+        seen.append(Distribution._validate_args)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(vae, "train_step", spy)
+    before = Distribution._validate_args
+    for caller in (True, False):
+        Distribution.set_default_validate_args(caller)
+        try:
+            train(tmp_path / f"r{caller}", epochs=1)
+            assert Distribution._validate_args is caller
+        finally:
+            Distribution.set_default_validate_args(before)
+    assert seen and not any(seen)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("a failing step")
+
+    monkeypatch.setattr(vae, "train_step", boom)
+    Distribution.set_default_validate_args(True)
+    try:
+        with pytest.raises(RuntimeError):
+            train(tmp_path / "failing", epochs=1)
+        assert Distribution._validate_args is True
+    finally:
+        Distribution.set_default_validate_args(before)
