@@ -307,3 +307,16 @@ def test_a_run_turns_distribution_checks_off_and_restores_them(tmp_path, monkeyp
         assert Distribution._validate_args is True
     finally:
         Distribution.set_default_validate_args(before)
+
+
+def test_bernoulli_kl_stays_finite_when_a_learned_prior_logit_passes_float32s_rounding():
+    """A learned Bernoulli prior logit of 17 makes torch's probs round to exactly 1 in float32,
+    and torch's Bernoulli KL then returns inf (a 50k-step run stopped on it); the VAE's KL is the
+    log-space one, equal to the float64 value."""
+    from torch.distributions import Bernoulli
+
+    q, p = Bernoulli(logits=torch.tensor([[10.0, -3.0]])), Bernoulli(logits=torch.tensor([[17.0, -20.0]]))
+    assert not torch.isfinite(torch.distributions.kl_divergence(q, p)).all()  # torch's, for the record
+    exact = vae.latent_kl(Bernoulli(logits=q.logits.double()), Bernoulli(logits=p.logits.double()))
+    got = vae.latent_kl(q, p)
+    assert torch.isfinite(got).all() and torch.allclose(got.double(), exact, rtol=1e-3, atol=2e-5)

@@ -83,12 +83,13 @@ from types import SimpleNamespace
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Bernoulli, Distribution, kl_divergence
 from torch.nn import functional as F
 
 from relaxcli import methods as registry
 from relaxcli.console import Reporter
 from relaxcli.data import BINARIZATIONS, DATASETS, Binarizer, load_dataset
+from relaxcli.distributions.kl import bernoulli_kl
 from relaxcli.distributions.subset import sequential_relaxation_warning
 from relaxcli.errors import BadInput
 from relaxcli.estimators import make_estimator
@@ -416,7 +417,9 @@ def latent_kl(q, p) -> Tensor:
     """KL(q || p) of each latent variable, (B, n_vars) (one column for a joint law): torch's
     ``kl_divergence``, registered for every discrete law of the registry and for the relaxed laws
     whose record says ``exact_relaxed_kl``."""
-    kl = kl_divergence(q, p)
+    # torch's Bernoulli KL is inf once a (learned) prior logit passes ~16.6: see bernoulli_kl
+    plain_bernoulli = type(q) is Bernoulli and type(p) is Bernoulli
+    kl = bernoulli_kl(q.logits, p.logits) if plain_bernoulli else kl_divergence(q, p)
     return kl.reshape(kl.shape[0], -1)
 
 

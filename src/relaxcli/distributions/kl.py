@@ -31,11 +31,14 @@ from relaxcli.distributions.categorical import (
 )
 from relaxcli.distributions.subset import GumbelSoftmaxTopK, KSubset
 
-__all__: list[str] = []
+__all__ = ["bernoulli_kl"]
 
 
-def _bernoulli_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
-    """KL(Bernoulli(sigma(a)) || Bernoulli(sigma(b))) in log space (finite for finite logits)."""
+def bernoulli_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
+    """KL(Bernoulli(sigma(a)) || Bernoulli(sigma(b))) in log space (finite for finite logits).
+
+    torch's own (Bernoulli, Bernoulli) KL is infinite wherever q's probs round to 0 or 1 in float32
+    (a logit above ~16.6 already gives probs == 1), even though the true KL is finite."""
     p_logits, q_logits = torch.broadcast_tensors(p_logits, q_logits)
     p = torch.sigmoid(p_logits)
     return (p * (logsigmoid(p_logits) - logsigmoid(q_logits))
@@ -50,7 +53,7 @@ def _bernoulli_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
 @register_kl(ReinMaxBernoulli, ReinMaxBernoulli)
 def _kl_st_bernoulli(p, q) -> Tensor:
     """The straight-through Bernoulli's (and ReinMax's) forward law is Bernoulli(p): the Bernoulli KL."""
-    return _bernoulli_kl(p.logits, q.logits)
+    return bernoulli_kl(p.logits, q.logits)
 
 
 def _categorical_log_probs(d) -> Tensor:
