@@ -95,9 +95,12 @@ run_or_resume() {
     echo "skip $dir (completed)" >&2
   elif [[ -f "$dir/checkpoint.pt" ]]; then
     emit train-vae --resume "$dir" --json --quiet
-  else
-    # --overwrite: only a directory this sweep made and left without a checkpoint
+  elif [[ -f "$dir/status" ]]; then
+    # --overwrite only a run directory (relax wrote its status file) left without a checkpoint;
+    # any other non-empty folder there makes train-vae refuse, exit 2, touching nothing
     emit "$@" --out "$dir" --overwrite --json --quiet
+  else
+    emit "$@" --out "$dir" --json --quiet
   fi
 }
 

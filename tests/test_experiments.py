@@ -213,5 +213,17 @@ def test_jang_sweep_picks_latents_from_the_registry_and_continues_an_earlier_swe
     assert len(lines) == 4 and not any(str(done) in ln for ln in lines)
     assert f"relax train-vae --resume {cut} --json --quiet" in lines
     assert all("--hidden 512,256 --prior uniform" in ln for ln in lines if "--resume" not in ln)
+    # a folder that is not a relax run (no status file) is never overwritten: train-vae refuses it
+    mine = out / "muprop/200x2/no-temperature/seed-0"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    third = run_script(EXP / "reproduce_jang2017.sh", env, tmp_path).stdout.splitlines()
+    line = next(ln for ln in third if str(mine) in ln)
+    assert "--overwrite" not in line
+    started = out / "muprop/20x10/no-temperature/seed-0"  # completed above; now a run cut in epoch 1
+    (started / "status").write_text("interrupted\n")
+    fourth = run_script(EXP / "reproduce_jang2017.sh", env, tmp_path).stdout.splitlines()
+    restarted = [ln for ln in fourth if str(started) in ln]
+    assert len(restarted) == 1 and [ln for ln in fourth if "--overwrite" in ln] == restarted
     bad = run_script(EXP / "reproduce_jang2017.sh", {**env, "MODEL": "deep"}, tmp_path)
     assert bad.returncode == 2 and "MODEL" in bad.stderr
