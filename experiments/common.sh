@@ -78,9 +78,27 @@ emit() {
   printf '%s\n' "$line"
 }
 
+# new_log_dir: make and print OUT/logs/<UTC time>, a folder no earlier start of this sweep used
+# (mkdir without -p fails on an existing folder, so two starts in the same second stay apart).
+new_log_dir() {
+  local stamp dir k=1
+  stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+  mkdir -p "$OUT/logs"
+  dir="$OUT/logs/$stamp"
+  until mkdir "$dir" 2>/dev/null; do
+    k=$((k + 1)); dir="$OUT/logs/$stamp-$k"
+    [[ $k -le 1000 ]] || { echo "error: cannot make a log folder under $OUT/logs" >&2; return 2; }
+  done
+  printf '%s\n' "$dir"
+}
+
 # run_sweep [relax compare options...] < commands (one per line)
-# DRY_RUN=1: print the commands. Otherwise run them JOBS at a time, each with its output in
-# OUT/logs/<n>.log, then `relax compare OUT --out OUT/compare [options]`.
+# DRY_RUN=1: print the commands. Otherwise run them JOBS at a time, then
+# `relax compare OUT --out OUT/compare [options]`. Each start of the sweep gets its own folder,
+# OUT/logs/<UTC start time>/, with commands.txt and each command's output in <n>.log (a
+# <n>.failed file holds a failed command's exit status): a sweep started again on the same OUT
+# (the reproduction scripts skip finished runs and resume interrupted ones) keeps the logs of
+# every earlier start.
 run_sweep() {
   local -a cmds=()
   local line
@@ -119,9 +137,9 @@ run_sweep() {
     return
   fi
 
-  mkdir -p "$OUT/logs"
-  rm -f "$OUT"/logs/*.failed
-  printf '%s\n' "${cmds[@]}" > "$OUT/commands.txt"
+  local logs
+  logs="$(new_log_dir)" || return 2
+  printf '%s\n' "${cmds[@]}" > "$logs/commands.txt"
   if [[ "$JOBS" -gt 1 ]]; then
     # one thread per run: JOBS runs side by side already use the cores
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
@@ -130,26 +148,26 @@ run_sweep() {
       [[ "${cmds[$j]}" == *" --threads "* ]] || cmds[$j]="${cmds[$j]} --threads 1"
     done
   fi
-  echo "sweep ${SWEEP_NAME:-}: ${#cmds[@]} runs, $JOBS at a time, into $OUT" >&2
+  echo "sweep ${SWEEP_NAME:-}: ${#cmds[@]} runs, $JOBS at a time, into $OUT (logs in $logs)" >&2
 
   local i
   # NUL-separated (index, command) pairs: a command may contain any character but NUL.
   for i in "${!cmds[@]}"; do printf '%d\0%s\0' "$((i + 1))" "${cmds[$i]}"; done \
-    | xargs -0 -n 2 -P "$JOBS" bash -c '
-        n="$1"; cmd="$2"; log="$OUT/logs/$n.log"
+    | LOGS="$logs" xargs -0 -n 2 -P "$JOBS" bash -c '
+        n="$1"; cmd="$2"; log="$LOGS/$n.log"
         if eval "$cmd" > "$log" 2>&1; then
           echo "[$n] ok: $cmd" >&2
         else
-          rc=$?; echo "$rc" > "$OUT/logs/$n.failed"
+          rc=$?; echo "$rc" > "$LOGS/$n.failed"
           echo "[$n] FAILED (exit $rc, log $log): $cmd" >&2
         fi' _ || true
 
   local failed
-  failed=$(find "$OUT/logs" -name '*.failed' | wc -l)
+  failed=$(find "$logs" -name '*.failed' | wc -l)
   echo "+ $compare_cmd" >&2
   eval "$compare_cmd"
   if [[ "$failed" -gt 0 ]]; then
-    echo "sweep ${SWEEP_NAME:-}: $failed of ${#cmds[@]} runs failed (see $OUT/logs/*.log)" >&2
+    echo "sweep ${SWEEP_NAME:-}: $failed of ${#cmds[@]} runs failed (see $logs/*.log)" >&2
     return 1
   fi
   echo "sweep ${SWEEP_NAME:-}: done; the table is in $OUT/compare/comparison.md" >&2

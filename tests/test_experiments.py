@@ -121,8 +121,23 @@ def test_run_sweep_parallel_counts_failures_and_still_compares(tmp_path):
     assert sorted(made[:4]) == sorted([f"ok --n {i} --out {out}/r{i} --threads 1" for i in (1, 2, 3)]
                                       + [f"fail --out {out}/bad --threads 1"])
     assert made[4] == f"compare {out} --out {out}/compare --overwrite --group-by method"
-    assert (out / "commands.txt").read_text().count("\n") == 4
-    assert sorted(p.name for p in (out / "logs").glob("*.failed")) == ["4.failed"]
+    (start,) = (out / "logs").iterdir()  # one folder per start of the sweep
+    assert (start / "commands.txt").read_text().count("\n") == 4
+    assert sorted(p.name for p in start.glob("*.failed")) == ["4.failed"]
+    assert sorted(p.name for p in start.glob("*.log")) == [f"{i}.log" for i in (1, 2, 3, 4)]
+    (start / "1.log").write_text("the first start's log\n")
+    # started again on the same OUT (as the reproduction scripts are, to resume): a new folder,
+    # the first start's logs and failure marks kept, failures counted for this start only
+    r = run_script(sweep, {"RELAX": str(fake), "CALLS": str(calls), "JOBS": "1",
+                           "OUT": str(out)}, tmp_path)
+    assert r.returncode == 1 and "1 of 4 runs failed" in r.stderr, r.stderr
+    starts = sorted((out / "logs").iterdir())
+    assert len(starts) == 2 and start in starts
+    assert (start / "1.log").read_text() == "the first start's log\n"
+    assert (start / "4.failed").exists()
+    (second,) = [s for s in starts if s != start]
+    assert sorted(p.name for p in second.glob("*.failed")) == ["4.failed"]
+    assert str(second) in r.stderr  # the sweep says where this start's logs are
 
 
 def test_submit_hands_the_commands_to_relax_submit(tmp_path):
