@@ -78,6 +78,26 @@ emit() {
   printf '%s\n' "$line"
 }
 
+# run_or_resume DIR train-vae ARGS...: the line for one train-vae run directory, so that a sweep
+# started again on the same OUT continues where it stopped: nothing when the run completed, a
+# --resume when an earlier start left it with a checkpoint, else the fresh run (ARGS --out DIR).
+run_or_resume() {
+  local dir="$1"; shift
+  local status
+  status="$(head -n 1 "$dir/status" 2>/dev/null || true)"
+  if [[ "$status" == completed ]]; then
+    echo "skip $dir (completed)" >&2
+  elif [[ -f "$dir/checkpoint.pt" ]]; then
+    emit train-vae --resume "$dir" --json --quiet
+  elif [[ -f "$dir/status" ]]; then
+    # --overwrite only a run directory (relax wrote its status file) left without a checkpoint;
+    # any other non-empty folder there makes train-vae refuse, exit 2, touching nothing
+    emit "$@" --out "$dir" --overwrite --json --quiet
+  else
+    emit "$@" --out "$dir" --json --quiet
+  fi
+}
+
 # new_log_dir: make and print OUT/logs/<UTC time>, a folder no earlier start of this sweep used
 # (mkdir without -p fails on an existing folder, so two starts in the same second stay apart).
 new_log_dir() {

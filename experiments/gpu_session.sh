@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Issue #12 on a lent GPU machine, as one prepared command: the CUDA checks, the speed of
 # train-vae on the device, Jang et al. 2017's Table 1 protocol (reproduce_jang2017.sh with
-# Table 1's linear model and learned prior, 21 runs of 91 epochs), the every-method VAE table at
-# 91 epochs (~50k steps) x 3 seeds (vae_methods.sh) and the Table 1 protocol again with the
-# authors' notebook MLP (jang-notebook), JOBS runs at a time on the one GPU, all under a DEADLINE in seconds. Runs
+# Table 1's linear model and learned prior, 21 runs of 91 epochs), the every-method VAE table
+# under the same protocol, 91 epochs (~50k steps) x 3 seeds (vae_methods.sh PROTOCOL=paper),
+# and the Table 1 protocol again with the authors' notebook MLP (jang-notebook), JOBS runs at a
+# time on the one GPU, all under a DEADLINE in seconds. Runs
 # write a checkpoint every epoch and `relax train-vae --resume` continues them; what comes back
 # in $OUT is the small part of every run (config, metrics, summary, status, log), the
 # `relax compare` tables of the finished ones, and what each step printed.
@@ -85,6 +86,6 @@ if want speed; then  # seconds per epoch on the device, one run alone
   bring_back "$work/speed" speed
 fi
 want jang && sweep jang reproduce_jang2017.sh MODEL=paper
-want methods && sweep methods vae_methods.sh EPOCHS="${EPOCHS:-91}" SEEDS="${SEEDS:-0 1 2}"
+want methods && sweep methods vae_methods.sh PROTOCOL=paper SEEDS="${SEEDS:-0 1 2}"
 want jang-notebook && sweep jang-notebook reproduce_jang2017.sh MODEL=notebook
 log "done; full run directories in $work (lost when the machine is handed back)"

@@ -85,25 +85,6 @@ for name in sys.argv[1].replace(",", " ").split():
         print(name, latent, int(m["default_tau"] is not None), args)
 ' "$METHODS" "$LATENTS")"
 
-# run_or_resume DIR ARGS...: the train-vae line for a run directory: nothing when it completed,
-# a --resume when an earlier sweep left it with a checkpoint, else ARGS (a fresh run).
-run_or_resume() {
-  local dir="$1"; shift
-  local status
-  status="$(head -n 1 "$dir/status" 2>/dev/null || true)"
-  if [[ "$status" == completed ]]; then
-    echo "skip $dir (completed)" >&2
-  elif [[ -f "$dir/checkpoint.pt" ]]; then
-    emit train-vae --resume "$dir" --json --quiet
-  elif [[ -f "$dir/status" ]]; then
-    # --overwrite only a run directory (relax wrote its status file) left without a checkpoint;
-    # any other non-empty folder there makes train-vae refuse, exit 2, touching nothing
-    emit "$@" --out "$dir" --overwrite --json --quiet
-  else
-    emit "$@" --out "$dir" --json --quiet
-  fi
-}
-
 first=1
 for schedule in $(list_of "$SCHEDULES"); do
   rate="${schedule%:*}" every="${schedule#*:}"

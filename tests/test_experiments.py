@@ -242,3 +242,38 @@ def test_jang_sweep_picks_latents_from_the_registry_and_continues_an_earlier_swe
     assert len(restarted) == 1 and [ln for ln in fourth if "--overwrite" in ln] == restarted
     bad = run_script(EXP / "reproduce_jang2017.sh", {**env, "MODEL": "deep"}, tmp_path)
     assert bad.returncode == 2 and "MODEL" in bad.stderr
+
+
+def test_methods_sweep_paper_protocol_lists_seed_by_seed_and_continues(tmp_path):
+    """vae_methods.sh: PROTOCOL=paper gives every method Table 1's model and protocol (a linear VAE,
+    learned prior, validation selection, 1000-sample bound, 91 epochs, r = 1e-4 every 1000 steps);
+    the runs come seed by seed; started again on the same OUT it skips a completed run, resumes
+    one with a checkpoint and starts the rest afresh."""
+    out = tmp_path / "o"
+    env = {"DRY_RUN": "1", "OUT": str(out), "RELAX": "relax", "PROTOCOL": "paper",
+           "SEEDS": "0 1", "METHODS": "gumbel-softmax,arm"}
+    r = run_script(EXP / "vae_methods.sh", env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    order = [str(Path(shlex.split(ln)[shlex.split(ln).index("--out") + 1]).relative_to(out))
+             for ln in lines]
+    assert order == ["gumbel-softmax/seed-0", "arm/seed-0", "gumbel-softmax/seed-1", "arm/seed-1"]
+    paper = ("--hidden none --prior learned --binarize static --val-size 5000 --eval-samples 1000 "
+             "--anneal-rate 1e-4 --anneal-every 1000 --epochs 91 ")
+    assert all(paper in ln for ln in lines), lines
+    assert "--metric test_iw_nll," in r.stderr  # the compare shows the bound, KL and active units
+    notebook = run_script(EXP / "vae_methods.sh", {**env, "PROTOCOL": "notebook"}, tmp_path)
+    assert notebook.returncode == 0 and all(
+        "--hidden" not in ln and "--epochs 50 " in ln for ln in notebook.stdout.splitlines())
+    done, cut = out / "arm/seed-0", out / "gumbel-softmax/seed-1"
+    for d, status in ((done, "completed"), (cut, "interrupted")):
+        d.mkdir(parents=True)
+        (d / "status").write_text(status + "\n")
+    (cut / "checkpoint.pt").write_bytes(b"")
+    again = run_script(EXP / "vae_methods.sh", env, tmp_path)
+    lines = again.stdout.splitlines()
+    assert len(lines) == 3 and not any(str(done) in ln for ln in lines)
+    assert f"relax train-vae --resume {cut} --json --quiet" in lines
+    assert f"skip {done} (completed)" in again.stderr
+    bad = run_script(EXP / "vae_methods.sh", {**env, "PROTOCOL": "deep"}, tmp_path)
+    assert bad.returncode == 2 and "PROTOCOL" in bad.stderr
