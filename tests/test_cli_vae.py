@@ -68,9 +68,12 @@ def test_elbo_decreases(tmp_path, method):
     assert trn[-1] < trn[0] - 50
 
 
-@pytest.mark.parametrize("prior", ["uniform", "learned"])
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch, prior):
-    kw = {"epochs": 3, "latent_dim": 6, "categories": 4, "prior": prior}
+@pytest.mark.parametrize("prior, optimizer", [("uniform", {}), ("learned", {}),
+                                               ("learned", {"optimizer": "sgd", "lr": 1e-4})])
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch, prior, optimizer):
+    """Also for SGD: its momentum buffers travel in the checkpoint (a resume that dropped them
+    would restart the momentum and differ)."""
+    kw = {"epochs": 3, "latent_dim": 6, "categories": 4, "prior": prior, **optimizer}
     full = train(tmp_path / "a", "gumbel-softmax", **kw)
 
     real_evaluate, calls = vae.evaluate, []

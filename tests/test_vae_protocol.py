@@ -3,7 +3,6 @@ learning-rate and temperature schedules, encoder input coding."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -222,18 +221,12 @@ def test_learned_prior_converges_to_the_aggregate_posterior():
 
 
 def _learner(name: str, **kw):
-    """The learner run_train_vae builds for ``name`` (its checked steps), tiny and on the CPU."""
+    """The learner run_train_vae builds for ``name`` (its plan), tiny and on the CPU."""
     m = registry.get_method(name)
     categories = None if m.family == "bernoulli" else (5 if m.family == "subset" else 4)
-    options = vae.checked(vae.TrainVaeOptions(method=name, **{**SMALL, "categories": categories, **kw}))
-    method, family = vae.latent_method(options)
-    latent = vae.latent_for(method, family, options.latent_dim, options.categories)
-    options = dataclasses.replace(options, n_samples=vae.samples_per_image(options, method))
-    options, given = vae.given_settings(options, method, family, latent)
-    settings = {**vae.method_settings(method, latent, options.k), **given}
-    estimator_options = vae.checked_estimator_options(method, family, latent, settings, options)
-    laws = vae.Laws(method, latent, settings, vae.eval_model_of(method), family)
-    return vae.make_learner(laws, (8,), estimator_options, options, torch.device("cpu"))
+    plan = vae.plan_run(vae.TrainVaeOptions(method=name, **{**SMALL, "categories": categories, **kw}))
+    return vae.make_learner(plan.laws(), plan.hidden, plan.estimator_options, plan.options,
+                            torch.device("cpu"))
 
 
 @pytest.mark.parametrize("method", vae.suitable_methods())
@@ -320,3 +313,47 @@ def test_bernoulli_kl_stays_finite_when_a_learned_prior_logit_passes_float32s_ro
     exact = vae.latent_kl(Bernoulli(logits=q.logits.double()), Bernoulli(logits=p.logits.double()))
     got = vae.latent_kl(q, p)
     assert torch.isfinite(got).all() and torch.allclose(got.double(), exact, rtol=1e-3, atol=2e-5)
+
+
+def test_optimizer_adam_by_default_sgd_with_momentum_on_request():
+    """--optimizer: Adam by default; sgd is SGD with Jang et al.'s momentum 0.9 unless --momentum
+    says otherwise, at --lr, over the model's and the estimator's parameters."""
+    assert isinstance(_learner("gumbel-softmax").optimizer, torch.optim.Adam)
+    sgd = _learner("rebar", optimizer="sgd", lr=0.01).optimizer  # rebar: estimator parameters too
+    assert isinstance(sgd, torch.optim.SGD)
+    assert [g["momentum"] for g in sgd.param_groups] == [0.9] and sgd.param_groups[0]["lr"] == 0.01
+    assert _learner("gumbel-softmax", optimizer="sgd", momentum=0.5).optimizer.param_groups[0][
+        "momentum"] == 0.5
+    learner = _learner("rebar", optimizer="sgd")
+    optimised = {id(p) for g in learner.optimizer.param_groups for p in g["params"]}
+    everything = list(learner.model.parameters()) + list(learner.estimator.parameters())
+    assert len(list(learner.estimator.parameters())) > 0 and optimised == {id(p) for p in everything}
+
+
+def test_an_sgd_step_moves_the_weights_by_lr_times_the_gradient():
+    """The first SGD-momentum step is w - lr * grad (the momentum buffer starts at the gradient);
+    the second adds momentum * the first step's: train_step really uses the SGD optimiser."""
+    torch.manual_seed(0)
+    learner = _learner("st-gumbel-softmax", optimizer="sgd", lr=1e-3, momentum=0.5)
+    x = torch.bernoulli(torch.full((16, 784), 0.3))
+    w = learner.model.decoder[-1].weight
+    before = w.detach().clone()
+    torch.manual_seed(1)
+    vae.train_step(learner, x, 1.0)
+    grad = w.grad.detach().clone()
+    assert torch.allclose(w.detach(), before - 1e-3 * grad, atol=1e-7)
+    middle = w.detach().clone()
+    vae.train_step(learner, x, 1.0)
+    assert torch.allclose(w.detach(), middle - 1e-3 * (0.5 * grad + w.grad), atol=1e-7)
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    ({"momentum": 0.9}, "needs --optimizer sgd"), ({"optimizer": "sgd", "momentum": 1.0}, r"\[0, 1\)"),
+    ({"optimizer": "sgd", "momentum": -0.1}, r"\[0, 1\)"), ({"optimizer": "rmsprop"}, "--optimizer"),
+])
+def test_bad_optimizer_options_exit_2(tmp_path, bad, fragment):
+    from relaxcli.errors import BadInput
+
+    with pytest.raises(BadInput, match=fragment):
+        train(tmp_path / "r", epochs=1, **bad)
+    assert not (tmp_path / "r").exists()

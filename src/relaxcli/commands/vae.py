@@ -114,7 +114,8 @@ CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"  # the model of the best validation -ELBO so far (with --val-size)
 # Options added after runs existed: a resumed older run keeps the behaviour it was started with.
 RESUME_DEFAULTS = {"input_coding": "centered", "init": "torch", "lr_decay": 1.0,
-                   "lr_decay_every": 1000, "anneal_every": 1, "val_size": 0, "prior": "uniform"}
+                   "lr_decay_every": 1000, "anneal_every": 1, "val_size": 0, "prior": "uniform",
+                   "optimizer": "adam", "momentum": None}
 
 # Default latent sizes per family: (number of variables, categories per variable).
 DEFAULT_LATENT = {"bernoulli": (200, 1), "categorical": (20, 10), "subset": (20, 10), "simplex": (20, 10)}
@@ -175,6 +176,17 @@ class Prior(Choice):
     LEARNED = "learned"
 
 
+class Optimizer(Choice):
+    """The optimiser of the model's (and the estimator's) parameters: Adam, or SGD with momentum
+    (Jang et al.'s Table 1: "stochastic gradient descent with momentum 0.9")."""
+
+    ADAM = "adam"
+    SGD = "sgd"
+
+
+SGD_MOMENTUM = 0.9  # --optimizer sgd without --momentum: Jang et al.'s
+
+
 @dataclass(kw_only=True)
 class TrainVaeOptions(RunOptions):
     """Train a VAE on binarised MNIST with the method's latent; report test -ELBO and an IW bound."""
@@ -205,7 +217,13 @@ class TrainVaeOptions(RunOptions):
         "released code). learned: the same law with one learned parameter set shared by all "
         "images, trained with the model (Jang et al.'s paper, arXiv v5: a learned categorical "
         "prior); the KL, IW bound and samples.png use it."))
-    lr: float = option(1e-3, "--lr", help="Adam learning rate.")
+    lr: float = option(1e-3, "--lr", help=(
+        "Learning rate (Jang et al. chose theirs per estimator on validation from 3e-5, 1e-5, "
+        "3e-4, 1e-4, 3e-3, 1e-3)."))
+    optimizer: Optimizer = option(Optimizer.ADAM, "--optimizer", help=(
+        "adam (Adam) or sgd (SGD with --momentum; Jang et al.'s Table 1)."))
+    momentum: float | None = option(None, "--momentum", help=(
+        f"SGD momentum in [0, 1), --optimizer sgd only (default {SGD_MOMENTUM}, Jang et al.'s)."))
     batch_size: int = option(100, "--batch-size", help="Images per training step.")
     tau: float | None = option(None, "--tau", help=(
         "Initial temperature tau0 (default: the method's default, else 1)."))
@@ -263,7 +281,8 @@ class TrainVaeOptions(RunOptions):
 
 # Fixed vocabularies by field: values from tests and from resumed runs' config.json are strings.
 VOCABULARIES = {"dataset": Dataset, "binarize": Binarize, "input_coding": InputCoding,
-                "init": Init, "prior": Prior, "latent_family": registry.Family}
+                "init": Init, "prior": Prior, "optimizer": Optimizer,
+                "latent_family": registry.Family}
 # where a run is written and how it is watched, not how it is trained
 NOT_RECORDED = ("out", "overwrite", "resume", "tensorboard")
 
@@ -559,18 +578,11 @@ def run_train_vae(options: TrainVaeOptions, reporter: Reporter | None = None) ->
             options = options_of_resumed_run(run, options)
 
         # ------------------------------------------------------------ checked before a run starts
-        options = checked(options)
-        method, family = latent_method(options)
-        latent = latent_for(method, family, options.latent_dim, options.categories)
-        hidden = _parse_hidden(options.hidden)
-        options = dataclasses.replace(options, n_samples=samples_per_image(options, method))
-        temperature = temperature_schedule(options, method)
-        options, given = given_settings(options, method, family, latent)
-        settings = {**method_settings(method, latent, options.k), **given}
-        device = resolve_device_or_refuse(options.device)
-        data = load_data(options)
-        options = dataclasses.replace(options, threads=set_threads(options.threads))
-        estimator_options = checked_estimator_options(method, family, latent, settings, options)
+        plan = plan_run(options)
+        method, latent, settings, temperature = plan.method, plan.latent, plan.settings, plan.temperature
+        device = resolve_device_or_refuse(plan.options.device)
+        data = load_data(plan.options)
+        options = dataclasses.replace(plan.options, threads=set_threads(plan.options.threads))
         warnings = relaxation_warnings(method, settings, temperature.tau0, reporter)
         if options.settings:  # what --setting changed, among the method's settings in effect
             reporter.print(f"{method.name} with {settings_line(method, settings)}")
@@ -584,8 +596,8 @@ def run_train_vae(options: TrainVaeOptions, reporter: Reporter | None = None) ->
             # ------------------------------------------------------------ data, model, optimiser
             seed_everything(options.seed)
             split = split_data(data, options)
-            laws = Laws(method, latent, settings, eval_model_of(method), family)
-            learner = make_learner(laws, hidden, estimator_options, options, device)
+            laws = plan.laws()
+            learner = make_learner(laws, plan.hidden, plan.estimator_options, options, device)
             progress = restore(run, learner, reporter) if options.resume is not None else Progress()
             if progress.epoch == 0:  # the untrained model, for reference (epoch 0)
                 progress.log(run, untrained_record(learner, split.test_x, temperature.tau0))
@@ -619,6 +631,40 @@ def run_train_vae(options: TrainVaeOptions, reporter: Reporter | None = None) ->
 
 
 # ----------------------------------------------------------------------------- options and checks
+@dataclass(frozen=True)
+class Plan:
+    """What a run will be, from its options alone (nothing read or written): the checked options
+    (with the samples per image and the settings filled in), the method and latent, the encoder
+    widths, the temperature schedule, the method's settings and the estimator's options."""
+
+    options: TrainVaeOptions
+    method: registry.Method
+    family: str
+    latent: Latent
+    hidden: tuple[int, ...]
+    temperature: Temperature
+    settings: dict
+    estimator_options: dict
+
+    def laws(self) -> Laws:
+        return Laws(self.method, self.latent, self.settings, eval_model_of(self.method), self.family)
+
+
+def plan_run(options: TrainVaeOptions) -> Plan:
+    """Check every option against the method and latent (bad input exits 2 before anything is
+    written) and resolve them into a :class:`Plan`."""
+    options = checked(options)
+    method, family = latent_method(options)
+    latent = latent_for(method, family, options.latent_dim, options.categories)
+    hidden = _parse_hidden(options.hidden)
+    options = dataclasses.replace(options, n_samples=samples_per_image(options, method))
+    temperature = temperature_schedule(options, method)
+    options, given = given_settings(options, method, family, latent)
+    settings = {**method_settings(method, latent, options.k), **given}
+    estimator_options = checked_estimator_options(method, family, latent, settings, options)
+    return Plan(options, method, family, latent, hidden, temperature, settings, estimator_options)
+
+
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise BadInput(message)
@@ -678,6 +724,9 @@ def checked(options: TrainVaeOptions) -> TrainVaeOptions:
     _check(o.epochs >= 1, f"--epochs must be >= 1, got {o.epochs}")
     _check(o.batch_size >= 1, f"--batch-size must be >= 1, got {o.batch_size}")
     _check(o.lr > 0, f"--lr must be > 0, got {o.lr}")
+    _check(o.momentum is None or o.optimizer is Optimizer.SGD,
+           f"--momentum is SGD's: it needs --optimizer sgd (got --optimizer {o.optimizer.value})")
+    _check(o.momentum is None or 0 <= o.momentum < 1, f"--momentum must be in [0, 1), got {o.momentum}")
     _check(0 < o.lr_decay <= 1, f"--lr-decay must be in (0, 1], got {o.lr_decay}")
     _check(o.lr_decay_every >= 1, f"--lr-decay-every must be >= 1, got {o.lr_decay_every}")
     _check(o.anneal_every >= 1, f"--anneal-every must be >= 1, got {o.anneal_every}")
@@ -881,8 +930,12 @@ def make_learner(laws: Laws, hidden: tuple[int, ...], estimator_options: dict,
                 input_coding=options.input_coding.value, init=options.init.value,
                 learned_prior=learned_prior).to(device)
     estimator = make_estimator(method, n_samples=options.n_samples, **estimator_options).to(device)
-    optimizer = torch.optim.Adam(list(model.parameters()) + list(estimator.parameters()),
-                                 lr=options.lr)
+    parameters = list(model.parameters()) + list(estimator.parameters())
+    if options.optimizer is Optimizer.SGD:
+        momentum = SGD_MOMENTUM if options.momentum is None else options.momentum
+        optimizer = torch.optim.SGD(parameters, lr=options.lr, momentum=momentum)
+    else:
+        optimizer = torch.optim.Adam(parameters, lr=options.lr)
     # lr * lr_decay ** (step // lr_decay_every) (Jang et al.'s code: x0.9 every 1000 steps)
     lr_schedule = torch.optim.lr_scheduler.StepLR(optimizer, options.lr_decay_every,
                                                   options.lr_decay)
@@ -953,7 +1006,7 @@ class _Diverged(ArithmeticError):
 
 
 def train_step(learner: Learner, x: Tensor, tau: float) -> float:
-    """One Adam step on the batch's -ELBO estimate; returns the training objective's value."""
+    """One optimiser step on the batch's -ELBO estimate; returns the training objective's value."""
     model, laws, device = learner.model, learner.laws, learner.device
     raw = model.encode(x)
     if not bool(torch.isfinite(raw).all()):  # the last update blew the weights up
