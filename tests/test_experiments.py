@@ -244,6 +244,29 @@ def test_jang_sweep_picks_latents_from_the_registry_and_continues_an_earlier_swe
     assert bad.returncode == 2 and "MODEL" in bad.stderr
 
 
+def test_jang_sweep_searches_the_papers_optimiser_and_learning_rates(tmp_path):
+    """OPTIMIZER=sgd LRS=...: one run per learning rate, each in its own folder named by optimiser
+    and rate, with --optimizer and --lr given; Adam at 1e-3 keeps the first sweeps' folder names
+    (so their finished runs are still found); the compare groups by optimiser and rate."""
+    out = tmp_path / "o"
+    env = {"DRY_RUN": "1", "OUT": str(out), "SCHEDULES": "1e-4:1000", "RELAX": "relax",
+           "METHODS": "gumbel-softmax", "LATENTS": "20x10", "OPTIMIZER": "sgd", "LRS": "1e-3,3e-3"}
+    r = run_script(EXP / "reproduce_jang2017.sh", env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    outs = [str(Path(shlex.split(ln)[shlex.split(ln).index("--out") + 1]).relative_to(out)) for ln in lines]
+    assert outs == ["gumbel-softmax/20x10/r1e-4-N1000-sgd-lr1e-3/seed-0",
+                    "gumbel-softmax/20x10/r1e-4-N1000-sgd-lr3e-3/seed-0"]
+    assert "--optimizer sgd --lr 1e-3 " in lines[0] and "--optimizer sgd --lr 3e-3 " in lines[1]
+    assert "optimizer,lr" in r.stderr and "val_neg_elbo" in r.stderr
+    adam = run_script(EXP / "reproduce_jang2017.sh", {**env, "OPTIMIZER": "adam", "LRS": "1e-3 3e-3"},
+                      tmp_path).stdout.splitlines()
+    assert [shlex.split(ln)[shlex.split(ln).index("--out") + 1] for ln in adam] == [
+        f"{out}/gumbel-softmax/20x10/r1e-4-N1000/seed-0", f"{out}/gumbel-softmax/20x10/r1e-4-N1000-adam-lr3e-3/seed-0"]
+    bad = run_script(EXP / "reproduce_jang2017.sh", {**env, "OPTIMIZER": "rmsprop"}, tmp_path)
+    assert bad.returncode == 2 and "OPTIMIZER" in bad.stderr
+
+
 def test_methods_sweep_paper_protocol_lists_seed_by_seed_and_continues(tmp_path):
     """vae_methods.sh: PROTOCOL=paper gives every method Table 1's model and protocol (a linear VAE,
     learned prior, validation selection, 1000-sample bound, 91 epochs, r = 1e-4 every 1000 steps);
