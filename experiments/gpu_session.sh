@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue #12 on a lent GPU machine, as one prepared command: the CUDA checks, the speed of
 # train-vae on the device, Jang et al. 2017's Table 1 protocol (reproduce_jang2017.sh with
-# Table 1's linear model and learned prior, 21 runs of 91 epochs), the every-method VAE table
+# Table 1's linear model and learned prior, Adam at the learning rates 1e-3 and 3e-3, 42 runs of
+# 91 epochs), the paper's own optimiser (SGD with momentum 0.9) at three of its learning rates
+# (jang-sgd), the every-method VAE table
 # under the same protocol, 91 epochs (~50k steps) x 3 seeds (vae_methods.sh PROTOCOL=paper),
 # and the Table 1 protocol again with the authors' notebook MLP (jang-notebook), JOBS runs at a
 # time on the one GPU, all under a DEADLINE in seconds. Runs
@@ -22,14 +24,14 @@
 #   JOBS      runs at a time (default 16: the H200 machine's cores, one thread per run)
 #   DEADLINE  seconds for everything (default 540); steps start only with time left
 #   DATA      the MNIST folder (default device-data, else RELAX_DATA_DIR)
-#   STEPS     which of env,tests,speed,jang,methods,jang-notebook to run (default all, in this
+#   STEPS     which of env,tests,speed,jang,methods,jang-sgd,jang-notebook to run (default all, in this
 #             order)
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 : "${OUT:?set OUT to the folder whose contents come back}"
 : "${DEVICE:=cuda}" "${JOBS:=16}" "${DEADLINE:=540}" "${SMOKE:=0}"
-: "${STEPS:=env,tests,speed,jang,methods,jang-notebook}"
+: "${STEPS:=env,tests,speed,jang,methods,jang-sgd,jang-notebook}"
 if [[ -z "${DATA:-}" ]]; then
   if [[ -d "$root/device-data" ]]; then DATA="$root/device-data"; else DATA="${RELAX_DATA_DIR:-}"; fi
 fi
@@ -85,7 +87,8 @@ if want speed; then  # seconds per epoch on the device, one run alone
   log "speed: exit $? $(python -c "import json,sys; d=json.load(open(sys.argv[1])); print('s/epoch', d.get('seconds_per_epoch'))" "$OUT/speed.json" 2>/dev/null)"
   bring_back "$work/speed" speed
 fi
-want jang && sweep jang reproduce_jang2017.sh MODEL=paper
+want jang && sweep jang reproduce_jang2017.sh MODEL=paper LRS="1e-3 3e-3"
 want methods && sweep methods vae_methods.sh PROTOCOL=paper SEEDS="${SEEDS:-0 1 2}"
+want jang-sgd && sweep jang-sgd reproduce_jang2017.sh MODEL=paper OPTIMIZER=sgd LRS="3e-3 1e-3 3e-4"
 want jang-notebook && sweep jang-notebook reproduce_jang2017.sh MODEL=notebook
 log "done; full run directories in $work (lost when the machine is handed back)"

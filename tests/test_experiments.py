@@ -205,7 +205,7 @@ def test_jang_sweep_picks_latents_from_the_registry_and_continues_an_earlier_swe
     a completed run and resumes one left with a checkpoint."""
     out = tmp_path / "o"
     env = {"DRY_RUN": "1", "OUT": str(out), "SCHEDULES": "1e-4:1000", "RELAX": "relax",
-           "METHODS": "gumbel-softmax muprop straight-through-bernoulli"}
+           "METHODS": "gumbel-softmax muprop straight-through-bernoulli", "LRS": "1e-3"}
     r = run_script(EXP / "reproduce_jang2017.sh", env, tmp_path)
     assert r.returncode == 0, r.stderr
     runs = {shlex.split(ln)[shlex.split(ln).index("--out") + 1]: ln for ln in r.stdout.splitlines()}
@@ -263,6 +263,9 @@ def test_jang_sweep_searches_the_papers_optimiser_and_learning_rates(tmp_path):
                       tmp_path).stdout.splitlines()
     assert [shlex.split(ln)[shlex.split(ln).index("--out") + 1] for ln in adam] == [
         f"{out}/gumbel-softmax/20x10/r1e-4-N1000/seed-0", f"{out}/gumbel-softmax/20x10/r1e-4-N1000-adam-lr3e-3/seed-0"]
+    default = run_script(EXP / "reproduce_jang2017.sh", {**env, "OPTIMIZER": "adam", "LRS": ""},
+                         tmp_path).stdout.splitlines()  # Adam at the grid's two largest rates
+    assert [ln.split("--lr ")[1].split()[0] for ln in default] == ["1e-3", "3e-3"]
     bad = run_script(EXP / "reproduce_jang2017.sh", {**env, "OPTIMIZER": "rmsprop"}, tmp_path)
     assert bad.returncode == 2 and "OPTIMIZER" in bad.stderr
 
