@@ -303,3 +303,36 @@ def test_methods_sweep_paper_protocol_lists_seed_by_seed_and_continues(tmp_path)
     assert f"skip {done} (completed)" in again.stderr
     bad = run_script(EXP / "vae_methods.sh", {**env, "PROTOCOL": "deep"}, tmp_path)
     assert bad.returncode == 2 and "PROTOCOL" in bad.stderr
+
+
+def test_jang2017_table_chooses_each_row_on_validation_not_test(tmp_path):
+    """jang2017_table.py: per (model, latent, method) the setting with the lowest mean validation
+    -ELBO is the row (here the one with the worse test bound), seeds averaged, an unfinished run
+    and a run without a validation split left out, a 200 x 2 categorical named 200 Bernoulli."""
+    def run(name, lr, seed, val, iw, status="completed", val_size=5000):
+        d = tmp_path / "sweep" / name / f"seed-{seed}"
+        d.mkdir(parents=True)
+        options = {"method": "gumbel-softmax", "hidden": "none", "prior": "learned", "latent_dim": 200,
+                   "categories": 2, "latent_family": "categorical", "lr": lr, "optimizer": "adam",
+                   "anneal_rate": 1e-4, "anneal_every": 1000, "tau": 1.0, "tau_min": 0.5,
+                   "val_size": val_size, "seed": seed}
+        (d / "config.json").write_text(json.dumps({"command": "train-vae", "options": options}))
+        (d / "status").write_text(status + "\n")
+        (d / "summary.json").write_text(json.dumps({
+            "val_neg_elbo": val, "test_iw_nll": iw, "test_neg_elbo": iw + 10, "test_kl": 30.0,
+            "test_active_vars": 200, "latent_vars": 200, "test_mean_max_prob": 0.9,
+            "selected_epoch": 91, "train_cpu_seconds_per_epoch": 5.0, "eval_samples": 1000}))
+
+    run("a", 1e-3, 0, val=120.0, iw=104.0)
+    run("a", 1e-3, 1, val=121.0, iw=106.0)   # setting a: mean val 120.5, mean IW 105.0
+    run("b", 3e-3, 0, val=122.0, iw=100.0)   # better test bound, worse validation: not chosen
+    run("c", 1e-2, 0, val=90.0, iw=90.0, status="interrupted")
+    run("d", 3e-2, 0, val=80.0, iw=80.0, val_size=0)
+    r = subprocess.run([sys.executable, str(EXP / "jang2017_table.py"), str(tmp_path / "sweep")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    (row,) = [ln for ln in r.stdout.splitlines() if "gumbel-softmax" in ln]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "200 Bernoulli" and cells[3] == "105.0"
+    assert cells[4] == "adam 0.001, r = 0.0001, N = 1000 (2)" and cells[5] == "2"
+    assert cells[6] == "105.00 +- 1.41 (m = 1000)" and cells[7] == "+0.00"
