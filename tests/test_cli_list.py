@@ -12,8 +12,9 @@ def test_list_json_has_every_method_and_field(run_cli):
     assert [r["name"] for r in rows] == list(METHODS)
     for r in rows:
         m = METHODS[r["name"]]
-        assert (r["family"], r["kind"], r["unbiased"], r["exact_log_prob"], r["default_tau"]) == (
-            m.family, m.kind, m.unbiased, m.exact_log_prob, m.default_tau)
+        assert (r["family"], r["kind"], r["unbiased"], r["exact_log_prob"], r["default_tau"],
+                r["min_tau"]) == (
+            m.family, m.kind, m.unbiased, m.exact_log_prob, m.default_tau, m.min_tau)
         assert str(m.paper.year) in r["paper"]
 
 

@@ -3,6 +3,7 @@ learning-rate and temperature schedules, encoder input coding."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -357,3 +358,33 @@ def test_bad_optimizer_options_exit_2(tmp_path, bad, fragment):
     with pytest.raises(BadInput, match=fragment):
         train(tmp_path / "r", epochs=1, **bad)
     assert not (tmp_path / "r").exists()
+
+
+def test_reinmax_keeps_its_papers_temperature_floor_by_default():
+    """ReinMax's paper keeps tau >= 1 (registry min_tau): its default schedule stops at 1 (constant
+    at tau0 = 1), an explicit --tau-min still rules, and other methods keep min(0.5, tau0)."""
+    plan = vae.plan_run(vae.TrainVaeOptions(method="reinmax", **SMALL))
+    assert plan.temperature.tau_min == 1.0 and plan.temperature(10**6) == 1.0
+    assert plan.options.tau_min == 1.0  # recorded in config.json
+    assert vae.plan_run(vae.TrainVaeOptions(method="reinmax-bernoulli", **{**SMALL, "categories": None})
+                        ).temperature.tau_min == 1.0
+    assert vae.plan_run(vae.TrainVaeOptions(method="reinmax", tau=1.5, **SMALL)).temperature.tau_min == 1.0
+    assert vae.plan_run(vae.TrainVaeOptions(method="reinmax", tau_min=0.5, **SMALL)).temperature.tau_min == 0.5
+    assert vae.plan_run(vae.TrainVaeOptions(method="gumbel-softmax", **SMALL)).temperature.tau_min == 0.5
+    with pytest.raises(ValueError, match="min_tau"):
+        dataclasses.replace(registry.get_method("reinmax"), default_tau=0.5)
+
+
+def test_a_run_made_before_the_floor_was_recorded_resumes_with_its_old_floor(tmp_path):
+    """config.json without a tau_min (runs made before it was recorded) resumes with the rule of
+    that time, min(0.5, tau0), also for ReinMax, whose default floor is now 1."""
+    train(tmp_path / "r", "reinmax", epochs=1, anneal_rate=1.0)  # at the floor after one step
+    cfg_path = tmp_path / "r" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    assert cfg["options"]["tau_min"] == 1.0
+    assert [r["tau"] for r in read_metrics(tmp_path / "r") if r["epoch"] == 1] == [1.0]
+    cfg["options"]["tau_min"] = None
+    cfg_path.write_text(json.dumps(cfg))
+    (tmp_path / "r" / "status").write_text("interrupted\n")
+    vae.run_train_vae(vae.TrainVaeOptions(resume=tmp_path / "r", epochs=2), Reporter(quiet=True))
+    assert [r["tau"] for r in read_metrics(tmp_path / "r") if r["epoch"] == 2] == [0.5]

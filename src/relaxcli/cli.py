@@ -206,7 +206,8 @@ def list_methods(
             "name": m.name, "family": m.family.value, "families": [f.value for f in m.families],
             "kind": m.kind.value, "unbiased": m.unbiased,
             "exact_log_prob": m.exact_log_prob, "paper": m.paper.cite(),
-            "default_tau": m.default_tau, "summary": m.summary, "paper_short": m.paper.short(),
+            "default_tau": m.default_tau, "min_tau": m.min_tau, "summary": m.summary,
+            "paper_short": m.paper.short(),
             # keyword settings and defaults (--setting KEY=VALUE); tensor ones as null
             "settings": {k: registry.settable(m).get(k) for k in m.settings},
             "settings_text": ", ".join(f"{k}={registry.format_setting(v)}"

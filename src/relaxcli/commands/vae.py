@@ -230,7 +230,8 @@ class TrainVaeOptions(RunOptions):
     anneal_rate: float = option(3e-5, "--anneal-rate", help=(
         "r in tau = max(tau_min, tau0*exp(-r*step)) (Jang et al.; 0 = constant)."))
     tau_min: float | None = option(None, "--tau-min", help=(
-        "Lowest temperature of the schedule (default min(0.5, tau0))."))
+        "Lowest temperature of the schedule (default min(0.5, tau0), or the method's min_tau "
+        "where its paper bounds the temperature: 1 for ReinMax)."))
     n_samples: int | None = option(None, "--n-samples", help=(
         "Latent samples per image for the gradient estimator (default 1; 2 for reinforce-rloo's "
         "leave-one-out baseline)."))
@@ -659,6 +660,8 @@ def plan_run(options: TrainVaeOptions) -> Plan:
     hidden = _parse_hidden(options.hidden)
     options = dataclasses.replace(options, n_samples=samples_per_image(options, method))
     temperature = temperature_schedule(options, method)
+    # the floor in effect goes into config.json, so that a resume keeps it whatever the defaults
+    options = dataclasses.replace(options, tau_min=temperature.tau_min)
     options, given = given_settings(options, method, family, latent)
     settings = {**method_settings(method, latent, options.k), **given}
     estimator_options = checked_estimator_options(method, family, latent, settings, options)
@@ -677,6 +680,11 @@ def options_of_resumed_run(run, given: TrainVaeOptions) -> TrainVaeOptions:
     fields = {f.name for f in dataclasses.fields(TrainVaeOptions)}
     saved = {key: value for key, value in {**RESUME_DEFAULTS, **run.config["options"]}.items()
              if key in fields and key not in NOT_RECORDED}
+    if saved.get("tau_min") is None and saved.get("method") in registry.METHODS:
+        # runs made before config.json recorded the floor: min(0.5, tau0) was the only rule then
+        method = registry.get_method(saved["method"])
+        tau0 = saved.get("tau") or method.default_tau or 1.0
+        saved["tau_min"] = min(0.5, tau0)
     options = TrainVaeOptions(**saved, resume=given.resume)
     if given.epochs is not None:
         options = dataclasses.replace(options, epochs=given.epochs)
@@ -795,7 +803,12 @@ class Temperature:
 def temperature_schedule(options: TrainVaeOptions, method: registry.Method) -> Temperature:
     tau0 = options.tau if options.tau is not None else (method.default_tau or 1.0)
     _check(tau0 > 0, f"--tau must be > 0, got {tau0}")
-    tau_min = options.tau_min if options.tau_min is not None else min(0.5, tau0)
+    if options.tau_min is not None:
+        tau_min = options.tau_min
+    elif method.min_tau is not None:  # e.g. ReinMax, whose paper keeps tau >= 1
+        tau_min = min(method.min_tau, tau0)
+    else:
+        tau_min = min(0.5, tau0)
     _check(tau_min > 0, f"--tau-min must be > 0, got {tau_min}")
     return Temperature(tau0, tau_min, options.anneal_rate, options.anneal_every)
 
