@@ -77,6 +77,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("sweeps", nargs="+", type=Path, help="sweep folders (searched for completed runs)")
     args = p.parse_args()
+    missing = [str(s) for s in args.sweeps if not s.is_dir()]
+    if missing:
+        p.exit(2, f"error: no such folder: {', '.join(missing)}\n")
     rows: dict[tuple, dict[tuple, list[dict]]] = {}
     for o, s in completed_runs(args.sweeps):
         if not o.get("val_size") or s.get("val_neg_elbo") is None:

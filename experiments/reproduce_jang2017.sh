@@ -39,7 +39,8 @@
 #
 # Runs are listed schedule by schedule (the first schedule's runs, and every method without a
 # temperature, come first), so a sweep cut short has whole rows. Started again with the same OUT,
-# the sweep skips completed runs and resumes interrupted ones (`relax train-vae --resume`).
+# the sweep skips completed runs and resumes interrupted ones (`relax train-vae --resume`), which
+# keep the options of their own config.json: to change MODEL, EPOCHS or EXTRA, use a new OUT.
 #
 # Environment (besides OUT, JOBS, DRY_RUN, SMOKE, RELAX: see common.sh):
 #   MODEL      paper (default) or notebook, see above
@@ -70,6 +71,10 @@ case "$OPTIMIZER" in
   adam|sgd) ;;
   *) echo "error: OPTIMIZER must be adam or sgd, not '$OPTIMIZER'" >&2; exit 2 ;;
 esac
+for lr in $(list_of "$LRS"); do
+  [[ "$lr" =~ ^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$ ]] ||
+    { echo "error: LRS must be positive numbers like 1e-3, not '$lr'" >&2; exit 2; }
+done
 case "$MODEL" in
   paper) model=(--hidden none --prior learned) ;;
   notebook) model=(--hidden 512,256 --prior uniform) ;;

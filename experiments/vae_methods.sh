@@ -26,7 +26,9 @@
 #
 # Runs are listed seed by seed (every method's seed 0 first), so a sweep cut short has whole
 # columns of the table. Started again with the same OUT, the sweep skips completed runs and
-# resumes interrupted ones (`relax train-vae --resume`): a long sweep can be run in pieces.
+# resumes interrupted ones (`relax train-vae --resume`): a long sweep can be run in pieces. A
+# resumed or skipped run keeps the options in its own config.json: to change PROTOCOL, EPOCHS or
+# EXTRA, use a new OUT (else the table mixes settings).
 #
 # Environment (besides OUT, JOBS, DRY_RUN, SMOKE, RELAX: see common.sh):
 #   PROTOCOL  notebook (default) or paper, see above
@@ -43,20 +45,19 @@ sweep_init vae-methods
 : "${PROTOCOL:=notebook}"
 case "$PROTOCOL" in
   notebook) protocol=() epochs=50 metrics=() ;;
-  paper) protocol=(--hidden none --prior learned --binarize static --val-size 5000
-                   --eval-samples 1000 --anneal-rate 1e-4 --anneal-every 1000) epochs=91
+  paper) protocol=(--hidden none --prior learned --binarize static --anneal-rate 1e-4
+                   --anneal-every 1000) epochs=91
          metrics=(--metric test_iw_nll,test_neg_elbo,test_kl,test_active_vars,selected_epoch,seconds_per_epoch) ;;
   *) echo "error: PROTOCOL must be notebook or paper, not '$PROTOCOL'" >&2; exit 2 ;;
 esac
-if [[ "$SMOKE" == 1 ]]; then
+if [[ "$SMOKE" == 1 ]]; then  # validation and bound at a size the synthetic set has
   : "${SEEDS:=0}" "${EPOCHS:=1}" "${DATASET:=synthetic}"
-  # the protocol's options, at a size the synthetic set has
-  [[ "$PROTOCOL" == paper ]] && protocol=(--hidden none --prior learned --binarize static
-                                          --val-size 32 --eval-samples 5 --anneal-rate 1e-4
-                                          --anneal-every 1000)
+  val=32 eval=5
 else
   : "${SEEDS:=0 1 2}" "${EPOCHS:=$epochs}" "${DATASET:=mnist}"
+  val=5000 eval=1000
 fi
+[[ "$PROTOCOL" == paper ]] && protocol+=(--val-size "$val" --eval-samples "$eval")
 : "${EXTRA:=}"
 if [[ -z "${METHODS:-}" ]]; then
   METHODS="$(python -c 'from relaxcli.commands.vae import suitable_methods; print(" ".join(suitable_methods()))')"

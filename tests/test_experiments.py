@@ -259,15 +259,18 @@ def test_jang_sweep_searches_the_papers_optimiser_and_learning_rates(tmp_path):
                     "gumbel-softmax/20x10/r1e-4-N1000-sgd-lr3e-3/seed-0"]
     assert "--optimizer sgd --lr 1e-3 " in lines[0] and "--optimizer sgd --lr 3e-3 " in lines[1]
     assert "optimizer,lr" in r.stderr and "val_neg_elbo" in r.stderr
-    adam = run_script(EXP / "reproduce_jang2017.sh", {**env, "OPTIMIZER": "adam", "LRS": "1e-3 3e-3"},
+    # the default: Adam at the grid's two largest rates
+    adam = run_script(EXP / "reproduce_jang2017.sh", {**env, "OPTIMIZER": "", "LRS": ""},
                       tmp_path).stdout.splitlines()
     assert [shlex.split(ln)[shlex.split(ln).index("--out") + 1] for ln in adam] == [
         f"{out}/gumbel-softmax/20x10/r1e-4-N1000/seed-0", f"{out}/gumbel-softmax/20x10/r1e-4-N1000-adam-lr3e-3/seed-0"]
-    default = run_script(EXP / "reproduce_jang2017.sh", {**env, "OPTIMIZER": "adam", "LRS": ""},
-                         tmp_path).stdout.splitlines()  # Adam at the grid's two largest rates
-    assert [ln.split("--lr ")[1].split()[0] for ln in default] == ["1e-3", "3e-3"]
+    assert [ln.split("--optimizer ")[1].split()[:3] for ln in adam] == [
+        ["adam", "--lr", "1e-3"], ["adam", "--lr", "3e-3"]]
     bad = run_script(EXP / "reproduce_jang2017.sh", {**env, "OPTIMIZER": "rmsprop"}, tmp_path)
     assert bad.returncode == 2 and "OPTIMIZER" in bad.stderr
+    for lrs in ("fast", "-1e-3", "1e-3,x"):
+        bad = run_script(EXP / "reproduce_jang2017.sh", {**env, "LRS": lrs}, tmp_path)
+        assert bad.returncode == 2 and "LRS" in bad.stderr and not bad.stdout, lrs
 
 
 def test_methods_sweep_paper_protocol_lists_seed_by_seed_and_continues(tmp_path):
@@ -284,8 +287,8 @@ def test_methods_sweep_paper_protocol_lists_seed_by_seed_and_continues(tmp_path)
     order = [str(Path(shlex.split(ln)[shlex.split(ln).index("--out") + 1]).relative_to(out))
              for ln in lines]
     assert order == ["gumbel-softmax/seed-0", "arm/seed-0", "gumbel-softmax/seed-1", "arm/seed-1"]
-    paper = ("--hidden none --prior learned --binarize static --val-size 5000 --eval-samples 1000 "
-             "--anneal-rate 1e-4 --anneal-every 1000 --epochs 91 ")
+    paper = ("--hidden none --prior learned --binarize static --anneal-rate 1e-4 --anneal-every 1000 "
+             "--val-size 5000 --eval-samples 1000 --epochs 91 ")
     assert all(paper in ln for ln in lines), lines
     assert "--metric test_iw_nll," in r.stderr  # the compare shows the bound, KL and active units
     notebook = run_script(EXP / "vae_methods.sh", {**env, "PROTOCOL": "notebook"}, tmp_path)
@@ -301,6 +304,8 @@ def test_methods_sweep_paper_protocol_lists_seed_by_seed_and_continues(tmp_path)
     assert len(lines) == 3 and not any(str(done) in ln for ln in lines)
     assert f"relax train-vae --resume {cut} --json --quiet" in lines
     assert f"skip {done} (completed)" in again.stderr
+    smoke = run_script(EXP / "vae_methods.sh", {**env, "SMOKE": "1"}, tmp_path).stdout.splitlines()
+    assert smoke and all("--val-size 32 --eval-samples 5 " in ln for ln in smoke if "--resume" not in ln)
     bad = run_script(EXP / "vae_methods.sh", {**env, "PROTOCOL": "deep"}, tmp_path)
     assert bad.returncode == 2 and "PROTOCOL" in bad.stderr
 
@@ -336,3 +341,6 @@ def test_jang2017_table_chooses_each_row_on_validation_not_test(tmp_path):
     assert cells[1] == "200 Bernoulli" and cells[3] == "105.0"
     assert cells[4] == "adam 0.001, r = 0.0001, N = 1000 (2)" and cells[5] == "2"
     assert cells[6] == "105.00 +- 1.41 (m = 1000)" and cells[7] == "+0.00"
+    gone = subprocess.run([sys.executable, str(EXP / "jang2017_table.py"), str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 2 and gone.stderr.count("\n") == 1 and "no such folder" in gone.stderr

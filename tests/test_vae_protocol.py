@@ -323,6 +323,9 @@ def test_optimizer_adam_by_default_sgd_with_momentum_on_request():
     sgd = _learner("rebar", optimizer="sgd", lr=0.01).optimizer  # rebar: estimator parameters too
     assert isinstance(sgd, torch.optim.SGD)
     assert [g["momentum"] for g in sgd.param_groups] == [0.9] and sgd.param_groups[0]["lr"] == 0.01
+    # the momentum in effect is recorded (config.json), so a resume keeps it
+    assert vae.plan_run(vae.TrainVaeOptions(method="gumbel-softmax", optimizer="sgd", **SMALL)
+                        ).options.momentum == 0.9
     assert _learner("gumbel-softmax", optimizer="sgd", momentum=0.5).optimizer.param_groups[0][
         "momentum"] == 0.5
     learner = _learner("rebar", optimizer="sgd")

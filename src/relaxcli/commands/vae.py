@@ -660,8 +660,11 @@ def plan_run(options: TrainVaeOptions) -> Plan:
     hidden = _parse_hidden(options.hidden)
     options = dataclasses.replace(options, n_samples=samples_per_image(options, method))
     temperature = temperature_schedule(options, method)
-    # the floor in effect goes into config.json, so that a resume keeps it whatever the defaults
+    # the floor and the momentum in effect go into config.json: a resume keeps them whatever
+    # the defaults become
     options = dataclasses.replace(options, tau_min=temperature.tau_min)
+    if options.optimizer is Optimizer.SGD and options.momentum is None:
+        options = dataclasses.replace(options, momentum=SGD_MOMENTUM)
     options, given = given_settings(options, method, family, latent)
     settings = {**method_settings(method, latent, options.k), **given}
     estimator_options = checked_estimator_options(method, family, latent, settings, options)
@@ -944,9 +947,8 @@ def make_learner(laws: Laws, hidden: tuple[int, ...], estimator_options: dict,
                 learned_prior=learned_prior).to(device)
     estimator = make_estimator(method, n_samples=options.n_samples, **estimator_options).to(device)
     parameters = list(model.parameters()) + list(estimator.parameters())
-    if options.optimizer is Optimizer.SGD:
-        momentum = SGD_MOMENTUM if options.momentum is None else options.momentum
-        optimizer = torch.optim.SGD(parameters, lr=options.lr, momentum=momentum)
+    if options.optimizer is Optimizer.SGD:  # plan_run filled in the default momentum
+        optimizer = torch.optim.SGD(parameters, lr=options.lr, momentum=options.momentum)
     else:
         optimizer = torch.optim.Adam(parameters, lr=options.lr)
     # lr * lr_decay ** (step // lr_decay_every) (Jang et al.'s code: x0.9 every 1000 steps)
