@@ -78,24 +78,15 @@ emit() {
   printf '%s\n' "$line"
 }
 
-# run_or_resume DIR train-vae ARGS...: the line for one train-vae run directory, so that a sweep
-# started again on the same OUT continues where it stopped: nothing when the run completed, a
-# --resume when an earlier start left it with a checkpoint, else the fresh run (ARGS --out DIR).
+# run_or_resume DIR train-vae ARGS...: the line for one train-vae run directory (ARGS --out DIR
+# --resume-existing), so that a sweep started again on the same OUT continues where it stopped:
+# train-vae skips a run completed with these options, resumes one that stopped, restarts one that
+# stopped before its first epoch, and refuses (exit 2, that run marked failed in the sweep's log)
+# one made with other options, so that one table never mixes settings. The same line serves
+# `relax submit` (every attempt runs it as it is) and GNU parallel.
 run_or_resume() {
   local dir="$1"; shift
-  local status
-  status="$(head -n 1 "$dir/status" 2>/dev/null || true)"
-  if [[ "$status" == completed ]]; then
-    echo "skip $dir (completed)" >&2
-  elif [[ -f "$dir/checkpoint.pt" ]]; then
-    emit train-vae --resume "$dir" --json --quiet
-  elif [[ -f "$dir/status" ]]; then
-    # --overwrite only a run directory (relax wrote its status file) left without a checkpoint;
-    # any other non-empty folder there makes train-vae refuse, exit 2, touching nothing
-    emit "$@" --out "$dir" --overwrite --json --quiet
-  else
-    emit "$@" --out "$dir" --json --quiet
-  fi
+  emit "$@" --out "$dir" --resume-existing --json --quiet
 }
 
 # new_log_dir: make and print OUT/logs/<UTC time>, a folder no earlier start of this sweep used
@@ -117,7 +108,7 @@ new_log_dir() {
 # `relax compare OUT --out OUT/compare [options]`. Each start of the sweep gets its own folder,
 # OUT/logs/<UTC start time>/, with commands.txt and each command's output in <n>.log (a
 # <n>.failed file holds a failed command's exit status): a sweep started again on the same OUT
-# (the reproduction scripts skip finished runs and resume interrupted ones) keeps the logs of
+# (the reproduction scripts' runs skip or resume themselves) keeps the logs of
 # every earlier start.
 run_sweep() {
   local -a cmds=()

@@ -39,8 +39,9 @@
 #
 # Runs are listed schedule by schedule (the first schedule's runs, and every method without a
 # temperature, come first), so a sweep cut short has whole rows. Started again with the same OUT,
-# the sweep skips completed runs and resumes interrupted ones (`relax train-vae --resume`), which
-# keep the options of their own config.json: to change MODEL, EPOCHS or EXTRA, use a new OUT.
+# the sweep continues where it stopped (`relax train-vae --resume-existing` on each line: a run
+# completed with the same options is skipped, an interrupted one resumed, one made with other
+# options refused, exit 2): to change MODEL or EXTRA, use a new OUT; a larger EPOCHS trains on.
 #
 # Environment (besides OUT, JOBS, DRY_RUN, SMOKE, RELAX: see common.sh):
 #   MODEL      paper (default) or notebook, see above

@@ -25,10 +25,10 @@
 #   DRY_RUN=1 experiments/vae_methods.sh > cmds.txt    # the commands only (GNU parallel, or | relax submit -)
 #
 # Runs are listed seed by seed (every method's seed 0 first), so a sweep cut short has whole
-# columns of the table. Started again with the same OUT, the sweep skips completed runs and
-# resumes interrupted ones (`relax train-vae --resume`): a long sweep can be run in pieces. A
-# resumed or skipped run keeps the options in its own config.json: to change PROTOCOL, EPOCHS or
-# EXTRA, use a new OUT (else the table mixes settings).
+# columns of the table. Started again with the same OUT, the sweep continues where it stopped:
+# each line has `relax train-vae --resume-existing`, which skips a run completed with the same
+# options, resumes an interrupted one and refuses (exit 2, reported in the sweep's log) a run made
+# with other options: to change PROTOCOL or EXTRA, use a new OUT; a larger EPOCHS trains on.
 #
 # Environment (besides OUT, JOBS, DRY_RUN, SMOKE, RELAX: see common.sh):
 #   PROTOCOL  notebook (default) or paper, see above

@@ -137,6 +137,85 @@ def test_fixed_vocabularies_are_listed_and_refused(tmp_path, run_cli):
         vae.checked(vae.TrainVaeOptions(method="gumbel-softmax", binarize="otsu"))
 
 
+def _files(path):
+    return {f.name: f.read_bytes() for f in sorted(path.iterdir()) if f.is_file()}
+
+
+def test_resume_existing_skips_continues_and_refuses_other_options(tmp_path, run_cli):
+    """--resume-existing (each line of the reproduction sweeps): the same line run again reads
+    the completed run and writes nothing; a larger --epochs trains the run on, as a true resume
+    (equal to a run made that long at once); other options, or fewer epochs, are refused (exit 2,
+    one line naming them) and touch nothing; it cannot go with --overwrite, --resume or no --out."""
+    kw = {"epochs": 1, "latent_dim": 3, "categories": 3, "resume_existing": True}
+    run = tmp_path / "run"
+    first = train(run, "gumbel-softmax", **kw)
+    before = _files(run)
+    assert train(run, "gumbel-softmax", **kw) == first and _files(run) == before
+    argv = ["train-vae", "--method", "gumbel-softmax", "--dataset", "synthetic", "--hidden", "32",
+            "--latent-dim", "3", "--categories", "3", "--eval-samples", "3", "--device", "cpu",
+            "--out", run, "--resume-existing", "--epochs", "1"]  # --seed 0 by default
+    for extra, named in ((["--lr", "0.01"], "--lr 0.001 there, 0.01 asked"),
+                         (["--seed", "1"], "--seed 0 there, 1 asked"),
+                         (["--prior", "learned"], "--prior uniform there, learned asked")):
+        code, _, err = run_cli([*argv, *extra])
+        assert code == 2 and named in err and len(err.strip().splitlines()) == 1, err
+    assert run_cli(argv)[0] == 0  # the same line by the CLI: completed, nothing to do
+    assert _files(run) == before
+    longer = train(run, "gumbel-softmax", **{**kw, "epochs": 2})
+    assert [r["epoch"] for r in read_metrics(run)] == [0, 1, 2]
+    assert len(json.loads((run / "config.json").read_text())["resumes"]) == 1
+    at_once = train(tmp_path / "at-once", "gumbel-softmax", **{**kw, "epochs": 2})
+    for key in ("test_neg_elbo", "test_iw_nll", "train_neg_elbo"):
+        assert longer[key] == at_once[key], key
+    code, _, err = run_cli(argv)
+    assert code == 2 and "completed 2 epochs" in err
+    for extra, named in ((["--overwrite"], "--overwrite"), ([], "needs --out")):
+        with pytest.raises(vae.BadInput, match=named):
+            vae.run_train_vae(vae.TrainVaeOptions(method="gumbel-softmax", **SMALL, **kw,
+                                                  out=None if not extra else run,
+                                                  overwrite=bool(extra)))
+    with pytest.raises(vae.BadInput, match="cannot go with --resume"):
+        vae.run_train_vae(vae.TrainVaeOptions(resume=run, resume_existing=True, out=run))
+
+
+def test_resume_existing_resumes_an_interrupted_run_and_restarts_one_cut_in_its_first_epoch(
+        tmp_path, monkeypatch):
+    """Stopped after a checkpoint: continued to the same numbers as an uninterrupted run. Stopped
+    before the first checkpoint: started afresh over the folder (relax's own run directory).
+    A folder relax did not make is refused, its files kept; so is another command's run."""
+    kw = {"epochs": 2, "latent_dim": 3, "categories": 3, "resume_existing": True}
+    full = train(tmp_path / "full", "gumbel-softmax", **kw)
+    real_evaluate = vae.evaluate
+    for cut_at, name in ((3, "cut-in-epoch-2"), (1, "cut-in-epoch-1")):
+        def interrupted_evaluate(*args, calls=[], cut_at=cut_at, **kwargs):  # noqa: B006 - a counter per loop
+            calls.append(1)
+            if len(calls) == cut_at:  # 1: epoch 0's pass (before any checkpoint); 3: epoch 2's test pass
+                raise KeyboardInterrupt
+            return real_evaluate(*args, **kwargs)
+
+        monkeypatch.setattr(vae, "evaluate", interrupted_evaluate)
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path / name, "gumbel-softmax", **kw)
+        monkeypatch.setattr(vae, "evaluate", real_evaluate)
+        assert (tmp_path / name / "status").read_text().startswith("interrupted")
+        assert (tmp_path / name / "checkpoint.pt").exists() == (cut_at == 3)
+        again = train(tmp_path / name, "gumbel-softmax", **kw)
+        for key in ("test_neg_elbo", "test_iw_nll", "train_neg_elbo"):
+            assert again[key] == full[key], (name, key)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert len(config.get("resumes", [])) == (cut_at == 3), name
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}")
+    with pytest.raises(vae.BadInput, match="not 'train-vae'"):
+        train(mine, "gumbel-softmax", **kw)
+    (mine / "config.json").unlink()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(vae.BadInput, match="not empty"):
+        train(mine, "gumbel-softmax", **kw)
+    assert _files(mine) == {"notes.txt": b"mine"}
+
+
 def test_cli_json_summary(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train-vae", "--method", "st-gumbel-softmax", "--dataset", "synthetic", "--epochs", "1",
@@ -150,7 +229,7 @@ def test_cli_json_summary(tmp_path, capsys):
     options = json.loads((tmp_path / "r" / "config.json").read_text())["options"]
     fields = {f.name for f in dataclasses.fields(vae.TrainVaeOptions)}
     assert set(options) == fields - set(vae.NOT_RECORDED)
-    assert set(vae.NOT_RECORDED) == {"out", "overwrite", "resume", "tensorboard"}
+    assert set(vae.NOT_RECORDED) == {"out", "overwrite", "resume", "resume_existing", "tensorboard"}
     assert options["epochs"] == 1 and options["n_samples"] == 1 and options["threads"] >= 1
     assert options["dataset"] == "synthetic" and options["init"] == "xavier" and options["tau"] is None
 

@@ -201,8 +201,8 @@ def test_gpu_session_refuses_a_non_empty_out_and_reports_the_environment(tmp_pat
 def test_jang_sweep_picks_latents_from_the_registry_and_continues_an_earlier_sweep(tmp_path):
     """reproduce_jang2017.sh: each method gets the latent its registry record serves (200 Bernoulli
     units for muprop, 200 two-class categoricals for gumbel-softmax, none on 20x10 for a
-    Bernoulli-only method), Table 1's model by default, and started again on the same OUT it skips
-    a completed run and resumes one left with a checkpoint."""
+    Bernoulli-only method), Table 1's model by default, and each line continues what an earlier
+    start left in its folder (--resume-existing)."""
     out = tmp_path / "o"
     env = {"DRY_RUN": "1", "OUT": str(out), "SCHEDULES": "1e-4:1000", "RELAX": "relax",
            "METHODS": "gumbel-softmax muprop straight-through-bernoulli", "LRS": "1e-3"}
@@ -218,28 +218,11 @@ def test_jang_sweep_picks_latents_from_the_registry_and_continues_an_earlier_swe
     assert "--anneal-rate" not in rel["muprop/20x10/no-temperature/seed-0"]
     assert all("--hidden none --prior learned" in ln for ln in rel.values())
     assert "skip straight-through-bernoulli on 20x10" in r.stderr
-    done, cut = out / "muprop/20x10/no-temperature/seed-0", out / "gumbel-softmax/20x10/r1e-4-N1000/seed-0"
-    for d, status in ((done, "completed"), (cut, "interrupted")):
-        d.mkdir(parents=True)
-        (d / "status").write_text(status + "\n")
-    (cut / "checkpoint.pt").write_bytes(b"")
-    again = run_script(EXP / "reproduce_jang2017.sh", {**env, "MODEL": "notebook"}, tmp_path)
-    lines = again.stdout.splitlines()
-    assert len(lines) == 4 and not any(str(done) in ln for ln in lines)
-    assert f"relax train-vae --resume {cut} --json --quiet" in lines
-    assert all("--hidden 512,256 --prior uniform" in ln for ln in lines if "--resume" not in ln)
-    # a folder that is not a relax run (no status file) is never overwritten: train-vae refuses it
-    mine = out / "muprop/200x2/no-temperature/seed-0"
-    mine.mkdir(parents=True)
-    (mine / "notes.txt").write_text("mine")
-    third = run_script(EXP / "reproduce_jang2017.sh", env, tmp_path).stdout.splitlines()
-    line = next(ln for ln in third if str(mine) in ln)
-    assert "--overwrite" not in line
-    started = out / "muprop/20x10/no-temperature/seed-0"  # completed above; now a run cut in epoch 1
-    (started / "status").write_text("interrupted\n")
-    fourth = run_script(EXP / "reproduce_jang2017.sh", env, tmp_path).stdout.splitlines()
-    restarted = [ln for ln in fourth if str(started) in ln]
-    assert len(restarted) == 1 and [ln for ln in fourth if "--overwrite" in ln] == restarted
+    # every line continues its folder itself (train-vae --resume-existing: tests/test_cli_vae.py),
+    # so the same line is right whatever an earlier start left there
+    assert all(ln.endswith(f"--out {d} --resume-existing --json --quiet") for d, ln in runs.items())
+    notebook = run_script(EXP / "reproduce_jang2017.sh", {**env, "MODEL": "notebook"}, tmp_path)
+    assert all("--hidden 512,256 --prior uniform" in ln for ln in notebook.stdout.splitlines())
     bad = run_script(EXP / "reproduce_jang2017.sh", {**env, "MODEL": "deep"}, tmp_path)
     assert bad.returncode == 2 and "MODEL" in bad.stderr
 
@@ -276,8 +259,8 @@ def test_jang_sweep_searches_the_papers_optimiser_and_learning_rates(tmp_path):
 def test_methods_sweep_paper_protocol_lists_seed_by_seed_and_continues(tmp_path):
     """vae_methods.sh: PROTOCOL=paper gives every method Table 1's model and protocol (a linear VAE,
     learned prior, validation selection, 1000-sample bound, 91 epochs, r = 1e-4 every 1000 steps);
-    the runs come seed by seed; started again on the same OUT it skips a completed run, resumes
-    one with a checkpoint and starts the rest afresh."""
+    the runs come seed by seed, each line continuing what an earlier start left in its folder
+    (--resume-existing)."""
     out = tmp_path / "o"
     env = {"DRY_RUN": "1", "OUT": str(out), "RELAX": "relax", "PROTOCOL": "paper",
            "SEEDS": "0 1", "METHODS": "gumbel-softmax,arm"}
@@ -294,18 +277,9 @@ def test_methods_sweep_paper_protocol_lists_seed_by_seed_and_continues(tmp_path)
     notebook = run_script(EXP / "vae_methods.sh", {**env, "PROTOCOL": "notebook"}, tmp_path)
     assert notebook.returncode == 0 and all(
         "--hidden" not in ln and "--epochs 50 " in ln for ln in notebook.stdout.splitlines())
-    done, cut = out / "arm/seed-0", out / "gumbel-softmax/seed-1"
-    for d, status in ((done, "completed"), (cut, "interrupted")):
-        d.mkdir(parents=True)
-        (d / "status").write_text(status + "\n")
-    (cut / "checkpoint.pt").write_bytes(b"")
-    again = run_script(EXP / "vae_methods.sh", env, tmp_path)
-    lines = again.stdout.splitlines()
-    assert len(lines) == 3 and not any(str(done) in ln for ln in lines)
-    assert f"relax train-vae --resume {cut} --json --quiet" in lines
-    assert f"skip {done} (completed)" in again.stderr
+    assert all(ln.endswith(" --resume-existing --json --quiet") for ln in lines)
     smoke = run_script(EXP / "vae_methods.sh", {**env, "SMOKE": "1"}, tmp_path).stdout.splitlines()
-    assert smoke and all("--val-size 32 --eval-samples 5 " in ln for ln in smoke if "--resume" not in ln)
+    assert smoke and all("--val-size 32 --eval-samples 5 " in ln for ln in smoke)
     bad = run_script(EXP / "vae_methods.sh", {**env, "PROTOCOL": "deep"}, tmp_path)
     assert bad.returncode == 2 and "PROTOCOL" in bad.stderr
 

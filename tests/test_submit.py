@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from relaxcli.commands import submit as sub
+from relaxcli.errors import BadInput
 from relaxcli.runs import read_metrics, read_status
 
 submitit = pytest.importorskip("submitit")
@@ -158,6 +159,20 @@ def test_existing_run_dir_is_refused_before_submitting(tmp_path, run_cli, monkey
     (tmp_path / "old" / "x").write_text("x")
     code, _, err = run_cli(["submit", _commands(tmp_path, ["relax sample arm --out old"])])
     assert code == 2 and "exists and is not empty" in err
+
+
+def test_a_resume_existing_line_may_find_its_run_and_runs_as_it_is_every_attempt(tmp_path, monkeypatch):
+    """The reproduction scripts' lines (train-vae --resume-existing) continue the run an earlier
+    sweep left in their folder: submit accepts that folder and reruns the line itself on a later
+    attempt (it skips, resumes or restarts the run on its own); other lines are still refused."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "x").write_text("x")
+    line = f"{TINY_VAE} --epochs 2 --out old --resume-existing"
+    _, (task,) = sub.plan_tasks([("line 1", line)], tmp_path / "sweep")
+    assert task.resume_argv == task.argv and "--resume" not in task.argv
+    with pytest.raises(BadInput, match="exists and is not empty"):
+        sub.plan_tasks([("line 1", line.replace(" --resume-existing", ""))], tmp_path / "sweep2")
 
 
 def test_a_sweep_is_not_written_into_a_folder_holding_other_files(tmp_path, run_cli, monkeypatch):

@@ -688,6 +688,25 @@ def _clear_dir(path: Path) -> None:
         child.unlink()
 
 
+def read_run_config(path: Path | str, command: str, flag: str = "--resume") -> dict:
+    """The config.json of run directory ``path``, which must be a run of ``command``; anything
+    else (no config.json, unreadable, another command's run) is bad input naming ``flag``."""
+    path = Path(path)
+    cfg_path = path / "config.json"
+    if not cfg_path.exists():
+        raise RunDirError(f"{flag} {str(path)!r} is not a run directory (no config.json)")
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(f"{flag} {str(path)!r}: config.json is unreadable ({e})") from None
+    if not isinstance(config, dict):
+        raise RunDirError(f"{flag} {str(path)!r}: config.json is not a relax run's config")
+    if config.get("command") != command:
+        raise RunDirError(
+            f"{flag} {str(path)!r} is a {config.get('command')!r} run, not {command!r}")
+    return config
+
+
 def open_for_resume(path: Path | str, command: str, allow_completed: bool = False) -> Run:
     """Reopen an existing run directory of ``command`` to continue it, and lock it.
 
@@ -697,18 +716,7 @@ def open_for_resume(path: Path | str, command: str, allow_completed: bool = Fals
     resume that cannot start (unreadable checkpoint, missing data) marks the run ``failed``.
     """
     path = Path(path)
-    cfg_path = path / "config.json"
-    if not cfg_path.exists():
-        raise RunDirError(f"--resume {str(path)!r} is not a run directory (no config.json)")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunDirError(f"--resume {str(path)!r}: config.json is unreadable ({e})") from None
-    if not isinstance(config, dict):
-        raise RunDirError(f"--resume {str(path)!r}: config.json is not a relax run's config")
-    if config.get("command") != command:
-        raise RunDirError(
-            f"--resume {str(path)!r} is a {config.get('command')!r} run, not {command!r}")
+    config = read_run_config(path, command)
     if read_status(path) == "completed" and not allow_completed:
         raise RunDirError(f"--resume {str(path)!r} is already completed; nothing to resume")
     lock = RunLock.acquire(path)

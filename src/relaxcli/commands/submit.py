@@ -22,7 +22,10 @@ A task runs its command in a child process (relax's CLI in ``python``, from the 
 SIGTERM (the run is marked ``interrupted``, keeping its last checkpoint) and the task is requeued.
 Any later attempt (submitit's requeue, or Slurm requeueing the job itself) resumes
 ``train-vae`` and ``reinforce`` runs with ``--resume`` and restarts the other, short commands
-with ``--overwrite``; a run already completed is not run again.
+with ``--overwrite``; a run already completed is not run again. A ``train-vae`` line with
+``--resume-existing`` (what the reproduction scripts print) is run as it is on every attempt: it
+skips, resumes or restarts its run itself, so its --out may already hold the run of an earlier
+sweep.
 
 Example:
     >>> DRY_RUN = "DRY_RUN=1 experiments/vae_methods.sh | relax submit - --executor slurm"  # doctest: +SKIP
@@ -231,12 +234,18 @@ def plan_tasks(lines: list[tuple[str, str]], out: Path | None) -> tuple[Path, li
         if "--resume" in args or any(a.startswith("--resume=") for a in args):
             raise BadInput(f"{where}: --resume in a sweep line; submit continues interrupted runs "
                            "itself (give the original command)")
-        if (run_out.is_dir() and any(run_out.iterdir()) and "--overwrite" not in args):
+        # a --resume-existing line (the reproduction scripts') continues or skips the run its
+        # folder holds, every attempt, and refuses one made with other options itself
+        continues = args[0] == "train-vae" and "--resume-existing" in args
+        if (run_out.is_dir() and any(run_out.iterdir()) and "--overwrite" not in args
+                and not continues):
             raise BadInput(f"{where}: --out {given} exists and is not empty, so the run would "
                            "refuse it; use a new --out or add --overwrite to the line")
         keep = [a for a in ("--quiet", "-q", "--json") if a in args]
         threads = _option_value(args, "--threads")
-        if args[0] in RESUMABLE:
+        if continues:
+            resume = list(args)
+        elif args[0] in RESUMABLE:
             resume = [args[0], "--resume", str(run_out), *keep,
                       *(["--threads", threads] if threads else [])]
         else:

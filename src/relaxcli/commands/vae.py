@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -97,16 +98,19 @@ from relaxcli.options import Choice, RunOptions, option
 from relaxcli.report import Curve, Metric, Report, declare_report
 from relaxcli.runs import (
     Refused,
+    RunDirError,
     RunFailed,
     create_run,
     load_checkpoint,
     open_for_resume,
     preparing,
+    read_run_config,
     read_status,
     resolve_device,
     run_context,
     seed_everything,
     set_threads,
+    to_jsonable,
 )
 
 COMMAND = "train-vae"
@@ -274,6 +278,12 @@ class TrainVaeOptions(RunOptions):
     resume: Path | None = option(None, "--resume", help=(
         "Continue a run directory after its last completed epoch (options come from its "
         "config.json, except --epochs); results equal an uninterrupted run."))
+    resume_existing: bool = option(False, "--resume-existing", help=(
+        "For sweeps that are run again: when --out already holds a train-vae run started with "
+        "these same options, skip it if completed (its summary is printed), continue it from its "
+        "checkpoint if it stopped, start it afresh if it stopped before its first epoch; a run "
+        "there with other options is refused (exit 2, the differences named). --epochs and "
+        "--threads may differ (a larger --epochs trains the run on)."))
     tensorboard: bool = option(False, "--tensorboard", help=(
         "Also write TensorBoard event files beside metrics.jsonl (which stays the record), for "
         "`tensorboard --logdir runs`; needs pip install tensorboard. A --resume keeps the "
@@ -285,7 +295,7 @@ VOCABULARIES = {"dataset": Dataset, "binarize": Binarize, "input_coding": InputC
                 "init": Init, "prior": Prior, "optimizer": Optimizer,
                 "latent_family": registry.Family}
 # where a run is written and how it is watched, not how it is trained
-NOT_RECORDED = ("out", "overwrite", "resume", "tensorboard")
+NOT_RECORDED = ("out", "overwrite", "resume", "resume_existing", "tensorboard")
 
 
 def recorded(options: TrainVaeOptions) -> dict:
@@ -571,6 +581,10 @@ def unchecked_distributions():
 def run_train_vae(options: TrainVaeOptions, reporter: Reporter | None = None) -> dict:
     """Train the VAE (see the module docstring) and return the summary dict."""
     reporter = reporter or Reporter(quiet=True)
+    if options.resume_existing:
+        options, finished = existing_run(options, reporter)
+        if finished is not None:
+            return finished
     with contextlib.ExitStack() as preparation:
         run = None
         if options.resume is not None:  # a resume that cannot start (data gone...) marks it failed
@@ -676,24 +690,90 @@ def _check(cond: bool, message: str) -> None:
         raise BadInput(message)
 
 
-def options_of_resumed_run(run, given: TrainVaeOptions) -> TrainVaeOptions:
-    """The options a resumed run was started with (RESUME_DEFAULTS for the keys an older run
-    lacks), changed only where a resume may: --epochs (train for longer) and --threads."""
-    _check_resume_epochs(run, given.epochs)
+def saved_options(config: dict) -> TrainVaeOptions:
+    """The options a run was started with, from its config.json (RESUME_DEFAULTS for the keys an
+    older run lacks)."""
     fields = {f.name for f in dataclasses.fields(TrainVaeOptions)}
-    saved = {key: value for key, value in {**RESUME_DEFAULTS, **run.config["options"]}.items()
+    saved = {key: value for key, value in {**RESUME_DEFAULTS, **config.get("options", {})}.items()
              if key in fields and key not in NOT_RECORDED}
     if saved.get("tau_min") is None and saved.get("method") in registry.METHODS:
         # runs made before config.json recorded the floor: min(0.5, tau0) was the only rule then
         method = registry.get_method(saved["method"])
         tau0 = saved.get("tau") or method.default_tau or 1.0
         saved["tau_min"] = min(0.5, tau0)
-    options = TrainVaeOptions(**saved, resume=given.resume)
+    return TrainVaeOptions(**saved)
+
+
+def options_of_resumed_run(run, given: TrainVaeOptions) -> TrainVaeOptions:
+    """The options a resumed run was started with (:func:`saved_options`), changed only where a
+    resume may: --epochs (train for longer) and --threads."""
+    _check_resume_epochs(run, given.epochs)
+    options = dataclasses.replace(saved_options(run.config), resume=given.resume)
     if given.epochs is not None:
         options = dataclasses.replace(options, epochs=given.epochs)
     if given.threads is not None:  # the thread count does not change the model either
         options = dataclasses.replace(options, threads=given.threads)
     return options
+
+
+# a resume may change these (options_of_resumed_run); every other recorded option must match
+MAY_DIFFER_ON_RESUME = ("epochs", "threads")
+
+
+def existing_run(options: TrainVaeOptions, reporter: Reporter) -> tuple[TrainVaeOptions, dict | None]:
+    """--resume-existing: what to do with the run directory --out, so that a sweep's command line
+    can be run again as it is. Returns (the options to run with, None), or (options, the
+    summary) of a run that completed with these options (nothing to do, nothing written).
+
+    No run there: a new run (create_run refuses a non-empty folder that relax did not make).
+    A train-vae run started with the same recorded options (all but --epochs and --threads, both
+    after the defaults are resolved as the run resolved them): completed with as many epochs,
+    its summary; stopped with a checkpoint, or completed with fewer epochs than asked, a resume
+    (--resume's own checks apply); stopped before its first checkpoint, a fresh start over it
+    (--overwrite, which only ever empties a relax run directory). Other options: refused, exit 2,
+    with what differs, since continuing it would mix settings in a sweep's table."""
+    _check(options.resume is None, "--resume-existing takes the run's options from the command "
+           "line; it cannot go with --resume (which takes them from config.json)")
+    _check(not options.overwrite, "--resume-existing keeps what --out holds; it cannot go with "
+           "--overwrite (which replaces it)")
+    _check(options.out is not None, "--resume-existing needs --out: the run directory to continue")
+    path = Path(options.out)
+    options = dataclasses.replace(options, resume_existing=False)
+    if not (path / "config.json").exists():
+        return options, None
+    config = read_run_config(path, COMMAND, flag="--resume-existing --out")
+    asked, there = (to_jsonable(recorded(plan_run(o).options)) for o in (options, saved_options(config)))
+    differ = [f"--{key.replace('_', '-')} {there.get(key)} there, {value} asked"
+              for key, value in asked.items() if key not in MAY_DIFFER_ON_RESUME and value != there.get(key)]
+    if differ:
+        raise Refused(f"--resume-existing: {path} holds a run with other options ({'; '.join(differ)}); "
+                      "give a new --out, or --resume it with its own options")
+    status = read_status(path)
+    if status == "completed":
+        summary = _read_summary(path)
+        if summary.get("epochs") == asked["epochs"]:
+            reporter.print(f"{path}: completed with these options; nothing to do")
+            return options, summary
+        if not isinstance(summary.get("epochs"), int) or summary["epochs"] > asked["epochs"]:
+            raise Refused(f"--resume-existing: {path} completed {summary.get('epochs')} epochs with "
+                          f"these options, --epochs {asked['epochs']} asks for another length; give "
+                          "a new --out")
+    if status == "completed" or (path / CHECKPOINT).exists():
+        reporter.print(f"{path}: {status}; resuming it (--resume) up to epoch {asked['epochs']}")
+        return TrainVaeOptions(resume=path, epochs=asked["epochs"], threads=options.threads), None
+    reporter.print(f"{path}: {status or 'no status'} before its first epoch ended; starting it afresh")
+    return dataclasses.replace(options, overwrite=True), None
+
+
+def _read_summary(path: Path) -> dict:
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(f"{path} is marked completed but its summary.json is unreadable ({e}); "
+                          "give a new --out") from None
+    if not isinstance(summary, dict):
+        raise RunDirError(f"{path} is marked completed but its summary.json is not a summary")
+    return summary
 
 
 def _check_resume_epochs(run, epochs: int | None) -> None:
