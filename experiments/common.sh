@@ -78,12 +78,13 @@ emit() {
   printf '%s\n' "$line"
 }
 
-# run_or_resume DIR train-vae ARGS...: the line for one train-vae run directory (ARGS --out DIR
-# --resume-existing), so that a sweep started again on the same OUT continues where it stopped:
-# train-vae skips a run completed with these options, resumes one that stopped, restarts one that
-# stopped before its first epoch, and refuses (exit 2, that run marked failed in the sweep's log)
-# one made with other options, so that one table never mixes settings. The same line serves
-# `relax submit` (every attempt runs it as it is) and GNU parallel.
+# run_or_resume DIR COMMAND ARGS...: the line for one train-vae or reinforce run directory (ARGS
+# --out DIR --resume-existing), so that a sweep started again on the same OUT continues where it
+# stopped: the command skips a run completed with these options, resumes one that stopped,
+# restarts one that stopped before its first epoch or update, and refuses (exit 2, that run
+# marked failed in the sweep's log) one made with other options, so that one table never mixes
+# settings and no run is replaced. The same line serves `relax submit` (every attempt runs it as
+# it is) and GNU parallel.
 run_or_resume() {
   local dir="$1"; shift
   emit "$@" --out "$dir" --resume-existing --json --quiet

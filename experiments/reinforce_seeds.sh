@@ -17,8 +17,11 @@
 #             (SMOKE: "reinforce:learned relax:learned muprop reinmax")
 #   EPISODES  env var, episode budget per run (default 1000; SMOKE: 20)
 #   ENV_ID    env var, gymnasium environment (default Acrobot-v1)
-# Runs that already completed (status "completed" in their directory) are not run again, so an
-# interrupted sweep can be started again with the same OUT.
+# Started again with the same OUT, the sweep continues where it stopped: each line has
+# `relax reinforce --resume-existing`, which skips a run completed with the same options, resumes
+# an interrupted one from its last update (the numbers equal an uninterrupted run's) and refuses
+# (exit 2, reported in the sweep's log) a run made with other options (EPISODES, ENV_ID, extra
+# options): use a new OUT to change them.
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/common.sh"
@@ -44,14 +47,8 @@ for cfg in $CONFIGS; do
     est="$cfg"; name="$est-critic"; baseline=()
   fi
   for seed in $SEEDS; do
-    dir="$OUT/$name/seed$seed"
-    if [[ "$(head -n 1 "$dir/status" 2>/dev/null)" == completed ]]; then
-      echo "skip $dir (completed)" >&2
-      continue
-    fi
-    # --overwrite: a run left half-done by an interrupted sweep starts again from scratch.
-    emit reinforce --env "$ENV_ID" --estimator "$est" "${baseline[@]}" --seed "$seed" \
-      --episodes "$EPISODES" --stop-when-solved --device cpu --quiet --json \
-      --out "$dir" --overwrite "$@"
+    run_or_resume "$OUT/$name/seed$seed" \
+      reinforce --env "$ENV_ID" --estimator "$est" "${baseline[@]}" --seed "$seed" \
+      --episodes "$EPISODES" --stop-when-solved --device cpu "$@"
   done
 done | run_sweep

@@ -368,6 +368,54 @@ def test_run_directories_of_relaxcli_0_1_still_resume(tmp_path, run_cli, name):
         assert summary["eval_return_greedy"] == 54.0
 
 
+def test_resume_existing_skips_resumes_restarts_and_refuses_other_options(tmp_path, run_cli, monkeypatch):
+    """--resume-existing (each line of reinforce_seeds.sh): the same line run again on a completed
+    run prints its summary and writes nothing; on a run cut after some updates it resumes to the
+    uninterrupted run's numbers; cut before its first update, it starts afresh; a run made with
+    other options is refused (exit 2, one line naming them) and left as it was; a relaxcli 0.1
+    run (baseline "value") matches the line that names its new baseline and resumes."""
+    import shutil
+
+    def files(path):
+        return {f.name: f.read_bytes() for f in sorted(path.iterdir()) if f.is_file()}
+
+    args = ["reinforce", "--env", "CartPole-v1", "--episodes", "8", "--num-envs", "2", "--hidden", "8",
+            "--eval-episodes", "2", "--seed", "3", "--device", "cpu", "--json", "--resume-existing"]
+    code, stdout, err = run_cli([*args, "--out", str(tmp_path / "full")])
+    assert code == 0, err
+    full = json.loads(stdout)
+    before = files(tmp_path / "full")
+    code, stdout, err = run_cli([*args, "--out", str(tmp_path / "full")])
+    assert code == 0 and json.loads(stdout) == full and files(tmp_path / "full") == before, err
+    for extra, named in ((["--lr", "0.01"], "--lr 0.003 there, 0.01 asked"),
+                         (["--episodes", "10"], "--episodes 8 there, 10 asked"),
+                         (["--baseline", "none"], "--baseline learned there, none asked")):
+        code, _, err = run_cli([*args, *extra, "--out", str(tmp_path / "full")])
+        assert code == 2 and named in err and len(err.strip().splitlines()) == 1, err
+    assert files(tmp_path / "full") == before
+    code, _, err = run_cli([*args, "--out", str(tmp_path / "full"), "--overwrite"])
+    assert code == 2 and "cannot go with --overwrite" in err and files(tmp_path / "full") == before
+
+    for batch, name in ((3, "cut-after-2-updates"), (1, "cut-before-any-update")):
+        out = tmp_path / name
+        code, _, _ = run_interrupted(run_cli, monkeypatch, [*args, "--out", str(out)], batch)
+        assert code == 130 and (out / "status").read_text().startswith("interrupted")
+        assert (out / "checkpoint.pt").exists() == (batch == 3)
+        code, stdout, err = run_cli([*args, "--out", str(out)])
+        assert code == 0, err
+        assert comparable(json.loads(stdout)) == comparable(full), name
+        assert returns_of(out) == returns_of(tmp_path / "full"), name
+        assert len(json.loads((out / "config.json").read_text()).get("resumes", [])) == (batch == 3)
+
+    old = tmp_path / "old"
+    shutil.copytree(OLD_RUNS / "reinforce-value", old)
+    code, stdout, err = run_cli(["reinforce", "--env", "CartPole-v1", "--episodes", "8", "--num-envs",
+                                 "2", "--hidden", "8", "--eval-episodes", "2", "--seed", "7", "--device",
+                                 "cpu", "--baseline", "learned", "--resume-existing", "--out", str(old)])
+    assert code == 0, err
+    assert returns_of(old) == [70, 14, 60, 53, 22, 30, 46, 40]
+
+
 # ------------------------------------------------------------------ MuProp and the critic methods
 def test_critic_methods_come_from_the_registry():
     """Every categorical method that is not a score-function estimator, samples one-hot points

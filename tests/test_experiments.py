@@ -384,3 +384,18 @@ def test_kl_decomposition_of_a_run(tmp_path):
     assert row["kl"] == pytest.approx(s["test_kl"], rel=1e-4) and row["latent"] == "4x3"
     bad = subprocess.run([*script, str(tmp_path / "ln")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no discrete posterior" in bad.stderr
+
+
+def test_reinforce_seeds_lines_continue_their_runs_and_never_overwrite(tmp_path):
+    """reinforce_seeds.sh started again on the same OUT must not replace an earlier run: each
+    line is `relax reinforce --resume-existing` (skip a completed run, resume an interrupted one,
+    refuse one made with other options: tests/test_cli_reinforce.py), never --overwrite."""
+    r = run_script(EXP / "reinforce_seeds.sh", {"DRY_RUN": "1", "SEEDS": "0 1", "OUT": "o",
+                                                "CONFIGS": "reinforce:learned muprop"}, tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 4 and not any("--overwrite" in ln for ln in lines)
+    assert all(ln.startswith("relax reinforce ") and " --resume-existing " in f"{ln} " for ln in lines)
+    assert {shlex.split(ln)[shlex.split(ln).index("--out") + 1] for ln in lines} == {
+        "o/reinforce-learned/seed0", "o/reinforce-learned/seed1", "o/muprop-critic/seed0",
+        "o/muprop-critic/seed1"}

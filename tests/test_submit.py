@@ -162,17 +162,19 @@ def test_existing_run_dir_is_refused_before_submitting(tmp_path, run_cli, monkey
 
 
 def test_a_resume_existing_line_may_find_its_run_and_runs_as_it_is_every_attempt(tmp_path, monkeypatch):
-    """The reproduction scripts' lines (train-vae --resume-existing) continue the run an earlier
-    sweep left in their folder: submit accepts that folder and reruns the line itself on a later
-    attempt (it skips, resumes or restarts the run on its own); other lines are still refused."""
+    """The sweep scripts' lines (train-vae or reinforce --resume-existing) continue the run an
+    earlier sweep left in their folder: submit accepts that folder and reruns the line itself on a
+    later attempt (it skips, resumes or restarts the run on its own); other lines are still
+    refused."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "x").write_text("x")
-    line = f"{TINY_VAE} --epochs 2 --out old --resume-existing"
-    _, (task,) = sub.plan_tasks([("line 1", line)], tmp_path / "sweep")
-    assert task.resume_argv == task.argv and "--resume" not in task.argv
-    with pytest.raises(BadInput, match="exists and is not empty"):
-        sub.plan_tasks([("line 1", line.replace(" --resume-existing", ""))], tmp_path / "sweep2")
+    for k, line in enumerate((f"{TINY_VAE} --epochs 2 --out old --resume-existing",
+                              "relax reinforce --env CartPole-v1 --episodes 4 --out old --resume-existing")):
+        _, (task,) = sub.plan_tasks([("line 1", line)], tmp_path / f"sweep{k}")
+        assert task.resume_argv == task.argv and "--resume" not in task.argv
+        with pytest.raises(BadInput, match="exists and is not empty"):
+            sub.plan_tasks([("line 1", line.replace(" --resume-existing", ""))], tmp_path / f"other{k}")
 
 
 def test_a_sweep_is_not_written_into_a_folder_holding_other_files(tmp_path, run_cli, monkeypatch):

@@ -723,6 +723,27 @@ def open_for_resume(path: Path | str, command: str, allow_completed: bool = Fals
     return Run(path, config, lock, resumed=True)
 
 
+def option_differences(asked: dict, there: dict, may_differ: tuple[str, ...] = ()) -> list[str]:
+    """For ``--resume-existing``: each recorded option (JSON values) of the run ``there`` that the
+    command line ``asked`` differently, as ``--lr 0.001 there, 0.01 asked``; ``may_differ`` are
+    the options a resume may change (they are not compared)."""
+    return [f"--{key.replace('_', '-')} {there.get(key)} there, {value} asked"
+            for key, value in asked.items() if key not in may_differ and value != there.get(key)]
+
+
+def read_summary(path: Path | str) -> dict:
+    """summary.json of a run marked completed; unreadable, it is bad input naming the folder."""
+    path = Path(path)
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(f"{path} is marked completed but its summary.json is unreadable ({e}); "
+                          "give a new --out") from None
+    if not isinstance(summary, dict):
+        raise RunDirError(f"{path} is marked completed but its summary.json is not a summary")
+    return summary
+
+
 class Refused(BadInput):
     """A request that a run directory refuses as asked (e.g. ``--resume --epochs`` not beyond the
     last saved epoch): exit 2, and the run's status stays what it was."""

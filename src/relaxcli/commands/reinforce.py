@@ -108,13 +108,19 @@ from relaxcli.methods import METHODS, Family, Kind, Method, format_setting, pars
 from relaxcli.options import RunOptions, option
 from relaxcli.report import Curve, Metric, Report, declare_report
 from relaxcli.runs import (
+    Refused,
+    RunDirError,
     RunFailed,
     atomic_write_bytes,
     atomic_write_text,
     create_run,
     load_checkpoint,
     open_for_resume,
+    option_differences,
     preparing,
+    read_run_config,
+    read_status,
+    read_summary,
     resolve_device,
     run_context,
     seed_everything,
@@ -123,7 +129,7 @@ from relaxcli.runs import (
 
 COMMAND = "reinforce"
 # options that say where a run is written and how it is watched, not what it computes
-RUN_PLUMBING = ("out", "overwrite", "resume", "tensorboard")
+RUN_PLUMBING = ("out", "overwrite", "resume", "resume_existing", "tensorboard")
 SOLVE_WINDOW = 100          # episodes in the moving average that defines "solved"
 MOVING_AVERAGE_DECAY = 0.9  # decay of the moving-average baseline
 VALUE_EPOCHS = 5            # full-batch regression steps of V_psi per update
@@ -211,6 +217,12 @@ class ReinforceOptions(RunOptions):
     resume: Path | None = option(None, "--resume", show_default=False, help=(
         "Continue an interrupted run directory after its last completed update (all other "
         "options come from its config.json); results equal an uninterrupted run."))
+    resume_existing: bool = option(False, "--resume-existing", help=(
+        "For sweeps that are run again: when --out already holds a reinforce run started with "
+        "these same options, skip it if completed (its summary is printed), continue it from its "
+        "last update if it stopped, start it afresh if it stopped before its first update; a run "
+        "there with other options is refused (exit 2, the differences named). --threads may "
+        "differ."))
     tensorboard: bool = option(False, "--tensorboard", help=(
         "Also write TensorBoard event files beside metrics.jsonl (which stays the record), for "
         "`tensorboard --logdir runs`; needs pip install tensorboard."))
@@ -937,6 +949,50 @@ def print_summary(reporter, o: ReinforceOptions, summary: dict) -> None:
 
 
 # ======================================================================================= run
+def existing_run(options: ReinforceOptions, reporter) -> tuple[ReinforceOptions, dict | None]:
+    """--resume-existing: what to do with the run directory --out, so that a sweep's command line
+    can be run again as it is. Returns (the options to run with, None), or (options, the
+    summary) of a run that completed with these options (nothing to do, nothing written).
+
+    No run there: a new run (create_run refuses a non-empty folder that relax did not make). A
+    reinforce run started with the same options (all but --threads, both read as
+    :meth:`ReinforceOptions.checked` reads them, so a relaxcli 0.1 baseline name matches its new
+    name): completed, its summary; stopped after an update (checkpoint.pt), a --resume, which
+    equals an uninterrupted run; stopped before, a fresh start over it (--overwrite, which only
+    ever empties a relax run directory). Other options: refused, exit 2, with what differs, since
+    continuing it would mix settings in a sweep's table."""
+    if options.resume is not None:
+        raise BadInput("--resume-existing takes the run's options from the command line; it "
+                       "cannot go with --resume (which takes them from config.json)")
+    if options.overwrite:
+        raise BadInput("--resume-existing keeps what --out holds; it cannot go with --overwrite "
+                       "(which replaces it)")
+    if options.out is None:
+        raise BadInput("--resume-existing needs --out: the run directory to continue")
+    path = Path(options.out)
+    options = dataclasses.replace(options, resume_existing=False)
+    if not (path / "config.json").exists():
+        return options, None
+    config = read_run_config(path, COMMAND, flag="--resume-existing --out")
+    saved = config.get("options")
+    if not isinstance(saved, dict):
+        raise RunDirError(f"--resume-existing --out {str(path)!r}: config.json has no options")
+    there = ReinforceOptions.from_config(saved, None).checked().config()
+    differ = option_differences(options.checked().config(), there, ("threads",))
+    if differ:
+        raise Refused(f"--resume-existing: {path} holds a run with other options ({'; '.join(differ)}); "
+                      "give a new --out, or --resume it with its own options")
+    status = read_status(path)
+    if status == "completed":
+        reporter.print(f"{path}: completed with these options; nothing to do")
+        return options, read_summary(path)
+    if (path / "checkpoint.pt").exists():
+        reporter.print(f"{path}: {status}; resuming it (--resume)")
+        return ReinforceOptions(resume=path, threads=options.threads), None
+    reporter.print(f"{path}: {status or 'no status'} before its first update ended; starting it afresh")
+    return dataclasses.replace(options, overwrite=True), None
+
+
 def reinforce(options: ReinforceOptions | None = None, reporter=None) -> dict:
     """Train, evaluate and save; returns the summary dict (also written to summary.json).
 
@@ -945,6 +1001,10 @@ def reinforce(options: ReinforceOptions | None = None, reporter=None) -> dict:
     """
     started = time.perf_counter()
     options, reporter = options or ReinforceOptions(), reporter or Reporter(quiet=True)
+    if options.resume_existing:
+        options, finished = existing_run(options, reporter)
+        if finished is not None:
+            return finished
     resume, out, overwrite, tensorboard = (options.resume, options.out, options.overwrite,
                                            options.tensorboard)
     run, ckpt = (open_for_resume(resume, COMMAND), None) if resume is not None else (None, None)

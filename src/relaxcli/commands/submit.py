@@ -22,8 +22,8 @@ A task runs its command in a child process (relax's CLI in ``python``, from the 
 SIGTERM (the run is marked ``interrupted``, keeping its last checkpoint) and the task is requeued.
 Any later attempt (submitit's requeue, or Slurm requeueing the job itself) resumes
 ``train-vae`` and ``reinforce`` runs with ``--resume`` and restarts the other, short commands
-with ``--overwrite``; a run already completed is not run again. A ``train-vae`` line with
-``--resume-existing`` (what the reproduction scripts print) is run as it is on every attempt: it
+with ``--overwrite``; a run already completed is not run again. A ``train-vae`` or ``reinforce``
+line with ``--resume-existing`` (what the sweep scripts print) is run as it is on every attempt: it
 skips, resumes or restarts its run itself, so its --out may already hold the run of an earlier
 sweep.
 
@@ -236,7 +236,7 @@ def plan_tasks(lines: list[tuple[str, str]], out: Path | None) -> tuple[Path, li
                            "itself (give the original command)")
         # a --resume-existing line (the reproduction scripts') continues or skips the run its
         # folder holds, every attempt, and refuses one made with other options itself
-        continues = args[0] == "train-vae" and "--resume-existing" in args
+        continues = args[0] in RESUMABLE and "--resume-existing" in args
         if (run_out.is_dir() and any(run_out.iterdir()) and "--overwrite" not in args
                 and not continues):
             raise BadInput(f"{where}: --out {given} exists and is not empty, so the run would "

@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -98,14 +97,15 @@ from relaxcli.options import Choice, RunOptions, option
 from relaxcli.report import Curve, Metric, Report, declare_report
 from relaxcli.runs import (
     Refused,
-    RunDirError,
     RunFailed,
     create_run,
     load_checkpoint,
     open_for_resume,
+    option_differences,
     preparing,
     read_run_config,
     read_status,
+    read_summary,
     resolve_device,
     run_context,
     seed_everything,
@@ -743,14 +743,13 @@ def existing_run(options: TrainVaeOptions, reporter: Reporter) -> tuple[TrainVae
         return options, None
     config = read_run_config(path, COMMAND, flag="--resume-existing --out")
     asked, there = (to_jsonable(recorded(plan_run(o).options)) for o in (options, saved_options(config)))
-    differ = [f"--{key.replace('_', '-')} {there.get(key)} there, {value} asked"
-              for key, value in asked.items() if key not in MAY_DIFFER_ON_RESUME and value != there.get(key)]
+    differ = option_differences(asked, there, MAY_DIFFER_ON_RESUME)
     if differ:
         raise Refused(f"--resume-existing: {path} holds a run with other options ({'; '.join(differ)}); "
                       "give a new --out, or --resume it with its own options")
     status = read_status(path)
     if status == "completed":
-        summary = _read_summary(path)
+        summary = read_summary(path)
         if summary.get("epochs") == asked["epochs"]:
             reporter.print(f"{path}: completed with these options; nothing to do")
             return options, summary
@@ -763,17 +762,6 @@ def existing_run(options: TrainVaeOptions, reporter: Reporter) -> tuple[TrainVae
         return TrainVaeOptions(resume=path, epochs=asked["epochs"], threads=options.threads), None
     reporter.print(f"{path}: {status or 'no status'} before its first epoch ended; starting it afresh")
     return dataclasses.replace(options, overwrite=True), None
-
-
-def _read_summary(path: Path) -> dict:
-    try:
-        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunDirError(f"{path} is marked completed but its summary.json is unreadable ({e}); "
-                          "give a new --out") from None
-    if not isinstance(summary, dict):
-        raise RunDirError(f"{path} is marked completed but its summary.json is not a summary")
-    return summary
 
 
 def _check_resume_epochs(run, epochs: int | None) -> None:
