@@ -12,6 +12,10 @@
 #   SMOKE=1 experiments/vae_ablation.sh                # synthetic data, 1 epoch: plumbing only
 #   DRY_RUN=1 experiments/vae_ablation.sh              # the commands only
 #
+# Started again with the same OUT, the sweep continues where it stopped (each line has
+# `relax train-vae --resume-existing`: completed runs skipped, interrupted ones resumed, runs made
+# with other options refused and left as they are).
+#
 # Environment (besides OUT, JOBS, DRY_RUN, SMOKE, RELAX: see common.sh):
 #   CONFIGS  which configurations (names below; default all)
 #   SEEDS    default "0"
@@ -48,7 +52,8 @@ for name in $(list_of "$CONFIGS"); do
   fi
   for seed in $SEEDS; do
     # shellcheck disable=SC2086  # the change is a list of options on purpose
-    emit train-vae "${base[@]}" ${change[$name]} --epochs "$EPOCHS" --seed "$seed" \
-      --dataset "$DATASET" --eval-samples 1 --out "$OUT/$name/seed-$seed" --json --quiet
+    run_or_resume "$OUT/$name/seed-$seed" \
+      train-vae "${base[@]}" ${change[$name]} --epochs "$EPOCHS" --seed "$seed" \
+      --dataset "$DATASET" --eval-samples 1
   done
 done | run_sweep

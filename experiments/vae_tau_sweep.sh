@@ -7,6 +7,10 @@
 #   TAUS="0.5 1" METHODS=gumbel-softmax EPOCHS=3 SEEDS=0 experiments/vae_tau_sweep.sh
 #   SMOKE=1 experiments/vae_tau_sweep.sh                      # synthetic data, 1 epoch
 #
+# Started again with the same OUT, the sweep continues where it stopped (each line has
+# `relax train-vae --resume-existing`: completed runs skipped, interrupted ones resumed, runs made
+# with other options refused and left as they are; a larger EPOCHS trains the runs on).
+#
 # Environment (besides OUT, JOBS, DRY_RUN, SMOKE, RELAX: see common.sh):
 #   METHODS   default "gumbel-softmax st-gumbel-softmax" (SMOKE: gumbel-softmax)
 #   TAUS      initial temperatures, space/comma-separated (default "0.3 0.5 1 2"; SMOKE "0.5 1")
@@ -33,9 +37,9 @@ for method in $(list_of "$METHODS"); do
     for rate in $(list_of "$ANNEAL"); do
       for seed in $SEEDS; do
         # shellcheck disable=SC2086  # EXTRA is a list of options on purpose
-        emit train-vae --method "$method" --tau "$tau" --anneal-rate "$rate" --tau-min "$TAU_MIN" \
-          --epochs "$EPOCHS" --seed "$seed" --dataset "$DATASET" $EXTRA \
-          --out "$OUT/$method/tau-$tau/anneal-$rate/seed-$seed" --json --quiet
+        run_or_resume "$OUT/$method/tau-$tau/anneal-$rate/seed-$seed" \
+          train-vae --method "$method" --tau "$tau" --anneal-rate "$rate" --tau-min "$TAU_MIN" \
+          --epochs "$EPOCHS" --seed "$seed" --dataset "$DATASET" $EXTRA
       done
     done
   done

@@ -81,6 +81,8 @@ def test_dry_run_prints_one_valid_command_per_line(script, smoke, tmp_path):
         parse_relax_line(line)
         words = shlex.split(line)
         assert words[words.index("--out") + 1].startswith(str(out) + "/"), line
+        if words[1] in ("train-vae", "reinforce"):  # a sweep started again continues its runs
+            assert "--resume-existing" in words and "--overwrite" not in words, line
     outs = [shlex.split(ln)[shlex.split(ln).index("--out") + 1] for ln in lines]
     assert len(set(outs)) == len(outs), "two runs would share one --out"
     assert not out.exists(), "DRY_RUN must not create anything"
