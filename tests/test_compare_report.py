@@ -189,3 +189,13 @@ def test_group_by_offers_experiment_keys_not_provenance(tmp_path, run_cli):
     assert "method" in offered
     for meta in ("hostname", "git", "cwd", "numpy_version", "slurm", "end_time"):
         assert meta not in offered, meta
+
+
+def test_whole_numbers_print_without_decimals():
+    """A count or an epoch (20 active variables, epoch 79, one run's value) reads 20, not 20.00;
+    measured values keep their decimals."""
+    from relaxcli.commands.compare import fmt_mean_std, fmt_number
+
+    assert [fmt_number(x) for x in (20.0, 79.0, 200.0, 150000.0, -3.0)] == ["20", "79", "200", "150000", "-3"]
+    assert [fmt_number(x) for x in (101.54, 12.345, 0.412, 1.2e-5, None)] == ["101.5", "12.35", "0.412", "1.2e-05", "-"]
+    assert fmt_mean_std(20.0, 0.0) == "20 ± 0" and fmt_mean_std(199.667, 0.577) == "199.67 ± 0.58"

@@ -264,12 +264,15 @@ def median(values: list[float], never: int = 0) -> float | None:
 
 
 def fmt_number(x: float | None) -> str:
-    """Compact, readable numbers: 101.5, 12.34, 0.412, 1.2e-05, 150000."""
+    """Compact, readable numbers: 101.5, 12.34, 0.412, 1.2e-05, 150000; a whole number (a count,
+    an epoch) without decimals: 20, not 20.00."""
     if x is None:
         return "-"
     a = abs(x)
     if a == 0:
         return "0"
+    if a < 1e9 and float(x).is_integer():
+        return str(int(x))
     if 1e5 <= a < 1e9:
         return f"{x:.0f}"
     if a >= 1e9 or a < 1e-3:
