@@ -101,8 +101,7 @@ def run_decomposition(run_dir: Path, samples: int, seed: int) -> dict:
                          "Bernoulli or categorical law")
     generator = torch.Generator().manual_seed(seed)
     return {"run": str(run_dir), "method": plan.method.name,
-            "latent": (f"{plan.latent.n_vars}x{plan.latent.categories}" if plan.latent.categories > 1
-                       else f"{plan.latent.n_vars} Bernoulli"),
+            "latent": plan.latent.label,
             **decompose(log_q, log_p[0], samples, generator)}
 
 

@@ -383,7 +383,7 @@ def test_kl_decomposition_of_a_run(tmp_path):
     r = subprocess.run([*script, str(tmp_path / "gs"), "--json"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     (row,) = json.loads(r.stdout)
-    assert row["kl"] == pytest.approx(s["test_kl"], rel=1e-4) and row["latent"] == "4x3"
+    assert row["kl"] == pytest.approx(s["test_kl"], rel=1e-4) and row["latent"] == "4 x 3"
     bad = subprocess.run([*script, str(tmp_path / "ln")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no discrete posterior" in bad.stderr
 

@@ -391,3 +391,11 @@ def test_a_run_made_before_the_floor_was_recorded_resumes_with_its_old_floor(tmp
     (tmp_path / "r" / "status").write_text("interrupted\n")
     vae.run_train_vae(vae.TrainVaeOptions(resume=tmp_path / "r", epochs=2), Reporter(quiet=True))
     assert [r["tau"] for r in read_metrics(tmp_path / "r") if r["epoch"] == 2] == [0.5]
+
+
+def test_latent_label_names_the_latent_as_the_tables_do():
+    from relaxcli import methods
+    from relaxcli.commands.vae import latent_for
+
+    assert latent_for(methods.get_method("disarm"), "bernoulli", None, None).label == "200 Bernoulli"
+    assert latent_for(methods.get_method("gumbel-softmax"), "categorical", None, None).label == "20 x 10"

@@ -132,6 +132,7 @@ REPORT = declare_report(Report(
         Metric("test_iw_nll", label="IW bound on -log p(x)", better="lower"),
         Metric("test_kl", label="KL (nats)"),
         Metric("test_active_vars", label="active vars"),
+        Metric("selected_epoch", label="selected epoch"),
         Metric("seconds_per_epoch", label="s/epoch", better="lower"),
         Metric("train_neg_elbo", label="train -ELBO", better="lower"),
         Metric("val_neg_elbo", label="val -ELBO"),
@@ -340,6 +341,11 @@ class Latent:
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def label(self) -> str:
+        """'200 Bernoulli' or '20 x 10' (variables x categories), as the README's tables write it."""
+        return f"{self.n_vars} Bernoulli" if self.categories == 1 else f"{self.n_vars} x {self.categories}"
 
 
 def latent_for(method: registry.Method, family: str, latent_dim: int | None, categories: int | None) -> Latent:
